@@ -1,0 +1,133 @@
+"""Prior-box specifications as frozen dataclasses.
+
+A spec fixes the input size, the feature-map sizes, the box scales and the aspect ratios.
+Boxes per location are derived from the aspect ratios (``2 + 2 * len(ratios)``), never stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+DEFAULT_VARIANCES: tuple[float, float] = (0.1, 0.2)
+
+
+@dataclass(frozen=True)
+class SSDSpec:
+    """Default-box layout of one SSD variant.
+
+    Attributes:
+        name: registry key, e.g. ``"ssd300"``.
+        image_size: square model input side in pixels.
+        feature_maps: side of each square feature map, largest first.
+        scales: ``K + 1`` box scales as fractions of ``image_size``; map ``k`` uses
+            ``s_k = scales[k]`` and the extra square box ``sqrt(s_k * s_{k+1})``.
+        aspect_ratios: per map, the ratios ``a`` (each adds ``a`` and ``1/a`` boxes).
+        steps: per map, the pixel stride used for box centres; ``None`` means
+            ``image_size / feature_map`` (centres exactly tile the image).
+        variances: the ``(centre, size)`` variances of the box coder.
+        clip: clamp every prior's ``(cx, cy, w, h)`` to ``[0, 1]``.
+    """
+
+    name: str
+    image_size: int
+    feature_maps: tuple[int, ...]
+    scales: tuple[float, ...]
+    aspect_ratios: tuple[tuple[float, ...], ...]
+    steps: tuple[float, ...] | None = None
+    variances: tuple[float, float] = DEFAULT_VARIANCES
+    clip: bool = True
+
+    def __post_init__(self) -> None:
+        k = len(self.feature_maps)
+        if len(self.scales) != k + 1:
+            raise ValueError(f"spec {self.name!r}: need {k + 1} scales for {k} maps, got {len(self.scales)}")
+        if len(self.aspect_ratios) != k:
+            raise ValueError(f"spec {self.name!r}: need {k} aspect-ratio lists, got {len(self.aspect_ratios)}")
+        if self.steps is not None and len(self.steps) != k:
+            raise ValueError(f"spec {self.name!r}: need {k} steps, got {len(self.steps)}")
+
+    @property
+    def boxes_per_location(self) -> tuple[int, ...]:
+        """Boxes at each location of each map: two squares plus two per aspect ratio."""
+        return tuple(2 + 2 * len(ratios) for ratios in self.aspect_ratios)
+
+    @property
+    def num_priors(self) -> int:
+        return sum(f * f * b for f, b in zip(self.feature_maps, self.boxes_per_location))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists); inverse of :meth:`from_dict`."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SSDSpec:
+        return cls(
+            name=str(data["name"]),
+            image_size=int(data["image_size"]),
+            feature_maps=tuple(int(f) for f in data["feature_maps"]),
+            scales=tuple(float(s) for s in data["scales"]),
+            aspect_ratios=tuple(tuple(float(a) for a in r) for r in data["aspect_ratios"]),
+            steps=None if data.get("steps") is None else tuple(float(s) for s in data["steps"]),
+            variances=tuple(float(v) for v in data.get("variances", DEFAULT_VARIANCES)),  # type: ignore[arg-type]
+            clip=bool(data.get("clip", True)),
+        )
+
+
+def linear_scales(num_maps: int, s_min: float, s_max: float) -> tuple[float, ...]:
+    """The paper's ``s_k = s_min + (s_max - s_min) (k - 1) / (m - 1)`` plus a final 1.0."""
+    step = (s_max - s_min) / (num_maps - 1)
+    return tuple(round(s_min + step * k, 6) for k in range(num_maps)) + (1.0,)
+
+
+def _pixel_scales(sizes: tuple[float, ...], image_size: int) -> tuple[float, ...]:
+    return tuple(s / image_size for s in sizes)
+
+
+SSD300 = SSDSpec(
+    name="ssd300",
+    image_size=300,
+    feature_maps=(38, 19, 10, 5, 3, 1),
+    scales=_pixel_scales((30, 60, 111, 162, 213, 264, 315), 300),
+    aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)),
+    steps=(8, 16, 32, 64, 100, 300),
+)
+
+SSD512 = SSDSpec(
+    name="ssd512",
+    image_size=512,
+    feature_maps=(64, 32, 16, 8, 4, 2, 1),
+    scales=_pixel_scales((35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6), 512),
+    aspect_ratios=((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,)),
+    steps=(8, 16, 32, 64, 128, 256, 512),
+)
+
+SSDLITE320 = SSDSpec(
+    name="ssdlite320",
+    image_size=320,
+    feature_maps=(20, 10, 5, 3, 2, 1),
+    scales=linear_scales(6, 0.2, 0.95),
+    aspect_ratios=((2, 3),) * 6,
+)
+
+# Small enough for unit tests and a CPU training run in minutes.
+TINY = SSDSpec(
+    name="tiny",
+    image_size=128,
+    feature_maps=(16, 8, 4, 2),
+    scales=(0.1, 0.22, 0.4, 0.65, 0.9),
+    aspect_ratios=((2,), (2, 3), (2, 3), (2,)),
+)
+
+SPECS: dict[str, SSDSpec] = {s.name: s for s in (SSD300, SSD512, SSDLITE320, TINY)}
+
+
+def get_spec(name: str) -> SSDSpec:
+    """Look a spec up by name; an unknown name raises a one-line ``KeyError``."""
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise KeyError(f"unknown SSD spec {name!r}; choose one of {sorted(SPECS)}") from None
+
+
+__all__ = ["SSDSpec", "SSD300", "SSD512", "SSDLITE320", "TINY", "SPECS", "get_spec", "linear_scales"]

@@ -1,0 +1,1 @@
+"""Training: models, datasets, augmentation, matching and loss, the loop, evaluation (PyTorch)."""
