@@ -40,6 +40,54 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return shifted
 
 
+def _candidates(conf: np.ndarray, score_threshold: float, conf_is_logits: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Every (prior, class >= 1) pair scoring strictly above the threshold.
+
+    Args:
+        conf: ``(P, C)`` logits (or probabilities) of one image.
+    Returns:
+        ``flat (K,)`` ascending indices into the ``(P, C)`` grid (``prior = flat // C``,
+        ``class = flat % C``, never 0) and their probabilities ``(K,)``.
+
+    For logits, ``p_c = e^{z_c} / sum_k e^{z_k} <= sigmoid(z_c - z_0)``, so ``p_c > t``
+    implies ``z_c - z_0 > logit(t)``: an exact pre-filter against the background logit
+    alone that spares the softmax of every background-dominated prior. When the filter
+    passes more pairs than there are priors (low eval thresholds), one full softmax is cheaper.
+    """
+    num_priors, num_classes = conf.shape
+    if not conf_is_logits:
+        probs = conf
+    elif 0.0 < score_threshold < 1.0:
+        # slack so float32 rounding never drops a borderline pair; the final check is exact
+        margin = np.float32(np.log(score_threshold / (1.0 - score_threshold)) - 1e-3)
+        maybe = conf > conf[:, :1] + margin
+        maybe[:, 0] = False
+        flat = np.flatnonzero(maybe)
+        if flat.size <= num_priors:
+            return _exact_scores(conf, flat, score_threshold)
+        probs = softmax(conf)
+    else:
+        probs = softmax(conf)
+    above = probs > score_threshold
+    above[:, 0] = False
+    flat = np.flatnonzero(above)
+    return flat, probs.reshape(-1)[flat]
+
+
+def _exact_scores(conf: np.ndarray, flat: np.ndarray, score_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities of the grid cells ``flat`` (ascending), kept if above threshold."""
+    if flat.size == 0:
+        return flat, np.zeros(0, np.float32)
+    prior = flat // conf.shape[1]
+    first = np.r_[True, prior[1:] != prior[:-1]]  # `prior` is non-decreasing
+    rows = conf[prior[first]]
+    top = rows.max(axis=1, keepdims=True)
+    log_norm = (top + np.log(np.exp(rows - top).sum(axis=1, keepdims=True)))[:, 0]
+    scores = np.exp(conf.reshape(-1)[flat] - log_norm[np.cumsum(first) - 1])
+    keep = scores > score_threshold
+    return flat[keep], scores[keep]
+
+
 def decode_and_nms(
     loc: np.ndarray,
     conf: np.ndarray,
@@ -74,21 +122,18 @@ def decode_and_nms(
             f"head outputs have {loc.shape[1]} boxes but the spec has {priors.shape[0]} priors; "
             "check that the model and its spec match"
         )
-    probs = softmax(conf) if conf_is_logits else conf
-    num_fg = probs.shape[2] - 1
+    num_classes = conf.shape[2]
     results = []
     for image in range(loc.shape[0]):
-        fg = probs[image, :, 1:]
-        flat = np.flatnonzero(fg > score_threshold)
+        flat, scores = _candidates(np.ascontiguousarray(conf[image]), score_threshold, conf_is_logits)
         if flat.size == 0:
             results.append(empty_detections())
             continue
-        scores = fg.reshape(-1)[flat]
         if flat.size > top_k:
             best = np.sort(np.argpartition(-scores, top_k - 1)[:top_k])  # sorted: ties stay in order
             flat, scores = flat[best], scores[best]
-        prior_idx = flat // num_fg
-        labels = (flat % num_fg + 1).astype(np.int64)
+        prior_idx = flat // num_classes
+        labels = (flat % num_classes).astype(np.int64)
         boxes = decode(loc[image, prior_idx], priors[prior_idx], variances)
         np.clip(boxes, 0.0, 1.0, out=boxes)
         keep = batched_nms(boxes, scores, labels, iou_threshold, max_keep=max_detections)
