@@ -3,7 +3,17 @@
 import numpy as np
 import pytest
 
-from ssd import SSD300, TINY, cxcywh_to_xyxy, decode, decode_and_nms, default_boxes, encode, pairwise_iou, xyxy_to_cxcywh
+from ssd import (
+    SSD300,
+    TINY,
+    cxcywh_to_xyxy,
+    decode,
+    decode_and_nms,
+    default_boxes,
+    encode,
+    pairwise_iou,
+    xyxy_to_cxcywh,
+)
 
 
 def test_format_conversions_literal_and_inverse():

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from ssd import batched_nms
-from tests.nms_reference import batched_nms_reference, matrix_batched_nms_reference, torchvision_nms_kernel
+from tests.nms_reference import (
+    batched_nms_reference,
+    matrix_batched_nms_reference,
+    torchvision_nms_kernel,
+)
 
 
 def _random_case(rng: np.random.Generator):

@@ -1,0 +1,116 @@
+"""The shared preprocessing function, the sidecar round trip and its refusals, atomic writes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ssd import SSD300, TINY
+from ssd.atomic import atomic_path
+from ssd.preprocess import InputSpec, preprocess, quantize
+from ssd.sidecar import (
+    OutputSpec,
+    Sidecar,
+    SidecarError,
+    file_sha256,
+    read_sidecar,
+    sidecar_path,
+    write_sidecar,
+)
+
+
+def _frame(h=4, w=6):
+    frame = np.zeros((h, w, 3), np.uint8)
+    frame[..., 0], frame[..., 1], frame[..., 2] = 10, 20, 30  # B, G, R
+    return frame
+
+
+def test_preprocess_layouts_colors_and_dtypes():
+    nchw = preprocess(_frame(), InputSpec(4, 6))
+    assert nchw.shape == (1, 3, 4, 6) and nchw.dtype == np.float32
+    assert nchw[0, :, 0, 0].tolist() == [30, 20, 10]  # RGB
+    nhwc = preprocess(_frame(), InputSpec(4, 6, layout="NHWC", dtype="uint8", color="BGR"))
+    assert nhwc.shape == (1, 4, 6, 3) and nhwc.dtype == np.uint8
+    assert nhwc[0, 0, 0].tolist() == [10, 20, 30]
+    assert nhwc.flags.c_contiguous
+
+
+def test_preprocess_resizes_and_quantizes():
+    big = _frame(40, 60)
+    out = preprocess(big, InputSpec(8, 12, layout="NHWC", dtype="int8", scale=1.0, zero_point=-128))
+    assert out.shape == (1, 8, 12, 3) and out.dtype == np.int8
+    assert out[0, 0, 0].tolist() == [30 - 128, 20 - 128, 10 - 128]
+    assert quantize(np.array([0.0, 255.0, 1000.0]), 1.0, -128, "int8").tolist() == [-128, 127, 127]
+
+
+def test_preprocess_rejects_bad_frames_and_unquantized_int8():
+    with pytest.raises(ValueError, match="BGR uint8"):
+        preprocess(np.zeros((4, 4), np.uint8), InputSpec(4, 4))
+    with pytest.raises(ValueError, match="quantization"):
+        preprocess(_frame(), InputSpec(4, 6, dtype="int8"))
+    with pytest.raises(ValueError, match="layout"):
+        InputSpec(4, 4, layout="CHW")
+
+
+def _sidecar(artifact, spec=TINY, classes=("a", "b")):
+    p, c = spec.num_priors, len(classes) + 1
+    return Sidecar(
+        format="onnx_fp32", runtime="onnxruntime", precision="fp32", artifact=artifact.name,
+        input_name="images", input=InputSpec(spec.image_size, spec.image_size),
+        outputs={"loc": OutputSpec("loc", (1, p, 4)), "conf": OutputSpec("conf", (1, p, c))},
+        labels=list(classes), spec=spec, checkpoint_sha256="0" * 64,
+        artifact_sha256=file_sha256(artifact), tool_versions={"onnx": "x"},
+    )
+
+
+def test_sidecar_round_trip(tmp_path):
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"model bytes")
+    sidecar = _sidecar(artifact)
+    path = write_sidecar(sidecar, artifact)
+    assert path == sidecar_path(artifact) == tmp_path / "model.onnx.json"
+    assert read_sidecar(artifact) == sidecar
+    assert json.loads(path.read_text())["spec"]["name"] == "tiny"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda a, s: a.write_bytes(b"tampered"), "sha256"),
+        (lambda a, s: s.write_text("{not json"), "cannot read sidecar"),
+        (lambda a, s: s.write_text(json.dumps({"format": "x"})), "malformed sidecar"),
+        (lambda a, s: s.unlink(), "no sidecar"),
+        (lambda a, s: a.unlink(), "does not exist"),
+    ],
+)
+def test_sidecar_refusals(tmp_path, mutate, message):
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"model bytes")
+    write_sidecar(_sidecar(artifact), artifact)
+    mutate(artifact, sidecar_path(artifact))
+    with pytest.raises(SidecarError, match=message):
+        read_sidecar(artifact)
+
+
+def test_sidecar_that_does_not_match_its_spec_is_refused(tmp_path):
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"model bytes")
+    data = _sidecar(artifact).to_dict()
+    data["spec"] = SSD300.to_dict()  # outputs still sized for TINY
+    sidecar_path(artifact).write_text(json.dumps(data))
+    with pytest.raises(SidecarError, match="priors"):
+        read_sidecar(artifact)
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
