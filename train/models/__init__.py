@@ -1,4 +1,14 @@
-"""Model registry: ``build_model(arch, num_classes, spec)``; each arch names its default spec."""
+"""Model registry: ``build_model(arch, num_classes, spec)``; each arch names its default spec.
+
+==========================  ===========  ============================================
+arch                        spec         builder keyword arguments
+==========================  ===========  ============================================
+``tiny``                    tiny         ``width`` (base channels, default 32)
+``ssd300_vgg16``            ssd300       ``batch_norm`` (VGG16-BN variant, default False)
+``ssd512_vgg16``            ssd512       ``batch_norm``
+``ssdlite320_mobilenetv2``  ssdlite320   ``width`` (MobileNetV2 width multiplier, default 1.0)
+==========================  ===========  ============================================
+"""
 
 from __future__ import annotations
 
@@ -6,21 +16,39 @@ from collections.abc import Callable
 from typing import Any
 
 from ssd.specs import SSDSpec, get_spec
+from train.models.mobilenet import ssdlite320_mobilenetv2
 from train.models.ssd import SSD
 from train.models.tiny import tiny_ssd
+from train.models.vgg import ssd300_vgg16, ssd512_vgg16
 
 # arch -> (builder(num_classes, spec, **kwargs), default spec name)
 ARCHS: dict[str, tuple[Callable[..., SSD], str]] = {
     "tiny": (tiny_ssd, "tiny"),
+    "ssd300_vgg16": (ssd300_vgg16, "ssd300"),
+    "ssd512_vgg16": (ssd512_vgg16, "ssd512"),
+    "ssdlite320_mobilenetv2": (ssdlite320_mobilenetv2, "ssdlite320"),
 }
 
 
 def build_model(arch: str, num_classes: int, spec: SSDSpec | None = None, **kwargs: Any) -> SSD:
-    """Build an untrained SSD; ``spec`` defaults to the arch's own spec."""
+    """Build an untrained SSD; ``spec`` defaults to the arch's own spec.
+
+    ``num_classes`` counts the background (class 0). The model takes RGB ``(N, 3, S, S)``
+    float pixels in ``[0, 255]`` and returns ``loc (N, P, 4)``, ``conf (N, P, num_classes)``.
+    """
     if arch not in ARCHS:
         raise KeyError(f"unknown model arch {arch!r}; choose one of {sorted(ARCHS)}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
     builder, default_spec = ARCHS[arch]
     return builder(num_classes, spec=spec or get_spec(default_spec), **kwargs)
 
 
-__all__ = ["ARCHS", "SSD", "build_model"]
+def default_spec_name(arch: str) -> str:
+    """The spec name an arch uses when none is given."""
+    if arch not in ARCHS:
+        raise KeyError(f"unknown model arch {arch!r}; choose one of {sorted(ARCHS)}")
+    return ARCHS[arch][1]
+
+
+__all__ = ["ARCHS", "SSD", "build_model", "default_spec_name"]

@@ -1,0 +1,141 @@
+"""Backbone weights from a local torchvision-style state dict (never a download).
+
+``vgg16`` / ``vgg16_bn``: ``features.N.*`` -> ``features.vgg.N.*`` (conv1_1 ... conv5_3);
+``classifier.0`` (fc6) and ``classifier.3`` (fc7) are subsampled into ``conv6``/``conv7``
+as in the paper (fc6 ``(4096, 25088)`` -> ``(1024, 512, 3, 3)``: every 4th filter, every
+3rd tap of the 7x7 kernel; fc7 ``(4096, 4096)`` -> ``(1024, 1024, 1, 1)``). The BN variant's
+conv6/conv7 have no bias, so there only the weights are taken.
+
+``mobilenet_v2``: ``features.*`` -> ``features.features.*`` (identical layout); the
+classifier is unused.
+
+The report lists what was loaded, which backbone parameters the file did not provide
+(``missing``), which file keys have no place in the model (``unexpected``) and which keys
+matched by name but not by shape (``mismatched``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from train.models.ssd import SSD
+
+
+class WeightsError(RuntimeError):
+    """An unreadable weights file or one that fits nothing in the model."""
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_backbone_weights` did; ``missing`` are backbone keys left at their init."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        def head(keys: list[str]) -> str:
+            return ", ".join(keys[:4]) + (f", ... ({len(keys)} in all)" if len(keys) > 4 else "")
+
+        lines = [f"backbone weights: {len(self.loaded)} tensors loaded"]
+        if self.missing:
+            lines.append(f"  missing (kept at init): {head(self.missing)}")
+        if self.unexpected:
+            lines.append(f"  unexpected (ignored): {head(self.unexpected)}")
+        if self.mismatched:
+            lines.append(f"  shape mismatch (ignored): {head(self.mismatched)}")
+        return "\n".join(lines)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A plain ``{name: tensor}`` dict from ``path``; unwraps ``state_dict``/``model`` wrappers."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"backbone weights file {path} does not exist (weights are never downloaded; pass a local file)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"backbone weights file {path} is not a readable state dict ({type(exc).__name__})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise WeightsError(f"backbone weights file {path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in data.items()}
+
+
+def _vgg_mapping(model: SSD, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    feats = model.features
+    base_len = feats.vgg_base_len  # type: ignore[union-attr]
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "features" and len(parts) >= 3 and parts[1].isdigit() and int(parts[1]) < base_len:
+            out["features.vgg." + ".".join(parts[1:])] = value
+    # conv6 / conv7 sit right after pool5 in ``vgg``: pool5 at base_len, conv6 at base_len + 1.
+    conv_idx = [i for i, m in enumerate(feats.vgg) if isinstance(m, nn.Conv2d) and i > base_len]  # type: ignore[union-attr]
+    conv6, conv7 = conv_idx[0], conv_idx[1]
+    if "classifier.0.weight" in state:
+        w = state["classifier.0.weight"]
+        if w.shape == (4096, 512 * 7 * 7):
+            out[f"features.vgg.{conv6}.weight"] = w.view(4096, 512, 7, 7)[::4, :, ::3, ::3].contiguous()
+        if "classifier.0.bias" in state:
+            out[f"features.vgg.{conv6}.bias"] = state["classifier.0.bias"][::4].contiguous()
+    if "classifier.3.weight" in state:
+        w = state["classifier.3.weight"]
+        if w.shape == (4096, 4096):
+            out[f"features.vgg.{conv7}.weight"] = w[::4, ::4].reshape(1024, 1024, 1, 1).contiguous()
+        if "classifier.3.bias" in state:
+            out[f"features.vgg.{conv7}.bias"] = state["classifier.3.bias"][::4].contiguous()
+    return out
+
+
+def _mobilenet_mapping(model: SSD, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {"features." + k: v for k, v in state.items() if k.startswith("features.")}
+
+
+def _consumed_source_keys(arch: str, state: dict[str, torch.Tensor]) -> set[str]:
+    if arch.endswith("vgg16"):
+        return {k for k in state if k.startswith("features.") or k.startswith(("classifier.0.", "classifier.3."))}
+    return {k for k in state if k.startswith("features.")}
+
+
+def load_backbone_weights(model: SSD, arch: str, path: str | Path) -> LoadReport:
+    """Copy a torchvision ``vgg16``/``vgg16_bn``/``mobilenet_v2`` state dict into ``model``'s backbone.
+
+    Never raises on partial overlap: the report says what was missing or unexpected. Raises
+    :class:`WeightsError` when the file is unreadable or nothing at all fits.
+    """
+    state = read_state_dict(path)
+    if arch in ("ssd300_vgg16", "ssd512_vgg16"):
+        mapped = _vgg_mapping(model, state)
+        prefix = "features.vgg."
+    elif arch == "ssdlite320_mobilenetv2":
+        mapped = _mobilenet_mapping(model, state)
+        prefix = "features.features."
+    else:
+        raise WeightsError(f"arch {arch!r} has no torchvision backbone to load weights into")
+    own = model.state_dict()
+    report = LoadReport()
+    to_load: dict[str, torch.Tensor] = {}
+    for key, value in mapped.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif own[key].shape != value.shape:
+            report.mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}")
+        else:
+            to_load[key] = value.to(own[key].dtype)
+            report.loaded.append(key)
+    report.unexpected += sorted(set(state) - _consumed_source_keys(arch, state))
+    report.missing = sorted(k for k in own if k.startswith(prefix) and k not in to_load)
+    if not to_load:
+        raise WeightsError(f"no tensor in {path} fits the {arch} backbone; is it a torchvision {'vgg16' if 'vgg' in arch else 'mobilenet_v2'} state dict?")
+    with torch.no_grad():
+        for key, value in to_load.items():
+            own[key].copy_(value)
+    return report
