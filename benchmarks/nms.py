@@ -29,13 +29,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ssd import SSD300, cxcywh_to_xyxy, decode, decode_and_nms, default_boxes, encode, pairwise_iou  # noqa: E402
-from ssd.postprocess import softmax  # noqa: E402
+from ssd.postprocess import EVAL, LIVE, softmax  # noqa: E402
 
 NUM_CLASSES = 21
-MODES = {
-    "live": {"score_threshold": 0.5, "iou_threshold": 0.45, "top_k": 200, "max_detections": 100},
-    "eval": {"score_threshold": 0.01, "iou_threshold": 0.45, "top_k": 1000, "max_detections": 200},
-}
+MODES = {"live": LIVE._asdict(), "eval": EVAL._asdict()}
 
 
 def realistic_head_output(priors: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ numpy only: importing this package must never import torch or OpenCV.
 
 from ssd.box_coding import cxcywh_to_xyxy, decode, encode, pairwise_iou, xyxy_to_cxcywh
 from ssd.nms import batched_nms
-from ssd.postprocess import Detections, decode_and_nms
+from ssd.postprocess import EVAL, LIVE, Detections, PostprocessParams, decode_and_nms
 from ssd.priors import default_boxes, priors_per_map
 from ssd.specs import SPECS, SSD300, SSD512, SSDLITE320, TINY, SSDSpec, get_spec
 
@@ -16,6 +16,9 @@ __all__ = [
     "SSDLITE320",
     "TINY",
     "Detections",
+    "EVAL",
+    "LIVE",
+    "PostprocessParams",
     "SSDSpec",
     "batched_nms",
     "cxcywh_to_xyxy",

@@ -11,6 +11,21 @@ from ssd.nms import batched_nms
 from ssd.specs import DEFAULT_VARIANCES
 
 
+class PostprocessParams(NamedTuple):
+    """Thresholds of :func:`decode_and_nms`; pass as ``decode_and_nms(..., **params._asdict())``."""
+
+    score_threshold: float
+    iou_threshold: float
+    top_k: int
+    max_detections: int
+
+
+#: A camera app: confident detections only.
+LIVE = PostprocessParams(score_threshold=0.5, iou_threshold=0.45, top_k=200, max_detections=100)
+#: mAP evaluation: everything down to 1%, 200 detections per image (the SSD papers' setting).
+EVAL = PostprocessParams(score_threshold=0.01, iou_threshold=0.45, top_k=1000, max_detections=200)
+
+
 class Detections(NamedTuple):
     """Detections of one image, sorted by descending score.
 
