@@ -23,7 +23,7 @@ SOURCE ?= synthetic://
 BCCD ?= ../shared/datasets/bccd
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint demo train eval calibrate convert compare run bench bench-bccd clean
+.PHONY: help install test test-fast lint demo demo-steps train eval calibrate convert compare run bench bench-bccd clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,8 +46,41 @@ test-fast: install  ## the tests without the slow matrix
 lint: install  ## ruff
 	$(VENV)/bin/ruff check ssd train calibration convert edge_app benchmarks tests
 
-demo: install  ## end-to-end demo on synthetic data
+# The demo's knobs; the smoke test shrinks them.
+DEMO ?= runs/demo
+DEMO_DATA ?= data/demo_synth
+DEMO_TRAIN ?= 2000
+DEMO_VAL ?= 300
+DEMO_EPOCHS ?= 20
+DEMO_CALIB ?= 300
+DEMO_FRAMES ?= 300
+DEMO_TARGET ?= all
+
+demo: install  ## end to end on synthetic data: train, calibrate, convert every format, compare, run the edge app
+	@$(MAKE) --no-print-directory demo-steps
+
+demo-steps:
+	@echo "==> [1/7] the shared SSD core: priors per map, decode + NMS on a sample head output"
 	$(PY) -m ssd.demo
+	@echo "==> [2/7] synthetic dataset ($(DEMO_TRAIN) train / $(DEMO_VAL) val images) in $(DEMO_DATA)"
+	$(VENV)/bin/ssd-synth --out $(DEMO_DATA) --seed 0 --num-train $(DEMO_TRAIN) --num-val $(DEMO_VAL) --size 128
+	@echo "==> [3/7] train the tiny SSD for $(DEMO_EPOCHS) epochs -> $(DEMO)/train"
+	$(VENV)/bin/ssd-train --config tiny_synth output_dir=$(DEMO) name=train data.root=$(DEMO_DATA) optim.epochs=$(DEMO_EPOCHS) eval.every=$(DEMO_EPOCHS)
+	@echo "==> [4/7] calibration set: $(DEMO_CALIB) class-stratified training images"
+	$(VENV)/bin/ssd-calibrate --data $(DEMO_DATA) --split train --num $(DEMO_CALIB) --seed 0 --checkpoint $(DEMO)/train/best.pt --out $(DEMO)/calibration
+	@echo "==> [5/7] convert to every format (TARGET=$(DEMO_TARGET)), each validated against PyTorch"
+	$(VENV)/bin/ssd-convert --checkpoint $(DEMO)/train/best.pt --target $(DEMO_TARGET) --calib $(DEMO)/calibration --out $(DEMO)/artifacts
+	@echo "==> [6/7] compare FP32 and INT8 on the validation split"
+	$(VENV)/bin/ssd-compare --checkpoint $(DEMO)/train/best.pt --artifacts $(DEMO)/artifacts --data $(DEMO_DATA) --split val --out $(DEMO)/report --max-drop 2
+	@echo "==> [7/7] edge app: ONNX Runtime INT8 on a synthetic video -> annotated MP4 + JSON lines"
+	$(VENV)/bin/ssd-edge --model $(DEMO)/artifacts/$(DEMO_EDGE_MODEL) --source "$(DEMO_SOURCE)" --output $(DEMO)/edge/annotated.mp4 --jsonl $(DEMO)/edge/detections.jsonl --max-frames $(DEMO_FRAMES)
+	@echo
+	@echo "Everything is in $(DEMO):"
+	@echo "  checkpoint      $(DEMO)/train/best.pt  (curves: $(DEMO)/train/curves.png)"
+	@echo "  calibration     $(DEMO)/calibration"
+	@echo "  artifacts       $(DEMO)/artifacts  (each model with its .json sidecar)"
+	@echo "  accuracy report $(DEMO)/report/report.md  (+ report.json, *.png)"
+	@echo "  edge app        $(DEMO)/edge/annotated.mp4, $(DEMO)/edge/detections.jsonl"
 
 train: install  ## train: make train CONFIG=tiny_synth [GPUS=n] [ARGS="key=value ..."]
 ifeq ($(GPUS),1)
@@ -74,8 +107,18 @@ run: install  ## edge app: make run MODEL=... SOURCE=...
 bench: install  ## the benchmark scripts (write JSON under benchmarks/results)
 	$(PY) benchmarks/nms.py
 
-bench-bccd: install  ## real data: train SSDLite320 on BCCD, convert, compare
-	$(PY) -m benchmarks.bccd --data $(BCCD)
+BCCD_RUN ?= runs/bccd
+BCCD_ARGS ?=
+
+bench-bccd: install  ## real data: SSDLite320 from scratch on BCCD trainval, every format, compared on test
+	@echo "==> [1/4] train SSDLite320 on $(BCCD) trainval -> $(BCCD_RUN)/train"
+	test -f $(BCCD_RUN)/train/best.pt || $(VENV)/bin/ssd-train --config ssdlite320_bccd output_dir=$(BCCD_RUN) name=train data.root=$(BCCD) $(BCCD_ARGS)
+	@echo "==> [2/4] calibration set: 300 trainval images"
+	$(VENV)/bin/ssd-calibrate --data $(BCCD) --split trainval --num 300 --seed 0 --checkpoint $(BCCD_RUN)/train/best.pt --out $(BCCD_RUN)/calibration
+	@echo "==> [3/4] convert to every format"
+	$(VENV)/bin/ssd-convert --checkpoint $(BCCD_RUN)/train/best.pt --target all --calib $(BCCD_RUN)/calibration --out $(BCCD_RUN)/artifacts
+	@echo "==> [4/4] compare on test -> $(BCCD_RUN)/report"
+	$(VENV)/bin/ssd-compare --checkpoint $(BCCD_RUN)/train/best.pt --artifacts $(BCCD_RUN)/artifacts --data $(BCCD) --split test --out $(BCCD_RUN)/report --max-drop 1
 
 clean:  ## remove run outputs (keeps .venv)
 	rm -rf runs artifacts reports calibration/sets

@@ -1,0 +1,51 @@
+"""``ssd-compare``: PyTorch FP32 and every artifact on the same images; table, JSON, markdown, plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from convert.compare import CompareOptions, run_comparison
+from convert.compare_report import table, write_report
+
+
+def parse_args(argv: list[str] | None = None) -> CompareOptions:
+    parser = argparse.ArgumentParser(prog="ssd-compare", description=__doc__)
+    parser.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint the artifacts came from")
+    parser.add_argument("--artifacts", type=Path, required=True, help="folder written by ssd-convert")
+    parser.add_argument("--data", type=Path, required=True, help="VOC-layout dataset folder")
+    parser.add_argument("--split", default="val", help="ImageSets/Main/<split>.txt (default: val)")
+    parser.add_argument("--out", type=Path, required=True, help="report folder, e.g. reports/NAME")
+    parser.add_argument("--threads", type=int, default=2, help="inference threads for every runtime (default 2)")
+    parser.add_argument("--max-drop", type=float, default=None, help="flag INT8 artifacts losing more mAP@0.5 points")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when an artifact is flagged or fails")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    args = parser.parse_args(argv)
+    return CompareOptions(
+        checkpoint=args.checkpoint, artifacts=args.artifacts, data=args.data, split=args.split, out=args.out,
+        threads=args.threads, max_drop=args.max_drop, strict=args.strict, limit=args.limit,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    try:
+        report = run_comparison(options, log=lambda m: print(m, flush=True))
+    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as exc:
+        print(f"ssd-compare: error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+    paths = write_report(report, options.out)
+    print()
+    print(table(report))
+    print()
+    for kind, path in paths.items():
+        print(f"{kind:>24}: {path}")
+    if options.strict and report.flagged:
+        print(f"ssd-compare: flagged: {', '.join(report.flagged)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

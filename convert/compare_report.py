@@ -1,0 +1,128 @@
+"""The comparison as a terminal table, report.json and report.md."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from convert.compare import ComparisonReport, RunResult
+from ssd.atomic import atomic_write_text
+
+COLUMNS = ("format", "precision", "size MB", "mAP50", "mAP50-95", "d mAP50", "ms", "FPS", "status")
+
+
+def _fmt(value: float | None, digits: int = 3, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def row_cells(report: ComparisonReport, row: RunResult) -> list[str]:
+    """One table row; deltas in points of mAP against PyTorch FP32."""
+    d50, _ = report.delta(row)
+    p50 = row.latency_p50
+    metrics = row.metrics
+    return [
+        row.name,
+        row.precision,
+        _fmt(row.size_mb, 2),
+        _fmt(metrics.map50 if metrics else None),
+        _fmt(metrics.map if metrics else None),
+        "ref" if row is report.reference else _fmt(d50, 2, signed=True),
+        _fmt(p50, 2),
+        _fmt(1e3 / p50 if p50 else None, 1),
+        report.flag(row) or "ok",
+    ]
+
+
+def table(report: ComparisonReport) -> str:
+    """Fixed-width text table, one line per model."""
+    rows = [list(COLUMNS)] + [row_cells(report, r) for r in report.rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_dict(report: ComparisonReport) -> dict[str, Any]:
+    """JSON-ready report: one entry per model with metrics, deltas, latency, size and status."""
+    rows = []
+    for row in report.rows:
+        d50, d = report.delta(row)
+        rows.append(
+            {
+                "name": row.name,
+                "runtime": row.runtime,
+                "precision": row.precision,
+                "path": row.path,
+                "size_mb": row.size_mb,
+                "metrics": row.metrics.to_dict() if row.metrics else None,
+                "delta_map50_points": d50,
+                "delta_map_points": d,
+                "latency_p50_ms": row.latency_p50,
+                "latency_p90_ms": sorted(row.latency_ms)[int(0.9 * (len(row.latency_ms) - 1))] if row.latency_ms else None,
+                "fps": 1e3 / row.latency_p50 if row.latency_p50 else None,
+                "status": report.flag(row) or "ok",
+            }
+        )
+    return _clean(
+        {
+            "dataset": report.dataset,
+            "split": report.split,
+            "num_images": report.num_images,
+            "threads": report.threads,
+            "max_drop_points": report.max_drop,
+            "labels": report.label_names,
+            "reference": report.reference.name,
+            "flagged": report.flagged,
+            "rows": rows,
+        }
+    )
+
+
+def markdown(report: ComparisonReport, plots: dict[str, str]) -> str:
+    """report.md: the table, per-class AP@0.5, and the plots."""
+    lines = [
+        f"# Quantized accuracy: {Path(report.dataset).name} / {report.split}",
+        "",
+        f"{report.num_images} images; evaluation thresholds score 0.01, 200 detections per image; "
+        f"latency is the runtime's inference call alone, median, {report.threads} threads. "
+        "Deltas are points of mAP against PyTorch FP32.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines += ["| " + " | ".join(row_cells(report, r)) + " |" for r in report.rows]
+    scored = [r for r in report.rows if r.metrics]
+    lines += ["", "## Per-class AP@0.5", "", "| class | " + " | ".join(r.name for r in scored) + " |",
+              "|---|" + "---|" * len(scored)]
+    for name in report.label_names:
+        lines.append(f"| {name} | " + " | ".join(_fmt(r.metrics.per_class_ap50.get(name)) for r in scored) + " |")
+    if report.flagged:
+        lines += ["", "Flagged: " + ", ".join(f"{n} ({report.flag(r)})" for r in report.rows for n in [r.name] if report.flag(r))]
+    lines += [""] + [f"![{title}]({file})" for title, file in plots.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: ComparisonReport, out: Path) -> dict[str, Path]:
+    """Write report.json, report.md and the plots into ``out``; returns their paths."""
+    from convert.compare_plots import write_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(report, out)
+    paths = {"json": out / "report.json", "markdown": out / "report.md"}
+    atomic_write_text(paths["json"], json.dumps(to_dict(report), indent=2) + "\n")
+    atomic_write_text(paths["markdown"], markdown(report, {k: p.name for k, p in plots.items()}))
+    return {**paths, **plots}
