@@ -1,0 +1,140 @@
+""".xml (OpenVINO IR) artifacts through OpenVINO: CPU, GPU, NPU or AUTO, with an AsyncInferQueue.
+
+``infer`` runs one synchronous request; ``submit`` uses an ``AsyncInferQueue`` whose
+callback resolves a future, so several frames can be in flight (``THROUGHPUT`` hint on a
+GPU or a many-core CPU) while the app captures and postprocesses others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_app.backends.base import (
+    Backend,
+    BackendOptions,
+    InferResult,
+    check_input,
+    dequantize,
+    match_outputs,
+)
+from edge_app.errors import BackendError, require
+from ssd.sidecar import Sidecar, SidecarError
+
+log = logging.getLogger("edge_app.backends")
+
+_OV_TYPES = {"f32": "float32", "f16": "float16", "u8": "uint8", "i8": "int8"}
+
+
+def compile_config(options: BackendOptions, device: str) -> dict[str, str]:
+    """OpenVINO compile properties: the performance hint, and the thread count on a CPU."""
+    config = {"PERFORMANCE_HINT": options.hint.upper()}
+    if options.threads and device.upper().startswith("CPU"):
+        config["INFERENCE_NUM_THREADS"] = str(int(options.threads))
+    if options.cache_dir:
+        config["CACHE_DIR"] = options.cache_dir
+    return config
+
+
+class OpenVinoBackend(Backend):
+    """OpenVINO compiled model over one IR (``model.xml`` + ``model.bin``)."""
+
+    def __init__(self, path: Path, sidecar: Sidecar, options: BackendOptions) -> None:
+        super().__init__(path, sidecar, options)
+        ov = require("openvino", "a .xml model needs OpenVINO: pip install openvino")
+        self._ov = ov
+        if not path.with_suffix(".bin").is_file():
+            raise BackendError(f"{path.name} needs its weights {path.with_suffix('.bin').name} next to it")
+        core = ov.Core()
+        device = options.device.upper()
+        available = list(core.available_devices)
+        plain = device.split(".")[0]
+        if ":" not in device and plain not in ("AUTO", "MULTI") and not any(d.split(".")[0] == plain for d in available):
+            raise BackendError(
+                f"OpenVINO has no {device} device here (available: {', '.join(available)}); "
+                "hint: use --device AUTO, or install the GPU/NPU driver for Intel graphics or the Core Ultra NPU"
+            )
+        precision = options.inference_precision or ("f32" if sidecar.precision == "fp32" else None)
+        if precision:
+            # a core property of each concrete device, so it also reaches the CPU that AUTO picks
+            for name in {d.split(".")[0] for d in available}:
+                if options.inference_precision or name == "CPU":
+                    core.set_property(name, {"INFERENCE_PRECISION_HINT": precision})
+        try:
+            model = core.read_model(os.fspath(path))
+            self.compiled = core.compile_model(model, device, compile_config(options, device))
+        except (RuntimeError, TypeError) as exc:
+            raise BackendError(f"OpenVINO cannot load {path.name} on {device}: {str(exc).splitlines()[0]}") from None
+        inputs = self.compiled.inputs
+        if len(inputs) != 1:
+            raise SidecarError(f"{path.name} has {len(inputs)} inputs; an SSD artifact has one image input")
+        port = inputs[0]
+        if sidecar.input_name not in port.get_names():
+            raise SidecarError(
+                f"sidecar of {path.name} names input {sidecar.input_name!r} but the model's input is {port.get_any_name()!r}"
+            )
+        shape = tuple(int(d) for d in port.get_partial_shape().get_min_shape())
+        check_input(sidecar, sidecar.input_name, shape, _OV_TYPES.get(port.get_element_type().get_type_name(), "?"), path)
+        outputs = list(self.compiled.outputs)
+        model_outputs = [(o.get_any_name(), tuple(int(d) for d in o.get_partial_shape().get_min_shape())) for o in outputs]
+        aliases = {name: o.get_any_name() for o in outputs for name in o.get_names()}
+        found = match_outputs(sidecar, model_outputs, path, aliases)
+        self._input = port
+        self._outputs = [outputs[found["loc"]], outputs[found["conf"]]]
+        loc_spec, conf_spec = self.output_specs
+        self._quant = [(loc_spec.scale, loc_spec.zero_point), (conf_spec.scale, conf_spec.zero_point)]
+        self._request = self.compiled.create_infer_request()
+        self._queue: Any = None
+        optimal = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.num_requests = options.num_requests or max(2, optimal)
+        self.max_in_flight = self.num_requests
+        self.name = f"openvino {device} {options.hint.upper()}"
+
+    def _read(self, request: Any) -> tuple[np.ndarray, np.ndarray]:
+        (ls, lz), (cs, cz) = self._quant
+        loc = request.get_tensor(self._outputs[0]).data
+        conf = request.get_tensor(self._outputs[1]).data
+        # copy: the request's buffers are reused by its next inference
+        return dequantize(np.array(loc), ls, lz), dequantize(np.array(conf), cs, cz)
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            self._request.infer({self._input: batch}, share_inputs=True)
+            return self._read(self._request)
+
+    def _done(self, request: Any, userdata: tuple[Future[InferResult], float]) -> None:
+        future, started = userdata
+        try:
+            loc, conf = self._read(request)
+            # request.latency is the device time in ms; fall back to wall time
+            seconds = float(getattr(request, "latency", 0.0)) / 1000.0 or time.perf_counter() - started
+            future.set_result(InferResult(loc, conf, seconds))
+        except Exception as exc:  # resolve the future whatever happens, or the app would wait forever
+            future.set_exception(exc)
+
+    def submit(self, batch: np.ndarray) -> Future[InferResult]:
+        if self._queue is None:
+            with self._lock:
+                if self._queue is None:
+                    queue = self._ov.AsyncInferQueue(self.compiled, self.num_requests)
+                    queue.set_callback(self._done)
+                    self._queue = queue
+        future: Future[InferResult] = Future()
+        future.set_running_or_notify_cancel()
+        # start_async blocks until a request is idle; copy the batch since the caller may reuse it
+        self._queue.start_async({self._input: batch}, (future, time.perf_counter()), share_inputs=False)
+        return future
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.wait_all()
+            self._queue = None
+        super().close()
+
+

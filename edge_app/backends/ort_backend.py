@@ -1,0 +1,151 @@
+""".onnx artifacts through ONNX Runtime: TensorRT, then CUDA, then CPU, by what is installed.
+
+On a Jetson, ``onnxruntime-gpu`` (from the Jetson Zoo / JetPack wheels) offers the
+TensorRT and CUDA execution providers; pip's ``onnxruntime`` offers the CPU one. An INT8
+artifact runs in TensorRT with INT8 enabled; a non-QDQ model also needs the calibration
+table named in its sidecar's ``extra["trt_int8_calibration_table"]`` (a file next to the
+artifact; ``extra["trt_int8_use_native_calibration_table"]`` says whether it is TensorRT's
+native format). Engines are cached next to the artifact (or in ``cache_dir``) because
+building them takes minutes on a Jetson.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_app.backends.base import Backend, BackendOptions, check_input, dequantize, match_outputs
+from edge_app.errors import BackendError, require
+from ssd.sidecar import Sidecar, SidecarError
+
+log = logging.getLogger("edge_app.backends")
+
+TRT = "TensorrtExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+#: sidecar ``extra`` keys naming a TensorRT INT8 calibration table (first one found wins)
+CALIBRATION_TABLE_KEYS = ("trt_int8_calibration_table", "tensorrt_calibration_table", "calibration_table")
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+}
+
+
+def calibration_table(sidecar: Sidecar) -> str | None:
+    """The TensorRT INT8 calibration table file name the sidecar names, if any."""
+    for key in CALIBRATION_TABLE_KEYS:
+        value = sidecar.extra.get(key)
+        if value:
+            return str(value)
+    return None
+
+
+def select_providers(
+    available: list[str], device: str, sidecar: Sidecar, artifact: Path, cache_dir: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Execution providers in priority order, with their options.
+
+    ``AUTO`` (or ``GPU``) takes TensorRT, CUDA and CPU as available; ``TENSORRT`` and
+    ``CUDA`` insist on that provider (CPU stays as the fallback for unsupported nodes);
+    ``CPU`` takes only the CPU. Raises :class:`BackendError` when the asked-for provider is
+    not installed.
+    """
+    device = device.upper()
+    if device not in ("AUTO", "GPU", "CPU", "CUDA", "TENSORRT"):
+        raise BackendError(f"ONNX Runtime has no device {device!r}; use AUTO, CPU, CUDA or TENSORRT")
+    wanted = {"AUTO": [TRT, CUDA], "GPU": [TRT, CUDA], "CUDA": [CUDA], "TENSORRT": [TRT], "CPU": []}[device]
+    if device in ("CUDA", "TENSORRT") and wanted[0] not in available:
+        raise BackendError(
+            f"--device {device} needs ONNX Runtime's {wanted[0]}, but this onnxruntime offers {available}; "
+            "hint: install onnxruntime-gpu (on a Jetson, the wheel for your JetPack from the Jetson Zoo)"
+        )
+    providers: list[tuple[str, dict[str, Any]]] = []
+    for name in wanted:
+        if name not in available:
+            continue
+        if name == TRT:
+            cache = cache_dir or str(artifact.parent)
+            opts: dict[str, Any] = {
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": cache,
+                "trt_fp16_enable": sidecar.precision in ("fp16", "int8"),
+            }
+            if sidecar.precision == "int8":
+                opts["trt_int8_enable"] = True
+                table = calibration_table(sidecar)
+                if table:
+                    # ORT reads the table from trt_engine_cache_path/<name>.
+                    if not (Path(cache) / table).is_file():
+                        table_path = artifact.parent / table
+                        if not table_path.is_file():
+                            raise SidecarError(
+                                f"sidecar of {artifact.name} names TensorRT calibration table {table!r}, "
+                                f"which is not next to the artifact; copy it there or re-run ssd-convert"
+                            )
+                        opts["trt_engine_cache_path"] = cache = str(artifact.parent)
+                    opts["trt_int8_calibration_table_name"] = table
+                    opts["trt_int8_use_native_calibration_table"] = bool(
+                        sidecar.extra.get("trt_int8_use_native_calibration_table", False)
+                    )
+            providers.append((TRT, opts))
+        elif name == CUDA:
+            providers.append((CUDA, {"device_id": 0}))
+    providers.append((CPU, {}))
+    return providers
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime session over one .onnx artifact."""
+
+    def __init__(self, path: Path, sidecar: Sidecar, options: BackendOptions) -> None:
+        super().__init__(path, sidecar, options)
+        ort = require("onnxruntime", "a .onnx model needs ONNX Runtime: pip install 'ssd-edge[edge]' (or onnxruntime-gpu)")
+        providers = select_providers(ort.get_available_providers(), options.device, sidecar, path, options.cache_dir)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.inter_op_num_threads = 1
+        if options.threads:
+            so.intra_op_num_threads = int(options.threads)
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                os.fspath(path), sess_options=so, providers=[p for p, _ in providers], provider_options=[o for _, o in providers]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BackendError(f"ONNX Runtime cannot load {path.name}: {str(exc).splitlines()[0]}") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise SidecarError(f"{path.name} has {len(inputs)} inputs; an SSD artifact has one image input")
+        inp = inputs[0]
+        if inp.name != sidecar.input_name:
+            raise SidecarError(
+                f"sidecar of {path.name} names input {sidecar.input_name!r} but the model's input is {inp.name!r}"
+            )
+        shape = tuple(s if isinstance(s, int) else sidecar.input.shape[i] for i, s in enumerate(inp.shape))
+        check_input(sidecar, inp.name, shape, _ORT_TYPES.get(inp.type, inp.type), path)
+        outs = self.session.get_outputs()
+        model_outputs = [(o.name, tuple(s if isinstance(s, int) else -1 for s in o.shape)) for o in outs]
+        found = match_outputs(sidecar, model_outputs, path)
+        self._input_name = inp.name
+        self._output_names = [outs[found["loc"]].name, outs[found["conf"]].name]
+        loc_spec, conf_spec = self.output_specs
+        self._quant = [(loc_spec.scale, loc_spec.zero_point), (conf_spec.scale, conf_spec.zero_point)]
+        used = self.session.get_providers()
+        self.name = f"onnxruntime {used[0]}"
+        self.max_in_flight = 2
+        if options.device.upper() in ("AUTO", "GPU") and used[0] == CPU:
+            log.info("ONNX Runtime runs %s on the CPU (available providers: %s)", path.name, ort.get_available_providers())
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        loc, conf = self.session.run(self._output_names, {self._input_name: batch})
+        (ls, lz), (cs, cz) = self._quant
+        return dequantize(loc, ls, lz), dequantize(conf, cs, cz)

@@ -1,0 +1,142 @@
+"""``ssd-edge``: a thin ``main()`` over :func:`edge_app.app.run`.
+
+    ssd-edge --model artifacts/tiny/model_onnx_int8.onnx --source 0 --output window
+    ssd-edge --model model.tflite --source picam://0 --threads 4 --serve 0.0.0.0:8080
+    ssd-edge --model model.xml --device GPU --source clip.mp4 --output out.avi --output dets.jsonl
+    ssd-edge --model model.onnx --source clip.mp4 --loop --benchmark 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from edge_app.app import RunOptions, RunResult, run
+from edge_app.errors import EdgeAppError
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ssd-edge",
+        description="Stream camera frames through an SSD artifact (ONNX Runtime, OpenVINO or LiteRT).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", "-m", required=True, type=Path, help=".onnx, .xml (OpenVINO IR) or .tflite with its .json sidecar")
+    p.add_argument("--source", "-s", required=True,
+                   help="0 | v4l2:///dev/video0 | clip.mp4 | file://clip.mp4 | rtsp://... | http://... | csi://0 | "
+                        "picam://0 | images://folder | synthetic://")
+    io = p.add_argument_group("outputs")
+    io.add_argument("--output", "-o", action="append", default=None, metavar="OUT",
+                    help="window | - (JSON lines on stdout) | dets.jsonl | out.avi/.mp4; repeatable "
+                         "(default: window if there is a display, else JSON lines on stdout)")
+    io.add_argument("--serve", metavar="[HOST:]PORT", help="MJPEG over HTTP, e.g. 127.0.0.1:8080 (loopback unless HOST)")
+    io.add_argument("--no-fps-overlay", dest="show_fps", action="store_false", help="do not draw the FPS")
+    rt = p.add_argument_group("runtime")
+    rt.add_argument("--device", default="AUTO", help="AUTO | CPU | GPU | NPU (OpenVINO) | CUDA | TENSORRT (ONNX Runtime)")
+    rt.add_argument("--threads", type=int, default=None, help="runtime intra-op threads (default: the runtime's)")
+    rt.add_argument("--hint", default="LATENCY", choices=("LATENCY", "THROUGHPUT"), help="OpenVINO performance hint")
+    rt.add_argument("--requests", dest="num_requests", type=int, default=None, help="OpenVINO async infer requests")
+    rt.add_argument("--no-xnnpack", dest="xnnpack", action="store_false", help="TFLite: without the XNNPACK delegate")
+    rt.add_argument("--precision-hint", dest="inference_precision", default=None, choices=("f32", "bf16", "f16"),
+                    help="OpenVINO inference precision (default: f32 on the CPU for FP32 artifacts, else the device's)")
+    rt.add_argument("--cache-dir", default=None, help="TensorRT engine / OpenVINO model cache folder")
+    rt.add_argument("--in-flight", type=int, default=None, help="frames in the backend at once (default: backend's)")
+    det = p.add_argument_group("detections")
+    det.add_argument("--score", type=float, default=0.5, help="score threshold")
+    det.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
+    det.add_argument("--top-k", type=int, default=400, help="candidates entering NMS")
+    det.add_argument("--max-detections", type=int, default=100, help="detections per frame")
+    src = p.add_argument_group("source")
+    src.add_argument("--width", type=int, default=None, help="camera capture width")
+    src.add_argument("--height", type=int, default=None, help="camera capture height")
+    src.add_argument("--fps", type=float, default=None, help="camera capture rate")
+    src.add_argument("--fourcc", default="MJPG", help="V4L2 pixel format")
+    src.add_argument("--loop", action="store_true", help="restart a file or image folder at its end")
+    src.add_argument("--no-reconnect", dest="reconnect", action="store_false", help="end when a stream drops")
+    src.add_argument("--max-reconnects", type=int, default=None, help="give up after N failed attempts in a row")
+    mode = src.add_mutually_exclusive_group()
+    mode.add_argument("--realtime", dest="realtime", action="store_true", default=None,
+                      help="keep only the newest frame (default for cameras and streams)")
+    mode.add_argument("--every-frame", dest="realtime", action="store_false",
+                      help="process every frame (default for files, folders, synthetic)")
+    run_group = p.add_argument_group("run")
+    run_group.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    run_group.add_argument("--benchmark", type=int, default=None, metavar="N",
+                           help="time N frames after a warm-up, print per-stage timings and backend-only throughput")
+    run_group.add_argument("--json", dest="json_summary", default=None, metavar="PATH",
+                           help="write the run summary (timings, FPS, drops) as JSON")
+    run_group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+def default_outputs(benchmark: int | None) -> tuple[str, ...]:
+    """No ``--output``: a window where there is a display, else JSON lines; nothing when benchmarking."""
+    if benchmark is not None:
+        return ()
+    from edge_app.outputs.window import display_available
+
+    return ("window",) if display_available() else ("-",)
+
+
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    outputs = tuple(args.output) if args.output else default_outputs(args.benchmark)
+    return RunOptions(
+        model=args.model, source=args.source, outputs=outputs, serve=args.serve, device=args.device,
+        threads=args.threads, hint=args.hint, num_requests=args.num_requests, xnnpack=args.xnnpack,
+        cache_dir=args.cache_dir, inference_precision=args.inference_precision, score=args.score, iou=args.iou, top_k=args.top_k,
+        max_detections=args.max_detections, width=args.width, height=args.height, fps=args.fps,
+        fourcc=args.fourcc, loop=args.loop, reconnect=args.reconnect, max_reconnects=args.max_reconnects,
+        realtime=args.realtime, in_flight=args.in_flight, max_frames=args.max_frames, benchmark=args.benchmark,
+        show_fps=args.show_fps,
+    )
+
+
+def format_report(result: RunResult) -> str:
+    """The ``--benchmark`` table: per-stage p50/p90, app FPS, backend-only FPS and their ratio."""
+    lines = [
+        f"ssd-edge benchmark: {Path(result.model).name} on {result.backend}, threads {result.threads or 'default'}, "
+        f"source {result.source}",
+        f"  {'stage':<12}{'p50 ms':>9}{'p90 ms':>9}{'mean ms':>9}",
+    ]
+    for name, s in result.stages.items():
+        lines.append(f"  {name:<12}{s['p50_ms']:>9.2f}{s['p90_ms']:>9.2f}{s['mean_ms']:>9.2f}")
+    lines.append(f"  app: {result.fps:.1f} FPS over {result.frames} frames (dropped {result.dropped}, "
+                 f"corrupt {result.corrupt}, reconnects {result.reconnects})")
+    if result.backend_fps:
+        lines.append(f"  backend only: {result.backend_fps:.1f} FPS; app / backend = {result.overlap_ratio:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = run(options_from_args(args))
+    except (EdgeAppError, ValueError, OSError) as exc:  # SidecarError is a ValueError
+        logging.getLogger("edge_app").debug("error details", exc_info=True)
+        print(f"ssd-edge: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("ssd-edge: interrupted", file=sys.stderr)
+        return 130
+    if args.benchmark is not None:
+        print(format_report(result), flush=True)
+    else:
+        logging.getLogger("edge_app").info(
+            "%d frames in %.1f s (%.1f FPS), dropped %d, corrupt %d, reconnects %d; ended by %s",
+            result.frames, result.seconds, result.fps, result.dropped, result.corrupt, result.reconnects, result.ended_by,
+        )
+    if args.json_summary:
+        from ssd.atomic import atomic_write_text
+
+        atomic_write_text(args.json_summary, json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Outputs: a window, a video file, MJPEG over HTTP, JSON lines.
+
+``--output`` values (repeatable):
+
+    window                       an OpenCV window (needs a display; ``q`` quits)
+    -  or  stdout                JSON lines on stdout
+    dets.jsonl / .ndjson / .json JSON lines in a file
+    out.avi / .mp4 / .mkv / .mov annotated video (MJPG for .avi/.mkv, mp4v for .mp4/.mov)
+
+``--serve [HOST:]PORT`` adds the MJPEG server (loopback unless HOST is given).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from edge_app.errors import OutputError
+from edge_app.outputs.base import FrameResult, Output
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+def make_output(spec: str, fps: float | None = None) -> Output:
+    """One ``--output`` value -> an :class:`Output`."""
+    text = spec.strip()
+    if text.lower() == "window":
+        from edge_app.outputs.window import WindowOutput
+
+        return WindowOutput()
+    if text in ("-", "stdout") or text.lower().endswith(JSONL_SUFFIXES):
+        from edge_app.outputs.jsonl import JsonLinesOutput
+
+        return JsonLinesOutput(text)
+    from edge_app.outputs.video import FOURCC_BY_SUFFIX, VideoFileOutput
+
+    if os.path.splitext(text)[1].lower() in FOURCC_BY_SUFFIX:
+        return VideoFileOutput(text, fps=fps)
+    raise OutputError(
+        f"--output {spec!r}: use window, - (JSON lines on stdout), a .jsonl file, or a video file "
+        f"({', '.join(FOURCC_BY_SUFFIX)})"
+    )
+
+
+def build_outputs(specs: Iterable[str], serve: str | None = None, fps: float | None = None) -> list[Output]:
+    """All outputs of a run; on an error the ones already made are closed."""
+    outputs: list[Output] = []
+    try:
+        for spec in specs:
+            outputs.append(make_output(spec, fps))
+        if serve:
+            from edge_app.outputs.mjpeg import MjpegOutput, parse_serve
+
+            host, port = parse_serve(serve)
+            outputs.append(MjpegOutput(host, port))
+    except BaseException:
+        for out in outputs:
+            out.close()
+        raise
+    return outputs
+
+
+__all__ = ["FrameResult", "Output", "build_outputs", "make_output"]

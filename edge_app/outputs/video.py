@@ -1,0 +1,67 @@
+"""Annotated frames to a video file, opened on the first frame and finalized on close."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from edge_app.errors import OutputError
+from edge_app.outputs.base import FrameResult, Output
+
+log = logging.getLogger("edge_app.outputs")
+
+#: file suffix -> FOURCC (MJPG in AVI plays everywhere and needs no licensed encoder)
+FOURCC_BY_SUFFIX = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "MJPG"}
+
+
+class VideoFileOutput(Output):
+    """Writes every annotated frame; the writer is released in :meth:`close` so the file is playable."""
+
+    needs_image = True
+
+    def __init__(self, path: str, fps: float | None = None, fourcc: str | None = None) -> None:
+        suffix = os.path.splitext(path)[1].lower()
+        if fourcc is None and suffix not in FOURCC_BY_SUFFIX:
+            raise OutputError(f"video output {path!r}: use one of {', '.join(FOURCC_BY_SUFFIX)}")
+        self.path = path
+        self.fps = float(fps) if fps and fps > 0 else 30.0
+        self.fourcc = fourcc or FOURCC_BY_SUFFIX[suffix]
+        self.frames = 0
+        self._writer: Any = None
+        self._size: tuple[int, int] | None = None
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+
+    def _open(self, width: int, height: int) -> None:
+        import cv2
+
+        writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
+        if not writer.isOpened():
+            raise OutputError(
+                f"cannot write video {self.path!r} with FOURCC {self.fourcc}; hint: an .avi path (MJPG) works "
+                "with every OpenCV build"
+            )
+        self._writer, self._size = writer, (width, height)
+        log.info("writing %s (%dx%d, %s, %.1f fps)", self.path, width, height, self.fourcc, self.fps)
+
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        if image is None:
+            return
+        height, width = image.shape[:2]
+        if self._writer is None:
+            self._open(width, height)
+        if (width, height) != self._size:
+            import cv2
+
+            image = cv2.resize(image, self._size)
+        self._writer.write(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            log.info("wrote %d frames to %s", self.frames, self.path)
