@@ -1,0 +1,152 @@
+"""Build a calibration set from a detection dataset: select, preprocess, write. Torch-free.
+
+``build_calibration_set`` opens one split with the training engineer's reader
+(:func:`train.data.open_dataset`, VOC or COCO layout), picks ``num`` images class-stratified
+with :func:`calibration.select.stratified_indices`, runs each through
+:func:`ssd.preprocess.preprocess` at the model's input size, optionally keeps ``holdout``
+further images with their ground truth for accuracy-controlled quantization, and writes the
+folder atomically (:func:`calibration.sets.write_calibration_set`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from calibration.select import class_image_counts, stratified_indices
+from calibration.sets import (
+    MIN_RECOMMENDED,
+    CalibrationError,
+    CalibrationSet,
+    Holdout,
+    load_calibration_set,
+    stored_input_spec,
+    write_calibration_set,
+)
+from ssd.preprocess import preprocess
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CalibrationRequest:
+    """What to build.
+
+    data, split: dataset folder (VOC or COCO layout) and split name.
+    num: calibration images; holdout: further held-out images (0 for none).
+    seed: selection seed. image_size: model input side in pixels (from the checkpoint).
+    labels: the model's foreground class names, in model order.
+    checkpoint_sha256: recorded in the manifest (which model the size came from).
+    """
+
+    data: Path
+    split: str
+    num: int
+    seed: int
+    image_size: int
+    labels: list[str]
+    holdout: int = 100
+    checkpoint_sha256: str | None = None
+    dataset_format: str = "auto"
+
+
+def _open_dataset(req: CalibrationRequest):
+    try:
+        from train.data import DatasetError, open_dataset
+    except ImportError as exc:
+        raise CalibrationError(f"the dataset readers (train.data) cannot be imported ({exc}); install the project with its [train] extra") from None
+    try:
+        dataset = open_dataset(req.data, req.split, req.dataset_format, label_names=req.labels)
+    except (DatasetError, OSError) as exc:
+        raise CalibrationError(str(exc).splitlines()[0]) from None
+    if list(dataset.label_names) != list(req.labels):
+        raise CalibrationError(
+            f"dataset {req.data} has classes {list(dataset.label_names)} but the checkpoint has {req.labels}; "
+            "calibrate on the data the model was trained for"
+        )
+    return dataset
+
+
+def _preprocess_rows(dataset, indices: np.ndarray, size: int, log: Log, what: str) -> tuple[np.ndarray, list]:
+    spec = stored_input_spec(size, size)
+    out = np.empty((len(indices), 3, size, size), dtype=np.uint8)
+    samples = []
+    step = max(1, len(indices) // 10)
+    for row, i in enumerate(indices):
+        sample = dataset[int(i)]
+        out[row] = preprocess(sample.image, spec)[0]
+        samples.append(sample)
+        if (row + 1) % step == 0 or row + 1 == len(indices):
+            log(f"  {what}: {row + 1}/{len(indices)} images preprocessed")
+    return out, samples
+
+
+def _holdout_from(samples: list, inputs: np.ndarray) -> Holdout:
+    boxes, labels, difficult, image = [], [], [], []
+    for row, s in enumerate(samples):
+        scale = np.array([s.width, s.height, s.width, s.height], dtype=np.float32)
+        boxes.append(np.asarray(s.boxes, np.float32).reshape(-1, 4) / scale)
+        labels.append(np.asarray(s.labels, np.int64).reshape(-1))
+        difficult.append(np.asarray(s.difficult, bool).reshape(-1))
+        image.append(np.full(len(labels[-1]), row, dtype=np.int64))
+    cat = lambda parts, shape, dtype: np.concatenate(parts) if parts else np.zeros(shape, dtype)  # noqa: E731
+    return Holdout(
+        inputs=inputs,
+        boxes=cat(boxes, (0, 4), np.float32).astype(np.float32),
+        labels=cat(labels, (0,), np.int64),
+        difficult=cat(difficult, (0,), bool),
+        image=cat(image, (0,), np.int64),
+    )
+
+
+def build_calibration_set(req: CalibrationRequest, out: str | Path, log: Log = print) -> CalibrationSet:
+    """Select, preprocess and write a calibration set; returns it loaded from ``out``.
+
+    Raises :class:`CalibrationError` (one line) for an unreadable or empty dataset or a
+    label mismatch. Fewer than 100 images is allowed with a warning through ``log``.
+    """
+    if req.num < 1:
+        raise CalibrationError(f"--num must be >= 1, got {req.num}")
+    start = time.perf_counter()
+    dataset = _open_dataset(req)
+    if len(dataset) == 0:
+        raise CalibrationError(f"split {req.split!r} of {req.data} has no images; check --data and --split")
+    labels_per_image = [dataset.annotation(i).labels for i in range(len(dataset))]
+    chosen = stratified_indices(labels_per_image, req.num, req.seed)
+    held = stratified_indices(labels_per_image, req.holdout, req.seed + 1, exclude=chosen) if req.holdout > 0 else np.zeros(0, np.int64)
+    log(f"ssd-calibrate: {len(chosen)} calibration + {len(held)} held-out images of {len(dataset)} in {req.data}/{req.split} (seed {req.seed})")
+    if len(chosen) < MIN_RECOMMENDED:
+        log(f"ssd-calibrate: warning: only {len(chosen)} calibration images (fewer than {MIN_RECOMMENDED}); INT8 ranges may miss real inputs")
+    inputs, samples = _preprocess_rows(dataset, chosen, req.image_size, log, "calibration")
+    holdout = None
+    if len(held):
+        h_inputs, h_samples = _preprocess_rows(dataset, held, req.image_size, log, "held-out")
+        holdout = _holdout_from(h_samples, h_inputs)
+    num_classes = len(req.labels) + 1
+    manifest = {
+        "created_by": "ssd-calibrate",
+        "source": {"data": str(req.data), "split": req.split, "format": req.dataset_format, "dataset_size": len(dataset)},
+        "seed": req.seed,
+        "num_requested": req.num,
+        "selection": "class-stratified (rarest class first, round robin), calibration.select.stratified_indices",
+        "image_ids": [s.image_id for s in samples],
+        "input": stored_input_spec(req.image_size, req.image_size).to_dict(),
+        "preprocess": "ssd.preprocess.preprocess",
+        "labels": list(req.labels),
+        "class_image_counts": dict(zip(req.labels, class_image_counts(labels_per_image, chosen, num_classes))),
+        "checkpoint_sha256": req.checkpoint_sha256,
+        "holdout": {
+            "image_ids": [dataset.annotation(int(i)).image_id for i in held],
+            "seed": req.seed + 1,
+        },
+    }
+    missing = [name for name, count in manifest["class_image_counts"].items() if count == 0]
+    if missing:
+        log(f"ssd-calibrate: warning: no calibration image contains {missing}")
+    write_calibration_set(out, inputs, manifest, holdout)
+    log(f"ssd-calibrate: wrote {out} ({len(chosen)} images, {inputs.nbytes / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
+    return load_calibration_set(out)

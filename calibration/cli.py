@@ -1,0 +1,71 @@
+"""``ssd-calibrate``: build a calibration set for a checkpoint from a dataset split.
+
+    ssd-calibrate --data data/synth --split train --num 300 --seed 0 \\
+        --checkpoint runs/tiny_synth/best.pt --out calibration/sets/tiny_synth
+
+The checkpoint gives the input size and the label order; its weights are not loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from calibration.build import CalibrationRequest, build_calibration_set
+from calibration.sets import CalibrationError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ssd-calibrate", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, type=Path, help="dataset folder (VOC or COCO layout)")
+    p.add_argument("--split", default="train", help="split to draw from (default train)")
+    p.add_argument("--num", type=int, default=300, help="calibration images (default 300; < 100 warns)")
+    p.add_argument("--holdout", type=int, default=100,
+                   help="further held-out images with ground truth, for ssd-convert --max-drop (default 100; 0 for none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint whose input size and labels to use")
+    p.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "synth"), help="dataset layout")
+    p.add_argument("--out", required=True, type=Path, help="output folder, e.g. calibration/sets/NAME")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ssd.specs import SSDSpec
+    from train.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        ckpt = read_checkpoint(args.checkpoint)
+        spec = SSDSpec.from_dict(ckpt["spec"])
+    except CheckpointError as exc:
+        raise CalibrationError(str(exc)) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CalibrationError(f"checkpoint {args.checkpoint} has a malformed spec ({exc}); re-train or re-copy it") from None
+    from ssd.sidecar import file_sha256
+
+    req = CalibrationRequest(
+        data=args.data,
+        split=args.split,
+        num=args.num,
+        seed=args.seed,
+        image_size=spec.image_size,
+        labels=[str(x) for x in ckpt["labels"]],
+        holdout=max(0, args.holdout),
+        checkpoint_sha256=file_sha256(args.checkpoint),
+        dataset_format=args.format,
+    )
+    build_calibration_set(req, args.out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except CalibrationError as exc:
+        print(f"ssd-calibrate: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

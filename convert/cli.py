@@ -1,0 +1,80 @@
+"""``ssd-convert``: checkpoint + calibration set -> validated artifacts for a target.
+
+    ssd-convert --checkpoint runs/tiny_synth/best.pt --target all \\
+        --calib calibration/sets/tiny_synth --out artifacts/tiny_synth
+
+Targets: intel (OpenVINO FP32/FP16/INT8), rpi (TFLite FP32/INT8, ONNX INT8), jetson (ONNX
+FP32/FP16, TensorRT calibration table), all; or format names, comma-separated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from convert.context import CALIBRATION_METHODS, DEFAULT_METHODS, ConvertOptions, parse_methods
+from convert.errors import ConvertError
+from convert.formats import FORMATS
+from convert.targets import TARGETS
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    methods = "; ".join(f"{b}: {', '.join(m)} (default {DEFAULT_METHODS[b]})" for b, m in CALIBRATION_METHODS.items())
+    p = argparse.ArgumentParser(prog="ssd-convert", description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--target", required=True,
+                   help=f"{', '.join(TARGETS)}, or formats ({', '.join(FORMATS)}), comma-separated")
+    p.add_argument("--calib", type=Path, help="calibration set folder from ssd-calibrate (needed for INT8)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--max-drop", type=float, default=None,
+                   help="OpenVINO INT8 with NNCF accuracy control: largest absolute mAP@0.5 drop on held-out images")
+    p.add_argument("--dynamic-batch", action="store_true", help="ONNX/OpenVINO artifacts accept any batch size")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
+    p.add_argument("--calib-method", action="append", default=[], metavar="BACKEND=METHOD", help=methods)
+    p.add_argument("--calib-limit", type=int, default=None, help="use at most N calibration images")
+    p.add_argument("--ort-activations", choices=("int8", "uint8"), default="int8",
+                   help="ONNX Runtime INT8 activations: int8 (S8S8, default) or uint8 (U8S8)")
+    p.add_argument("--validate-images", type=int, default=16, help="calibration images for the post-write check")
+    p.add_argument("--threads", type=int, default=None, help="threads for validation runs")
+    p.add_argument("--verbose", action="store_true", help="show the converters' own logs")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    from convert.pipeline import export
+
+    options = ConvertOptions(
+        opset=args.opset,
+        dynamic_batch=args.dynamic_batch,
+        max_drop=args.max_drop,
+        calib_methods=parse_methods(args.calib_method),
+        calib_limit=args.calib_limit,
+        ort_activations=args.ort_activations,
+        validate_images=max(1, args.validate_images),
+        threads=args.threads,
+        verbose=args.verbose,
+    )
+    report = export(args.checkpoint, args.target, args.out, calib=args.calib, options=options, log=lambda s: print(s, flush=True))
+    print()
+    print(report.table(), flush=True)
+    if not report.ok:
+        print(f"ssd-convert: error: conversion failed for {', '.join(report.failed)} (no files left for them)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except ConvertError as exc:
+        print(f"ssd-convert: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ssd-convert: interrupted; no partial artifacts were installed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

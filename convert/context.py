@@ -1,0 +1,139 @@
+"""What every exporter receives: the source model, the calibration set, options, scratch space.
+
+The FP32 ONNX graph is the hub (as in Ultralytics' exporter): it is exported once per run
+(:meth:`ExportContext.hub_onnx`) and ONNX Runtime, OpenVINO and the TensorRT table start
+from it. TFLite starts from the PyTorch model (litert-torch traces it with torch.export).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibration.sets import CalibrationSet
+from convert.errors import ConvertError
+from convert.source import SourceModel
+from convert.validate import Tolerances
+
+Log = Callable[[str], None]
+
+# backend -> calibration methods it offers; the first is the default (see DEFAULT_METHODS).
+CALIBRATION_METHODS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("minmax", "percentile", "entropy", "distribution"),
+    "tensorrt": ("minmax", "percentile", "entropy"),
+    "openvino": ("minmax", "mean_minmax", "percentile", "histogram"),
+    "tflite": ("histogram", "minmax"),
+}
+# Measured on SSDLite320 and the tiny model (docs/BENCHMARKS.md, "Calibration methods").
+DEFAULT_METHODS: dict[str, str] = {
+    "onnxruntime": "minmax",
+    "tensorrt": "entropy",
+    "openvino": "minmax",
+    "tflite": "histogram",
+}
+
+
+def parse_methods(items: list[str] | None) -> dict[str, str]:
+    """``["onnxruntime=entropy", "openvino=histogram"]`` -> dict; unknown names raise ConvertError."""
+    methods: dict[str, str] = {}
+    for item in items or []:
+        backend, sep, method = item.partition("=")
+        backend, method = backend.strip().lower(), method.strip().lower()
+        if not sep or backend not in CALIBRATION_METHODS:
+            raise ConvertError(f"--calib-method {item!r}: use BACKEND=METHOD with BACKEND one of {sorted(CALIBRATION_METHODS)}")
+        if method not in CALIBRATION_METHODS[backend]:
+            raise ConvertError(f"--calib-method {item!r}: {backend} offers {', '.join(CALIBRATION_METHODS[backend])}")
+        methods[backend] = method
+    return methods
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Knobs of a conversion run.
+
+    opset: ONNX opset (>= 17; 17 is what TensorRT 8.5/8.6 on JetPack 5 parse).
+    dynamic_batch: ONNX-derived artifacts take any batch size (TFLite stays batch 1).
+    max_drop: with a value, OpenVINO INT8 uses NNCF's accuracy control: at most this
+        absolute mAP@0.5 drop on the calibration set's held-out images.
+    calib_methods: backend -> method (see :data:`CALIBRATION_METHODS`); missing -> default.
+    calib_limit: use at most this many calibration images (``None``: all).
+    ort_activations: ONNX Runtime INT8 activation type, ``"int8"`` (S8S8) or ``"uint8"`` (U8S8).
+    validate_images: calibration images used for the post-write check of every artifact.
+    threads: intra-op threads for validation runs (``None``: runtime default).
+    verbose: let the tools print their own logs instead of capturing them.
+    """
+
+    opset: int = 17
+    dynamic_batch: bool = False
+    max_drop: float | None = None
+    calib_methods: dict[str, str] = field(default_factory=dict)
+    calib_limit: int | None = None
+    ort_activations: str = "int8"
+    validate_images: int = 16
+    threads: int | None = None
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    verbose: bool = False
+
+    def method(self, backend: str) -> str:
+        return self.calib_methods.get(backend, DEFAULT_METHODS[backend])
+
+
+@dataclass
+class ExportContext:
+    """Shared state of one conversion run (one per ``convert.export`` call)."""
+
+    source: SourceModel
+    calib: CalibrationSet | None
+    options: ConvertOptions
+    work: Path
+    log: Log = print
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> int:
+        return self.source.image_size
+
+    def require_calibration(self, fmt: str) -> CalibrationSet:
+        if self.calib is None:
+            raise ConvertError(f"{fmt} needs a calibration set; pass --calib calibration/sets/NAME (make calibrate)")
+        return self.calib
+
+    def calibration_batches(self, layout: str = "NCHW", dtype: str = "float32") -> Iterator[np.ndarray]:
+        """Batch-1 float pixel inputs from the calibration set (``calib_limit`` applies)."""
+        calib = self.require_calibration("this format")
+        return calib.batches(layout, dtype, limit=self.options.calib_limit)
+
+    def num_calibration(self) -> int:
+        calib = self.require_calibration("this format")
+        n = len(calib)
+        return n if self.options.calib_limit is None else min(n, self.options.calib_limit)
+
+    def validation_frames(self) -> list[np.ndarray]:
+        """BGR frames at model size for the post-write check (the first ``validate_images``)."""
+        calib = self.require_calibration("validation")
+        return list(calib.frames_bgr(limit=self.options.validate_images))
+
+    def reference(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """PyTorch ``(loc, conf)`` for each validation frame (computed once)."""
+        if "reference" not in self.cache:
+            calib = self.require_calibration("validation")
+            self.cache["reference"] = [
+                self.source.reference(x) for x in calib.batches("NCHW", "float32", limit=self.options.validate_images)
+            ]
+        return self.cache["reference"]
+
+    def hub_onnx(self) -> Path:
+        """The FP32 ONNX export (slimmed, checked), made on first use and reused."""
+        if "hub_onnx" not in self.cache:
+            from convert.onnx_export import export_onnx
+
+            path = self.work / "hub_fp32.onnx"
+            self.log("  exporting the FP32 ONNX hub graph (torch.onnx dynamo exporter + onnxslim)")
+            export_onnx(self.source.model, self.image_size, path, opset=self.options.opset,
+                        dynamic_batch=self.options.dynamic_batch, verbose=self.options.verbose)
+            self.cache["hub_onnx"] = path
+        return self.cache["hub_onnx"]

@@ -1,0 +1,328 @@
+"""The table of formats: name -> suffix, runtime, precision, calibration need, exporter, check.
+
+Keyed by name (never by position). Each exporter writes its files into a private staging
+folder and returns an :class:`Exported` describing the runtime's real tensor names, input
+spec and output quantization; :mod:`convert.pipeline` turns that into a sidecar, checks the
+artifact with the format's ``check`` and only then moves it into the output folder.
+
+==================  =========  ===========  =====  ======  ==========================================
+name                suffix     runtime      prec.  calib.  how
+==================  =========  ===========  =====  ======  ==========================================
+onnx_fp32           .onnx      onnxruntime  fp32   no      torch.onnx (dynamo) + onnxslim + checker
+onnx_fp16           .onnx      onnxruntime  fp16   no      onnxconverter-common float16, IO float32
+onnx_int8           .onnx      onnxruntime  int8   yes     ORT quant_pre_process + quantize_static QDQ
+openvino_fp32       .xml       openvino     fp32   no      openvino.convert_model(hub ONNX)
+openvino_fp16       .xml       openvino     fp16   no      save_model(compress_to_fp16=True)
+openvino_int8       .xml       openvino     int8   yes     nncf.quantize (or ..._with_accuracy_control)
+tflite_fp32         .tflite    tflite       fp32   no      litert_torch.convert, NHWC input
+tflite_int8         .tflite    tflite       int8   yes     PT2E full integer, int8 NHWC in, int8 out
+tensorrt_calib      .onnx      onnxruntime  int8   yes     FP32 ONNX + ORT calibrator TensorRT table
+==================  =========  ===========  =====  ======  ==========================================
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convert.context import ExportContext
+from convert.errors import ConvertError
+from convert.onnx_export import INPUT_NAME
+from convert.quiet import captured
+from convert.runners import open_runner
+from convert.validate import Validation, compare_outputs
+from ssd.preprocess import InputSpec
+from ssd.priors import default_boxes
+from ssd.sidecar import OutputSpec, Sidecar
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What an exporter wrote (all paths inside the staging folder).
+
+    artifact: the file a runtime opens; companions: files that must sit next to it.
+    input_name / input: the runtime's input tensor name and what ``preprocess`` must produce.
+    outputs: ``{"loc", "conf"}`` -> runtime tensor name, shape, dtype, quantization.
+    """
+
+    artifact: Path
+    input_name: str
+    input: InputSpec
+    outputs: dict[str, OutputSpec]
+    companions: tuple[Path, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Exporter = Callable[[ExportContext, Path, str], Exported]
+Check = Callable[[ExportContext, Path, Sidecar], Validation]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One row of the table."""
+
+    name: str
+    suffix: str
+    runtime: str
+    precision: str
+    needs_calibration: bool
+    exporter: Exporter
+    check: Check
+    tools: tuple[str, ...]
+    description: str
+
+    @property
+    def filename(self) -> str:
+        """``model_<name><suffix>``, e.g. ``model_onnx_int8.onnx``."""
+        return f"model_{self.name}{self.suffix}"
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def _onnx_io(ctx: ExportContext) -> tuple[InputSpec, dict[str, OutputSpec]]:
+    n = -1 if ctx.options.dynamic_batch else 1
+    spec = ctx.source.spec
+    p, c = spec.num_priors, ctx.source.num_classes
+    size = ctx.image_size
+    return (
+        InputSpec(size, size, "NCHW", "float32", "RGB"),
+        {"loc": OutputSpec("loc", (n, p, 4)), "conf": OutputSpec("conf", (n, p, c))},
+    )
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _batch_extra(ctx: ExportContext) -> dict[str, Any]:
+    return {"dynamic_batch": bool(ctx.options.dynamic_batch)}
+
+
+def check_runtime(ctx: ExportContext, artifact: Path, sidecar: Sidecar, precision: str | None = None) -> Validation:
+    """Load ``artifact`` in its runtime through its sidecar, feed the validation frames via
+    ``ssd.preprocess.preprocess(frame, sidecar.input)`` and compare with PyTorch."""
+    with captured(not ctx.options.verbose):  # runtimes announce delegates etc. on fd 2
+        runner = open_runner(artifact, threads=ctx.options.threads, sidecar=sidecar)
+    outputs = [runner(frame) for frame in ctx.validation_frames()]
+    spec = ctx.source.spec
+    return compare_outputs(precision or sidecar.precision, ctx.reference(), outputs, default_boxes(spec), spec.variances,
+                           ctx.options.tolerances)
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def export_onnx_fp32(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    dst = stage / f"{stem}.onnx"
+    _link_or_copy(ctx.hub_onnx(), dst)
+    spec, outputs = _onnx_io(ctx)
+    return Exported(dst, INPUT_NAME, spec, outputs, extra={**_batch_extra(ctx), "opset": ctx.options.opset,
+                                                           "exporter": "torch.onnx.export(dynamo=True) + onnxslim"})
+
+
+def export_onnx_fp16(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    from convert.onnx_export import to_fp16
+
+    dst = to_fp16(ctx.hub_onnx(), stage / f"{stem}.onnx", verbose=ctx.options.verbose)
+    spec, outputs = _onnx_io(ctx)
+    return Exported(dst, INPUT_NAME, spec, outputs, extra={**_batch_extra(ctx), "opset": ctx.options.opset,
+                                                           "fp16": "onnxconverter_common.float16.convert_float_to_float16(keep_io_types=True)"})
+
+
+def export_onnx_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    from convert.ort_quant import quantize_int8
+
+    ctx.require_calibration("onnx_int8")
+    dst = stage / f"{stem}.onnx"
+    settings = quantize_int8(ctx.hub_onnx(), dst, ctx.calibration_batches(), ctx.work, method=ctx.options.method("onnxruntime"),
+                             activation_type=ctx.options.ort_activations, verbose=ctx.options.verbose)
+    settings["calibration_images"] = ctx.num_calibration()
+    spec, outputs = _onnx_io(ctx)
+    return Exported(dst, INPUT_NAME, spec, outputs, extra={**_batch_extra(ctx), "quantization": settings})
+
+
+def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    from convert.ort_quant import tensorrt_table
+
+    ctx.require_calibration("tensorrt_calib")
+    dst = stage / f"{stem}.onnx"
+    _link_or_copy(ctx.hub_onnx(), dst)
+    table_dir = stage / f"{stem}.table"
+    table_dir.mkdir()
+    method = ctx.options.method("tensorrt")
+    ranges = tensorrt_table(dst, table_dir, ctx.calibration_batches(), ctx.work, method=method, verbose=ctx.options.verbose)
+    companions = []
+    for kind in ("flatbuffers", "cache", "json"):
+        target = stage / f"{stem}.calibration.{kind}"
+        os.replace(table_dir / f"calibration.{kind}", target)
+        companions.append(target)
+    shutil.rmtree(table_dir, ignore_errors=True)
+    spec, outputs = _onnx_io(ctx)
+    table = companions[0].name
+    extra = {
+        **_batch_extra(ctx),
+        "calibration_table": table,
+        "calibration_table_text": companions[1].name,
+        "calibration_table_json": companions[2].name,
+        "calibrated_tensors": len(ranges),
+        "quantization": {"tool": "onnxruntime.quantization.create_calibrator + write_calibration_table",
+                         "calibrate_method": method, "calibration_images": ctx.num_calibration()},
+        "execution_provider": "TensorrtExecutionProvider",
+        "provider_options": {
+            "trt_int8_enable": True,
+            "trt_int8_calibration_table_name": table,
+            "trt_int8_use_native_calibration_table": False,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": ".",
+        },
+        "provider_note": "the table name resolves against trt_engine_cache_path: set it to this folder",
+    }
+    return Exported(dst, INPUT_NAME, spec, outputs, companions=tuple(companions), extra=extra)
+
+
+def check_tensorrt_calib(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Validation:
+    """The ONNX graph under ORT CPU (FP32) against PyTorch, and the table's coverage."""
+    from convert.ort_quant import check_table, read_table_ranges
+
+    graph = check_runtime(ctx, artifact, sidecar, precision="fp32")
+    if not graph.passed:
+        return graph
+    json_path = artifact.with_name(sidecar.extra["calibration_table_json"])
+    problem = check_table(read_table_ranges(json_path), artifact)
+    if problem:
+        return Validation(False, problem, graph.metrics)
+    return Validation(True, f"graph under ORT CPU: {graph.summary}; table covers all {sidecar.extra['calibrated_tensors']} "
+                      "tensors with finite ranges (the INT8 engine itself needs TensorRT on the device)", graph.metrics)
+
+
+# ---------------------------------------------------------------- OpenVINO
+
+
+def _openvino(ctx: ExportContext, stage: Path, stem: str, precision: str) -> Exported:
+    from convert import openvino_export as ovx
+
+    model = ovx.read_onnx(ctx.hub_onnx())
+    extra: dict[str, Any] = {**_batch_extra(ctx)}
+    if precision == "int8":
+        calib = ctx.require_calibration("openvino_int8")
+        batches = list(ctx.calibration_batches())
+        validation_items, validation_fn = None, None
+        if ctx.options.max_drop is not None:
+            from convert.accuracy import holdout_items, openvino_map50_fn
+
+            if calib.holdout is None or len(calib.holdout) == 0:
+                raise ConvertError(f"--max-drop needs held-out images; {calib.root} has none (re-run ssd-calibrate with --holdout N)")
+            validation_items = holdout_items(calib.holdout, ctx.image_size)
+            validation_fn = openvino_map50_fn(ctx.source.spec, ctx.source.labels, ctx.image_size)
+        model, settings = ovx.quantize_int8(model, batches, ctx.options.method("openvino"), ctx.options.verbose,
+                                            ctx.options.max_drop, validation_items, validation_fn)
+        extra["quantization"] = settings
+    xml, binary = ovx.save_ir(model, stage / f"{stem}.xml", fp16=precision == "fp16")
+    input_name, _ = ovx.output_names(model)
+    spec, outputs = _onnx_io(ctx)
+    if precision in ("fp32", "fp16"):
+        # this CPU's plugin defaults to bf16 execution; FP32/FP16 IR is validated (and meant) in f32
+        extra["openvino"] = {"inference_precision_hint": "f32"}
+    extra["weights_file"] = binary.name
+    return Exported(xml, input_name, spec, outputs, companions=(binary,), extra=extra)
+
+
+def export_openvino_fp32(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    return _openvino(ctx, stage, stem, "fp32")
+
+
+def export_openvino_fp16(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    return _openvino(ctx, stage, stem, "fp16")
+
+
+def export_openvino_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    return _openvino(ctx, stage, stem, "int8")
+
+
+# ---------------------------------------------------------------- TFLite
+
+
+def _tflite_exported(ctx: ExportContext, dst: Path, extra: dict[str, Any]) -> Exported:
+    from convert.tflite_export import describe
+
+    info = describe(dst)
+    i = info["input"]
+    size = ctx.image_size
+    if i["shape"] != [1, size, size, 3]:
+        raise ConvertError(f"{dst.name}: input shape {i['shape']} is not NHWC [1, {size}, {size}, 3]")
+    spec = InputSpec(size, size, "NHWC", i["dtype"], "RGB", i["scale"], i["zero_point"])
+    outputs = {k: OutputSpec(d["name"], tuple(d["shape"]), d["dtype"], d["scale"], d["zero_point"]) for k, d in info["outputs"].items()}
+    extra = {**extra, "signature": info["signature"], "dynamic_batch": False}
+    return Exported(dst, i["name"], spec, outputs, extra=extra)
+
+
+def export_tflite_fp32(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    from convert.tflite_export import convert_fp32
+
+    dst = convert_fp32(ctx.source.model, ctx.image_size, stage / f"{stem}.tflite", verbose=ctx.options.verbose)
+    return _tflite_exported(ctx, dst, {"converter": "litert_torch.convert"})
+
+
+def export_tflite_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    from convert.tflite_export import convert_int8
+
+    ctx.require_calibration("tflite_int8")
+    dst = stage / f"{stem}.tflite"
+    settings = convert_int8(ctx.source.model, ctx.image_size, dst, ctx.calibration_batches("NHWC"),
+                            ctx.options.method("tflite"), verbose=ctx.options.verbose)
+    exported = _tflite_exported(ctx, dst, {"quantization": settings})
+    if exported.input.dtype != "int8" or any(o.dtype != "int8" for o in exported.outputs.values()):
+        raise ConvertError(f"tflite_int8 is not full-integer: input {exported.input.dtype}, outputs "
+                           f"{[o.dtype for o in exported.outputs.values()]}")
+    return exported
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _row(name: str, suffix: str, runtime: str, precision: str, calib: bool, exporter: Exporter, tools: tuple[str, ...],
+         description: str, check: Check = check_runtime) -> Format:
+    return Format(name, suffix, runtime, precision, calib, exporter, check, tools, description)
+
+
+_ONNX_TOOLS = ("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime")
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        _row("onnx_fp32", ".onnx", "onnxruntime", "fp32", False, export_onnx_fp32, _ONNX_TOOLS,
+             "ONNX FP32, opset 17, onnxslim-simplified, normalization inside"),
+        _row("onnx_fp16", ".onnx", "onnxruntime", "fp16", False, export_onnx_fp16, _ONNX_TOOLS + ("onnxconverter-common",),
+             "ONNX FP16 weights and compute, float32 input/output"),
+        _row("onnx_int8", ".onnx", "onnxruntime", "int8", True, export_onnx_int8, _ONNX_TOOLS,
+             "ONNX Runtime static INT8, QDQ, per-channel weights"),
+        _row("openvino_fp32", ".xml", "openvino", "fp32", False, export_openvino_fp32, _ONNX_TOOLS + ("openvino",),
+             "OpenVINO IR FP32"),
+        _row("openvino_fp16", ".xml", "openvino", "fp16", False, export_openvino_fp16, _ONNX_TOOLS + ("openvino",),
+             "OpenVINO IR with FP16 weights"),
+        _row("openvino_int8", ".xml", "openvino", "int8", True, export_openvino_int8, _ONNX_TOOLS + ("openvino", "nncf"),
+             "OpenVINO IR INT8 by NNCF post-training quantization"),
+        _row("tflite_fp32", ".tflite", "tflite", "fp32", False, export_tflite_fp32, ("torch", "litert-torch", "ai-edge-litert"),
+             "TFLite FP32, NHWC float input"),
+        _row("tflite_int8", ".tflite", "tflite", "int8", True, export_tflite_int8,
+             ("torch", "torchao", "litert-torch", "ai-edge-litert"), "TFLite full-integer INT8, NHWC int8 input, int8 outputs"),
+        _row("tensorrt_calib", ".onnx", "onnxruntime", "int8", True, export_tensorrt_calib, _ONNX_TOOLS,
+             "FP32 ONNX + TensorRT INT8 calibration table for ORT's TensorRT execution provider",
+             check=check_tensorrt_calib),
+    )
+}
+
+
+def get_format(name: str) -> Format:
+    """Look a format up by name; unknown -> one-line :class:`ConvertError`."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ConvertError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}") from None

@@ -1,0 +1,287 @@
+"""``export()``: checkpoint + calibration set -> validated artifacts with sidecars.
+
+For each format, in table order:
+
+1. the exporter writes the artifact (and companions such as OpenVINO's ``.bin``) into a
+   private staging folder inside ``out`` (same file system, so the final moves are renames);
+2. the sidecar is written next to it and read back with :func:`ssd.sidecar.read_sidecar`
+   (round trip, sha256);
+3. the format's check loads the staged artifact in its own runtime through that sidecar
+   and compares it with PyTorch on calibration images (:mod:`convert.validate`);
+4. only a passing artifact is moved into ``out``: an old sidecar of the format is removed
+   first, then the companions, the artifact, and the sidecar last. A failing (or collapsed)
+   format leaves no artifact and no sidecar, not even a stale one from an earlier run.
+
+Bad input (missing/corrupt checkpoint, a model that does not match its spec, a missing or
+empty calibration set, an unknown target) raises :class:`ConvertError` before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibration.sets import CalibrationError, CalibrationSet, check_matches_model, load_calibration_set
+from convert.context import ConvertOptions, ExportContext, Log
+from convert.errors import ConvertError
+from convert.formats import FORMATS, Exported, Format
+from convert.source import load_source
+from convert.targets import resolve_formats
+from convert.validate import Validation
+from ssd.sidecar import Sidecar, SidecarError, file_sha256, read_sidecar, sidecar_path, write_sidecar
+
+
+@dataclass
+class ArtifactResult:
+    """Outcome of one format: ``path`` is set only when the artifact passed and was installed."""
+
+    format: str
+    path: Path | None
+    size_mb: float
+    seconds: float
+    validation: Validation | None = None
+    error: str | None = None
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.validation is not None and self.validation.passed
+
+
+@dataclass
+class ConvertReport:
+    """All results of one run, in table order."""
+
+    out: Path
+    results: list[ArtifactResult]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def failed(self) -> list[str]:
+        return [r.format for r in self.results if not r.ok]
+
+    def artifact(self, fmt: str) -> Path:
+        """Path of a produced artifact; ConvertError when that format failed or was not asked for."""
+        for r in self.results:
+            if r.format == fmt and r.ok and r.path is not None:
+                return r.path
+        raise ConvertError(f"no valid {fmt} artifact in this run")
+
+    def table(self) -> str:
+        """The summary table: format, file, size MB, validation, time."""
+        rows = [("format", "file", "size MB", "validation", "time s")]
+        for r in self.results:
+            status = short_status(r)
+            rows.append((r.format, r.path.name if r.path else "-", f"{r.size_mb:.2f}" if r.path else "-", status, f"{r.seconds:.1f}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        lines = ["  ".join(cell.ljust(w) if i != 2 and i != 4 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+                 for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.append(f"{sum(r.ok for r in self.results)}/{len(self.results)} formats valid, {self.seconds:.1f} s in all, in {self.out}")
+        return "\n".join(lines)
+
+
+def short_status(r: ArtifactResult) -> str:
+    """A compact validation cell for the summary table."""
+    if r.error is not None:
+        return "FAILED: " + (r.error if len(r.error) <= 60 else r.error[:57] + "...")
+    v = r.validation
+    if v is None:
+        return "-"
+    m = v.metrics
+    if "f1" in m:
+        text = f"F1 {m['f1']:.2f}, class {m['class_agreement']:.2f}, IoU {m['mean_iou']:.2f}"
+    elif v.summary.startswith("SQNR"):
+        text = f"SQNR {min(m['sqnr_loc_db'], m['sqnr_conf_db']):.1f} dB (few PyTorch boxes)"
+    elif "max_rel_diff" in m:
+        text = f"max diff {m['max_rel_diff']:.1e}"
+    else:
+        text = v.summary[:60]
+    return ("ok: " if v.passed else "FAILED: ") + text
+
+
+def tool_versions(dists: Sequence[str]) -> dict[str, str]:
+    """Installed versions of the given distributions plus numpy and Python."""
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for dist in dists:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return versions
+
+
+def _sidecar(ctx: ExportContext, fmt: Format, exported: Exported, final_name: str) -> Sidecar:
+    calib_sha = ctx.calib.manifest_sha256 if (ctx.calib is not None and fmt.needs_calibration) else None
+    extra: dict[str, Any] = {
+        "created_by": "ssd-convert",
+        "arch": ctx.source.arch,
+        "description": fmt.description,
+        "files": {p.name: file_sha256(p) for p in exported.companions},
+        **exported.extra,
+    }
+    return Sidecar(
+        format=fmt.name,
+        runtime=fmt.runtime,
+        precision=fmt.precision,
+        artifact=final_name,
+        input_name=exported.input_name,
+        input=exported.input,
+        outputs=exported.outputs,
+        labels=list(ctx.source.labels),
+        spec=ctx.source.spec,
+        checkpoint_sha256=ctx.source.sha256,
+        artifact_sha256=file_sha256(exported.artifact),
+        calibration_sha256=calib_sha,
+        tool_versions=tool_versions(fmt.tools),
+        extra=extra,
+    )
+
+
+def _remove_format_files(out: Path, fmt: Format) -> None:
+    """Remove every file of ``fmt`` in ``out`` (sidecar first)."""
+    stem = f"model_{fmt.name}"
+    sidecar = sidecar_path(out / fmt.filename)
+    sidecar.unlink(missing_ok=True)
+    for path in out.glob(f"{stem}.*"):
+        if path.is_file():
+            path.unlink()
+
+
+def _install(out: Path, fmt: Format, staged: list[Path], staged_sidecar: Path) -> Path:
+    """Move staged files into ``out``: stale files go first, the sidecar comes last."""
+    _remove_format_files(out, fmt)
+    for path in staged:
+        path.replace(out / path.name)
+    staged_sidecar.replace(out / staged_sidecar.name)
+    return out / fmt.filename
+
+
+def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> ArtifactResult:
+    log = ctx.log
+    start = time.perf_counter()
+    stage = Path(tempfile.mkdtemp(prefix=f"{fmt.name}.", dir=ctx.work))
+    try:
+        log(f"{index} {fmt.name}: exporting ({fmt.description})")
+        exported = fmt.exporter(ctx, stage, f"model_{fmt.name}")
+        if exported.artifact.name != fmt.filename:
+            raise ConvertError(f"exporter wrote {exported.artifact.name}, expected {fmt.filename}")
+        sidecar = _sidecar(ctx, fmt, exported, fmt.filename)
+        staged_sidecar = write_sidecar(sidecar, exported.artifact)
+        sidecar = read_sidecar(exported.artifact)  # round trip + sha256, as a reader will do
+        log(f"{index} {fmt.name}: validating in {fmt.runtime} on {len(ctx.validation_frames())} calibration images")
+        validation = fmt.check(ctx, exported.artifact, sidecar)
+        if not validation.passed:
+            raise ConvertError(f"{fmt.name}: validation failed: {validation.summary}")
+        # record the check in the sidecar, then install
+        sidecar = Sidecar.from_dict({**sidecar.to_dict(), "extra": {**sidecar.extra, "validation": {
+            "passed": True, "summary": validation.summary,
+            "metrics": {k: (None if not np.isfinite(v) else float(v)) for k, v in validation.metrics.items()},
+        }}})
+        write_sidecar(sidecar, exported.artifact)
+        files = [*exported.companions, exported.artifact]
+        size = sum(p.stat().st_size for p in files) / 1e6
+        path = _install(out, fmt, files, staged_sidecar)
+        seconds = time.perf_counter() - start
+        log(f"{index} {fmt.name}: ok, {path.name} ({size:.2f} MB, {seconds:.1f} s): {validation.summary}")
+        return ArtifactResult(fmt.name, path, size, seconds, validation, files=[out / p.name for p in files])
+    except Exception as exc:  # one format failing must not leave files or stop the others
+        _remove_format_files(out, fmt)
+        expected = isinstance(exc, (ConvertError, SidecarError, CalibrationError))
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if not expected:
+            message = f"{type(exc).__name__}: {message}"
+        if not message.startswith(fmt.name):
+            message = f"{fmt.name}: {message}"
+        log(f"{index} {message}")
+        validation = None
+        return ArtifactResult(fmt.name, None, 0.0, time.perf_counter() - start, validation, error=message.split(": ", 1)[-1])
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def load_calibration(calib: str | Path | CalibrationSet | None, image_size: int, labels: list[str]) -> CalibrationSet | None:
+    """A loaded set (or ``None``) checked against the model's input size and labels."""
+    if calib is None:
+        return None
+    try:
+        loaded = calib if isinstance(calib, CalibrationSet) else load_calibration_set(calib)
+        check_matches_model(loaded, image_size, labels)
+    except CalibrationError as exc:
+        raise ConvertError(str(exc)) from None
+    return loaded
+
+
+def export(
+    checkpoint: str | Path,
+    formats: str | Sequence[str],
+    out: str | Path,
+    calib: str | Path | CalibrationSet | None = None,
+    options: ConvertOptions | None = None,
+    log: Log = print,
+) -> ConvertReport:
+    """Convert ``checkpoint`` into every format of ``formats`` under ``out``.
+
+    Args:
+        checkpoint: a checkpoint written by ``train.checkpoint.save_checkpoint``.
+        formats: a target (``"intel"``, ``"rpi"``, ``"jetson"``, ``"all"``), a format name, or
+            a list / comma-separated mix (see :data:`convert.targets.TARGETS`, :data:`FORMATS`).
+        out: output folder; artifacts are ``model_<format><suffix>`` with ``.json`` sidecars.
+        calib: a calibration-set folder (``ssd-calibrate``) or a loaded set. Required by
+            the INT8 formats; it also supplies the validation images (FP-only runs without
+            it are validated on seeded random frames).
+        options: see :class:`ConvertOptions`.
+        log: progress sink (one line per call).
+    Returns:
+        A :class:`ConvertReport`; ``report.ok`` is False when any format failed (those
+        formats left no files).
+    Raises:
+        ConvertError: bad input, before anything is written.
+    """
+    start = time.perf_counter()
+    options = options or ConvertOptions()
+    names = resolve_formats(formats)
+    chosen = [FORMATS[n] for n in names]
+    if options.max_drop is not None and not (0.0 <= options.max_drop < 1.0):
+        raise ConvertError(f"--max-drop must be in [0, 1) (an absolute mAP drop), got {options.max_drop}")
+    source = load_source(checkpoint)
+    calib_set = load_calibration(calib, source.image_size, source.labels)
+    needing = [f.name for f in chosen if f.needs_calibration]
+    if needing and calib_set is None:
+        raise ConvertError(f"{', '.join(needing)} need a calibration set; pass --calib (make calibrate builds one)")
+    if calib_set is None:
+        calib_set = _random_validation_set(source.image_size, options.validate_images)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".ssd-convert.", dir=out))
+    ctx = ExportContext(source, calib_set, options, work, log)
+    log(f"ssd-convert: {source.arch} ({source.spec.name}, {source.image_size} px, {source.num_classes} classes) from "
+        f"{source.checkpoint}; {len(chosen)} formats -> {out}" + (f"; calibration {calib_set.root} ({len(calib_set)} images)" if calib else ""))
+    results = []
+    try:
+        for i, fmt in enumerate(chosen, start=1):
+            results.append(_convert_one(ctx, fmt, out, f"[{i}/{len(chosen)}]"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ConvertReport(out, results, time.perf_counter() - start)
+
+
+def _random_validation_set(image_size: int, count: int) -> CalibrationSet:
+    """Seeded random frames standing in for calibration images in FP-only runs."""
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(0, 256, size=(max(1, count), 3, image_size, image_size), dtype=np.uint8)
+    return CalibrationSet(Path("<random frames>"), inputs, {"source": "random"}, "")

@@ -1,0 +1,64 @@
+"""Capture what converter libraries print (Python and C++ level) so progress stays readable.
+
+The exporters and quantizers log progress bars and C++ diagnostics straight to file
+descriptors 1 and 2. :func:`captured` points both at a temporary file for the duration of a
+call; on an exception the captured tail is attached to the error, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+
+
+class CapturedOutput:
+    """Text the wrapped call printed (available after the block)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def tail(self, lines: int = 5) -> str:
+        kept = [line for line in self.text.splitlines() if line.strip()]
+        return " | ".join(kept[-lines:])
+
+
+@contextlib.contextmanager
+def captured(enabled: bool = True) -> Iterator[CapturedOutput]:
+    """Redirect fds 1/2, Python's ``sys.stdout``/``sys.stderr``, warnings and logging to a buffer."""
+    out = CapturedOutput()
+    if not enabled:
+        yield out
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    root = logging.getLogger()
+    old_level = root.level
+    with tempfile.TemporaryFile(mode="w+b") as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        py_buffer = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(py_buffer), contextlib.redirect_stderr(py_buffer):
+                root.setLevel(logging.ERROR)
+                yield out
+        finally:
+            root.setLevel(old_level)
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            sink.seek(0)
+            out.text = sink.read().decode("utf-8", "replace") + py_buffer.getvalue()

@@ -1,0 +1,62 @@
+"""Give a randomly initialised SSD trained-like output statistics, for conversion checks.
+
+An untrained SSD's heads output near-zero logits (every prior is equally unsure), so INT8
+validation could only compare raw outputs. :func:`lively_model` re-estimates BatchNorm
+statistics on real images and rescales the last convolution of every head so that ``conf``
+logits have a spread like a trained detector's (a background bias plus image-dependent
+foreground peaks) and ``loc`` offsets a spread of about 0.5. The detections it makes are
+meaningless, but they are a deterministic, image-dependent function that a correct
+conversion must reproduce and a broken one (wrong channel order, collapsed ranges) does not.
+Used by the tests and the benchmarks; never by a real conversion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from convert.errors import require
+
+
+def _last_conv(head):
+    torch = require("torch")
+    convs = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)]
+    return convs[-1]
+
+
+def lively_model(model, batches: Iterable[np.ndarray], conf_std: float = 3.0, loc_std: float = 0.5, background: float = 10.0):
+    """Adjust ``model`` in place (see module docstring); returns it in eval mode.
+
+    batches: float NCHW pixel batches ``(N, 3, S, S)`` in ``[0, 255]`` (a few are enough).
+    """
+    torch = require("torch")
+    batches = [torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32)) for b in batches]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the batches
+    model.train()
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    model.eval()
+    c = model.num_classes
+    with torch.no_grad():
+        for heads, target in ((model.loc_heads, loc_std), (model.conf_heads, conf_std)):
+            for head in heads:
+                conv = _last_conv(head)
+                if conv.bias is not None:
+                    conv.bias.zero_()
+        loc, conf = model(batches[0])
+        loc_scale = loc_std / max(float(loc.std()), 1e-12)
+        conf_scale = conf_std / max(float(conf.std()), 1e-12)
+        for head in model.loc_heads:
+            _last_conv(head).weight.mul_(loc_scale)
+        for head in model.conf_heads:
+            conv = _last_conv(head)
+            conv.weight.mul_(conf_scale)
+            if conv.bias is not None:
+                background_channels = torch.arange(conv.out_channels) % c == 0
+                conv.bias[background_channels] = background
+    return model.eval()

@@ -1,0 +1,223 @@
+"""PyTorch -> TFLite (LiteRT) FP32 and full-integer INT8, NHWC input, with litert-torch.
+
+The exported module takes ``images`` as NHWC RGB float pixels (``to_channel_last_io``-style
+permute in front of the model) and returns ``{"loc": ..., "conf": ...}`` so the TFLite
+signature names its outputs ``loc`` and ``conf`` (TFLite may order outputs differently;
+the sidecar records each output's real tensor name).
+
+INT8 is PT2E static quantization (torchao's ``prepare_pt2e``/``convert_pt2e`` with
+litert-torch's ``PT2EQuantizer``: per-channel symmetric int8 weights, int8 activations),
+calibrated on the calibration set, then lowered by ``litert_torch.convert``. Two graph
+details make it *full* integer with int8 input and output:
+
+- the model normalizes with ``(x - mean) / std``; the quantizer does not annotate ``sub`` and
+  ``div``, which would leave a float island (and a float input) in front of the first
+  convolution. :func:`_affine_normalization` rewrites them, exactly, to ``x + (-mean)`` and
+  ``x * (1/std)``, which it annotates, so the graph starts with QUANTIZE;
+- the image input is given fixed quantization ``scale 1, zero point -128``, so int8 input
+  ``q = pixel - 128`` holds the 0..255 pixels losslessly.
+
+Outputs come out int8 (the quantizer annotates the final concatenations); the sidecar
+records their scale and zero point for dequantization.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.errors import ConvertError, require
+from convert.quiet import captured
+
+INPUT_ARG = "images"
+INPUT_SCALE = 1.0
+INPUT_ZERO_POINT = -128
+
+
+def _nhwc_module(model: Any) -> Any:
+    torch = require("torch")
+
+    class NHWCDetector(torch.nn.Module):
+        """``images (N, H, W, 3)`` RGB float pixels -> ``{"loc", "conf"}``."""
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, images):
+            loc, conf = self.inner(images.permute(0, 3, 1, 2))
+            return {"loc": loc, "conf": conf}
+
+    return NHWCDetector(model).eval()
+
+
+def _get_attr(gm: Any, target: str) -> Any:
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _affine_normalization(gm: Any) -> int:
+    """Rewrite ``sub(x, const)`` -> ``add(x, -const)`` and ``div(x, const)`` -> ``mul(x, 1/const)``.
+
+    Only nodes whose second operand is a constant tensor (``get_attr``) change; returns how
+    many were rewritten. The new nodes carry ``source_fn_stack`` so the quantizer's
+    add/mul annotators recognize them.
+    """
+    torch = require("torch")
+    aten = torch.ops.aten
+    rewrites = {aten.sub.Tensor: (aten.add.Tensor, operator.add, lambda c: -c),
+                aten.div.Tensor: (aten.mul.Tensor, operator.mul, lambda c: 1.0 / c)}
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in rewrites or len(node.args) != 2:
+            continue
+        const = node.args[1]
+        if not isinstance(const, torch.fx.Node) or const.op != "get_attr":
+            continue
+        new_target, source_fn, transform = rewrites[node.target]
+        name = f"{const.target.replace('.', '_')}_affine{count}"
+        gm.register_buffer(name, transform(_get_attr(gm, const.target)))
+        with gm.graph.inserting_before(node):
+            attr = gm.graph.get_attr(name)
+            new = gm.graph.call_function(new_target, (node.args[0], attr))
+        new.meta = dict(node.meta)
+        new.meta["source_fn_stack"] = [(new.name, source_fn)]
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        count += 1
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return count
+
+
+def _quantizer(method: str) -> Any:
+    """litert-torch's PT2EQuantizer (per-channel) with a fixed-qparams image input."""
+    torch = require("torch")
+    pt2e = require("litert_torch.quantize.pt2e_quantizer")
+    from torchao.quantization.pt2e.observer import MinMaxObserver
+    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec, QuantizationSpec
+
+    config = pt2e.get_symmetric_quantization_config(is_per_channel=True)
+    if method == "minmax":
+        act = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
+                               observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+        config = type(config)(act, act, config.weight, config.bias, config.fixed_qparams, config.is_qat, config.is_dynamic)
+    elif method != "histogram":
+        raise ConvertError(f"TFLite (PT2E) has no calibration method {method!r}; choose histogram or minmax")
+    fixed = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=INPUT_SCALE, zero_point=INPUT_ZERO_POINT,
+                                         quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine)
+    view_ops = {torch.ops.aten.permute.default, torch.ops.aten.contiguous.default}
+
+    class ImageInputQuantizer(pt2e.PT2EQuantizer):
+        def annotate(self, model):
+            model = super().annotate(model)
+            image = {n for n in model.graph.nodes if n.op == "placeholder"}
+            for n in model.graph.nodes:  # views of the input carry the same values
+                if n.op == "call_function" and n.target in view_ops and n.args and n.args[0] in image:
+                    image.add(n)
+            for n in model.graph.nodes:
+                ann = n.meta.get("quantization_annotation")
+                if ann is not None:
+                    for inp in list(ann.input_qspec_map):
+                        if inp in image:
+                            ann.input_qspec_map[inp] = fixed
+            return model
+
+    return ImageInputQuantizer().set_global(config)
+
+
+def convert_fp32(model: Any, image_size: int, dst: Path, verbose: bool = False) -> Path:
+    """Float TFLite of the NHWC module."""
+    torch = require("torch")
+    with captured(not verbose) as log:  # importing litert-torch logs through absl
+        litert_torch = require("litert_torch")
+    sample = (torch.zeros(1, image_size, image_size, 3),)
+    with captured(not verbose) as log:
+        try:
+            edge = litert_torch.convert(_nhwc_module(model), sample)
+            edge.export(str(dst))
+        except Exception as exc:
+            raise ConvertError(f"litert-torch conversion failed: {type(exc).__name__}: {str(exc).strip()[:200]} {log.tail(2)}") from None
+    return dst
+
+
+def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.ndarray], method: str = "histogram", verbose: bool = False) -> dict[str, Any]:
+    """Full-integer TFLite: PT2E calibration on NHWC float ``batches``, int8 in and out."""
+    torch = require("torch")
+    with captured(not verbose):  # importing litert-torch logs through absl
+        litert_torch = require("litert_torch")
+        quant_config = require("litert_torch.quantize.quant_config")
+        quantize_pt2e = require("torchao.quantization.pt2e.quantize_pt2e")
+    sample = (torch.zeros(1, image_size, image_size, 3),)
+    with captured(not verbose) as log:
+        try:
+            gm = torch.export.export(_nhwc_module(model), sample).module()
+            rewritten = _affine_normalization(gm)
+            quantizer = _quantizer(method)
+            prepared = quantize_pt2e.prepare_pt2e(gm, quantizer)
+            n = 0
+            with torch.no_grad():
+                for x in batches:
+                    prepared(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+                    n += 1
+            if n == 0:
+                raise ConvertError("the calibration set yielded no images")
+            converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+            edge = litert_torch.convert(converted, sample, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
+            edge.export(str(dst))
+        except ConvertError:
+            raise
+        except Exception as exc:
+            raise ConvertError(f"litert-torch INT8 conversion failed: {type(exc).__name__}: {str(exc).strip()[:200]} {log.tail(2)}") from None
+    return {
+        "tool": "litert_torch.convert + PT2E (torchao prepare_pt2e/convert_pt2e, litert PT2EQuantizer)",
+        "weights": "int8 per-channel symmetric",
+        "activations": "int8 per-tensor",
+        "calibrate_method": method,
+        "calibration_images": n,
+        "normalization_rewritten_nodes": rewritten,
+        "input_quantization": {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT},
+    }
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """Tensor names, shapes, dtypes and quantization of the signature's input and outputs.
+
+    Returns ``{"input": detail, "outputs": {"loc": detail, "conf": detail}, "signature": ...}``
+    with ``detail = {"name", "shape", "dtype", "scale", "zero_point"}``; scale/zero_point are
+    ``None`` for float tensors.
+    """
+    from convert.runners import _tflite_interpreter_class
+
+    interpreter = _tflite_interpreter_class()(model_path=str(path))
+    full = interpreter._get_full_signature_list()
+    key = next(iter(full))
+    by_index = {d["index"]: d for d in interpreter.get_input_details() + interpreter.get_output_details()}
+
+    def detail(index: int) -> dict[str, Any]:
+        d = by_index[index]
+        scale, zero_point = d["quantization"]
+        quantized = np.issubdtype(d["dtype"], np.integer) and scale != 0.0
+        return {
+            "name": d["name"],
+            "shape": [int(s) for s in d["shape"]],
+            "dtype": np.dtype(d["dtype"]).name,
+            "scale": float(scale) if quantized else None,
+            "zero_point": int(zero_point) if quantized else None,
+        }
+
+    inputs, outputs = full[key]["inputs"], full[key]["outputs"]
+    if len(inputs) != 1 or set(outputs) != {"loc", "conf"}:
+        raise ConvertError(f"{path.name}: signature {key!r} has inputs {sorted(inputs)} and outputs {sorted(outputs)}; expected one input and loc, conf")
+    return {
+        "input": detail(next(iter(inputs.values()))),
+        "outputs": {k: detail(outputs[k]) for k in ("loc", "conf")},
+        "signature": {"key": key, "inputs": list(inputs), "outputs": list(outputs),
+                      "output_order": [d["name"] for d in interpreter.get_output_details()]},
+    }
