@@ -73,7 +73,8 @@ demo-steps:
 	@echo "==> [6/7] compare FP32 and INT8 on the validation split"
 	$(VENV)/bin/ssd-compare --checkpoint $(DEMO)/train/best.pt --artifacts $(DEMO)/artifacts --data $(DEMO_DATA) --split val --out $(DEMO)/report --max-drop 2
 	@echo "==> [7/7] edge app: ONNX Runtime INT8 on a synthetic video -> annotated MP4 + JSON lines"
-	$(VENV)/bin/ssd-edge --model $(DEMO)/artifacts/$(DEMO_EDGE_MODEL) --source "$(DEMO_SOURCE)" --output $(DEMO)/edge/annotated.mp4 --jsonl $(DEMO)/edge/detections.jsonl --max-frames $(DEMO_FRAMES)
+	mkdir -p $(DEMO)/edge
+	$(VENV)/bin/ssd-edge --model $(DEMO)/artifacts/model_onnx_int8.onnx --source "synthetic://?width=256&height=256&objects=4&frames=$(DEMO_FRAMES)" --output $(DEMO)/edge/annotated.mp4 --output $(DEMO)/edge/detections.jsonl --every-frame --json $(DEMO)/edge/summary.json
 	@echo
 	@echo "Everything is in $(DEMO):"
 	@echo "  checkpoint      $(DEMO)/train/best.pt  (curves: $(DEMO)/train/curves.png)"

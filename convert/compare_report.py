@@ -98,7 +98,7 @@ def markdown(report: ComparisonReport, plots: dict[str, str]) -> str:
         f"# Quantized accuracy: {Path(report.dataset).name} / {report.split}",
         "",
         f"{report.num_images} images; evaluation thresholds score 0.01, 200 detections per image; "
-        f"latency is the runtime's inference call alone, median, {report.threads} threads. "
+        f"latency is the runtime's inference call alone, median, {report.threads} thread(s). "
         "Deltas are points of mAP against PyTorch FP32.",
         "",
         "| " + " | ".join(COLUMNS) + " |",

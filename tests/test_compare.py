@@ -1,0 +1,166 @@
+"""ssd-compare on a tiny model and a tiny synthetic set: table, JSON, markdown, PNGs, flags."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from convert.compare import (
+    ComparisonReport,
+    RunResult,
+    discover_artifacts,
+    evaluate_predictor,
+    load_samples,
+)
+from convert.compare_cli import main as compare_main
+from convert.compare_report import table, to_dict
+from ssd import TINY, default_boxes, encode
+from ssd.preprocess import InputSpec
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """A synthetic set, a tiny checkpoint with trained-like outputs, and two artifacts of it."""
+    torch = pytest.importorskip("torch")
+    from calibration.cli import main as calibrate_main
+    from convert.cli import main as convert_main
+    from convert.testing import lively_model
+    from train.checkpoint import save_checkpoint
+    from train.data.synth import CLASSES, SynthConfig, generate
+    from train.models import build_model
+
+    root = tmp_path_factory.mktemp("compare")
+    data = generate(root / "data", SynthConfig(num_train=24, num_val=10, size=128, seed=3))
+    torch.manual_seed(0)
+    model = build_model("tiny", len(CLASSES) + 1, width=8)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 3, 128, 128)).astype(np.float32)
+    lively_model(model, [frames])
+    checkpoint = root / "tiny.pt"
+    save_checkpoint({"model": model.state_dict(), "arch": "tiny", "model_kwargs": {"width": 8},
+                     "spec": TINY.to_dict(), "labels": list(CLASSES)}, checkpoint)
+    calib = root / "calib"
+    assert calibrate_main(["--data", str(data), "--split", "train", "--num", "16", "--holdout", "4",
+                           "--checkpoint", str(checkpoint), "--out", str(calib)]) == 0
+    artifacts = root / "artifacts"
+    assert convert_main(["--checkpoint", str(checkpoint), "--target", "onnx_fp32,onnx_int8",
+                         "--calib", str(calib), "--out", str(artifacts), "--validate-images", "4"]) == 0
+    return {"root": root, "data": data, "checkpoint": checkpoint, "artifacts": artifacts}
+
+
+def test_compare_writes_table_json_markdown_and_plots(pipeline, capsys):
+    out = pipeline["root"] / "report"
+    code = compare_main(["--checkpoint", str(pipeline["checkpoint"]), "--artifacts", str(pipeline["artifacts"]),
+                         "--data", str(pipeline["data"]), "--split", "val", "--out", str(out), "--threads", "1"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    for column in ("format", "precision", "size MB", "mAP50", "mAP50-95", "ms", "FPS", "status"):
+        assert column in printed
+    report = json.loads((out / "report.json").read_text())
+    assert [r["name"] for r in report["rows"]] == ["pytorch_fp32", "onnx_fp32", "onnx_int8"]
+    assert report["num_images"] == 10 and report["reference"] == "pytorch_fp32"
+    for row in report["rows"]:
+        assert row["status"] == "ok"
+        assert set(row["metrics"]) >= {"mAP@0.5", "mAP@[.5:.95]", "AR@100", "per_class_AP@0.5", "per_class_AP@[.5:.95]"}
+        assert row["latency_p50_ms"] > 0 and row["fps"] > 0
+    fp32, onnx_fp32 = report["rows"][0], report["rows"][1]
+    # the FP32 artifact runs the same network: same detections, so the same mAP
+    assert onnx_fp32["metrics"]["mAP@0.5"] == pytest.approx(fp32["metrics"]["mAP@0.5"], abs=1e-6)
+    assert onnx_fp32["delta_map50_points"] == pytest.approx(0.0, abs=1e-4)
+    assert report["rows"][2]["size_mb"] < onnx_fp32["size_mb"]  # INT8 weights are smaller
+    for png in ("map_vs_latency.png", "per_class_ap.png", "pr_curves.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    assert "| onnx_int8 |" in md and "![per-class AP](per_class_ap.png)" in md
+
+
+class OraclePredictor:
+    """Head outputs that encode given boxes exactly at their best prior (or nothing)."""
+
+    runtime, precision, path = "oracle", "fp32", None
+
+    def __init__(self, samples, num_classes: int, empty: bool = False) -> None:
+        self.name = "empty" if empty else "perfect"
+        self.spec = TINY
+        self.input_spec = InputSpec(TINY.image_size, TINY.image_size)
+        self.priors = default_boxes(TINY)
+        self.queue = [] if empty else list(samples)
+        self.warm = 2  # evaluate_predictor warms up on the first image twice
+        self.empty = empty
+        self.num_classes = num_classes
+
+    def infer(self, batch):
+        from ssd.box_coding import pairwise_iou
+
+        p = len(self.priors)
+        loc = np.zeros((1, p, 4), np.float32)
+        conf = np.zeros((1, p, self.num_classes), np.float32)
+        conf[0, :, 0] = 20.0
+        if self.empty:
+            return loc, conf
+        if self.warm:
+            self.warm -= 1
+            return loc, conf
+        sample = self.queue.pop(0)
+        norm = sample.boxes / np.array([sample.width, sample.height] * 2, np.float32)
+        prior_xyxy = np.concatenate([self.priors[:, :2] - self.priors[:, 2:] / 2, self.priors[:, :2] + self.priors[:, 2:] / 2], 1)
+        best = pairwise_iou(norm, prior_xyxy).argmax(axis=1)
+        loc[0, best] = encode(norm, self.priors[best])
+        conf[0, best, 0] = 0.0
+        conf[0, best, sample.labels] = 20.0
+        return loc, conf
+
+
+def test_perfect_predictions_score_one_and_empty_zero(pipeline):
+    samples = load_samples(pipeline["data"], "val", ["circle", "rectangle", "triangle", "star"], None)
+    labels = ["circle", "rectangle", "triangle", "star"]
+    assert sum(len(s.boxes) for s in samples) > 0
+    perfect = evaluate_predictor(OraclePredictor(samples, 5), samples, labels)
+    empty = evaluate_predictor(OraclePredictor(samples, 5, empty=True), samples, labels)
+    assert perfect.metrics.map50 == pytest.approx(1.0)
+    assert perfect.metrics.map == pytest.approx(1.0)
+    assert empty.metrics.map50 == 0.0 and empty.metrics.map == 0.0
+
+    empty.precision = "int8"
+    report = ComparisonReport([perfect, empty], labels, "synthetic", "val", len(samples), 1, max_drop=2.0)
+    assert report.delta(empty)[0] == pytest.approx(-100.0)
+    assert report.flagged == ["empty"]
+    assert "drop 100.00 > 2 pts" in table(report)
+    assert to_dict(report)["rows"][1]["status"].startswith("drop")
+
+
+def test_broken_artifact_is_reported_and_strict_exits_nonzero(pipeline, tmp_path, capsys):
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(pipeline["artifacts"], artifacts)
+    model = artifacts / "model_onnx_int8.onnx"
+    model.write_bytes(model.read_bytes()[:-100])  # truncated: the sidecar's sha256 no longer matches
+    args = ["--checkpoint", str(pipeline["checkpoint"]), "--artifacts", str(artifacts), "--data", str(pipeline["data"]),
+            "--split", "val", "--out", str(tmp_path / "r"), "--threads", "1", "--limit", "3"]
+    assert compare_main(args) == 0
+    rows = {r["name"]: r for r in json.loads((tmp_path / "r" / "report.json").read_text())["rows"]}
+    assert rows["model_onnx_int8.onnx"]["status"].startswith("error:") and "sha256" in rows["model_onnx_int8.onnx"]["status"]
+    assert rows["onnx_fp32"]["status"] == "ok"
+    assert compare_main(args + ["--strict"]) == 1
+
+
+def test_bad_input_is_one_line_and_exit_2(pipeline, tmp_path, capsys):
+    code = compare_main(["--checkpoint", str(tmp_path / "missing.pt"), "--artifacts", str(pipeline["artifacts"]),
+                         "--data", str(pipeline["data"]), "--out", str(tmp_path / "r")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing.pt" in err
+    code = compare_main(["--checkpoint", str(pipeline["checkpoint"]), "--artifacts", str(tmp_path / "none"),
+                         "--data", str(pipeline["data"]), "--out", str(tmp_path / "r")])
+    assert code == 2 and "ssd-convert" in capsys.readouterr().err
+
+
+def test_discover_orders_fp32_before_int8(pipeline):
+    names = [p.name for p in discover_artifacts(pipeline["artifacts"])]
+    assert names == ["model_onnx_fp32.onnx", "model_onnx_int8.onnx"]
+
+
+def test_run_result_latency_median():
+    row = RunResult("x", "r", "fp32", None, None, latency_ms=[3.0, 1.0, 2.0])
+    assert row.latency_p50 == 2.0
