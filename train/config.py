@@ -40,11 +40,14 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """format: voc | coco | synth | auto. For ``synth`` the dataset under ``root`` is generated
-    (once) from ``synth`` (:class:`train.data.synth.SynthConfig` fields)."""
+    """format: voc | coco | synth | auto. ``root`` holds the validation split and, unless
+    ``train_roots`` lists several folders (VOC 2007 + 2012), the training split too. For
+    ``synth`` the dataset under ``root`` is generated (once) from ``synth``
+    (:class:`train.data.synth.SynthConfig` fields)."""
 
     format: str = "synth"
     root: str = "data/synth"
+    train_roots: list[str] = field(default_factory=list)
     train_split: str = "train"
     val_split: str = "val"
     keep_difficult: bool = False

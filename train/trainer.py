@@ -28,7 +28,7 @@ from train.augment import SSDAugmentation
 from train.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from train.coco_eval import EvalResult
 from train.config import TrainConfig
-from train.data import DetectionDataset, open_dataset
+from train.data import ConcatReader, DetectionDataset, open_dataset
 from train.distributed import all_reduce_mean, barrier, setup_distributed
 from train.evaluate import evaluate_model
 from train.loader import Batch, EpochSampler, TrainSet, make_loader
@@ -165,8 +165,12 @@ class Trainer:
             if self.dist.is_main:
                 ensure_dataset(d.root, SynthConfig(**d.synth))
             barrier()
-        train = open_dataset(d.root, d.train_split, d.format)
-        val = open_dataset(d.root, d.val_split, d.format, label_names=list(train.label_names))
+        roots = d.train_roots or [d.root]
+        first = open_dataset(roots[0], d.train_split, d.format)
+        names = list(first.label_names)
+        rest = [open_dataset(r, d.train_split, d.format, label_names=names) for r in roots[1:]]
+        train = ConcatReader([first, *rest]) if rest else first
+        val = open_dataset(d.root, d.val_split, d.format, label_names=names)
         return train, val
 
     # ------------------------------------------------------------------------------ training
