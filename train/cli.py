@@ -1,0 +1,78 @@
+"""``ssd-train --config NAME_OR_PATH [--resume [CHECKPOINT]] [key=value ...]``.
+
+Examples::
+
+    ssd-train --config tiny_synth
+    ssd-train --config ssdlite320_bccd data.root=/data/bccd optim.epochs=120
+    ssd-train --config tiny_synth --resume            # continue runs/tiny_synth/last.pt
+    torchrun --standalone --nproc_per_node=4 -m train.cli --config ssd300_voc
+
+Bad input (unknown config, bad key, missing dataset file, unusable checkpoint) exits with
+status 2 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from train.checkpoint import CheckpointError, read_checkpoint
+from train.config import ConfigError, load_config
+from train.data.sample import DatasetError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssd-train", description="Train an SSD detector from a YAML config.")
+    parser.add_argument("--config", help="config name in train/configs (e.g. tiny_synth) or a YAML path")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None,
+                        help="continue from a checkpoint (default: <output_dir>/<name>/last.pt)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.epochs=5")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        resume: Path | None = None
+        if args.resume not in (None, "auto"):
+            resume = Path(args.resume)
+            if args.config:
+                cfg = load_config(args.config, args.overrides)
+            else:  # continue with the checkpoint's own config (overrides may still change it)
+                base = read_checkpoint(resume).get("config")
+                if not isinstance(base, dict):
+                    raise CheckpointError(f"checkpoint {resume} has no config; pass --config too")
+                cfg = load_config(None, args.overrides, base=base)
+        else:
+            if not args.config:
+                raise ConfigError("give --config NAME_OR_PATH (or --resume CHECKPOINT)")
+            cfg = load_config(args.config, args.overrides)
+            if args.resume == "auto":
+                resume = cfg.run_dir / "last.pt"
+        from train.trainer import Trainer
+
+        trainer = Trainer(cfg, resume=resume)
+        history = trainer.fit()
+    except (ConfigError, DatasetError, CheckpointError, FileExistsError, ValueError, KeyError, RuntimeError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"ssd-train: error: {str(message).splitlines()[0] if str(message) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    finally:
+        from train.distributed import cleanup_distributed
+
+        cleanup_distributed()
+    if trainer.dist.is_main:
+        last = history[-1] if history else {}
+        best = trainer.run_dir / "best.pt"
+        summary = f"done: {trainer.run_dir / 'last.pt'}"
+        if last.get("map50") is not None:
+            summary += f"; final val mAP@0.5 {last['map50']:.4f}, mAP@[.5:.95] {last['map']:.4f}"
+        if best.is_file():
+            summary += f"; best {best}"
+        print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""``ssd-eval --checkpoint CKPT --data DIR --split SPLIT``: COCO-style mAP of a checkpoint.
+
+Prints mAP@0.5, mAP@[.5:.95], AR@100 and per-class AP; ``--json PATH`` also writes them.
+The dataset's class names must equal the checkpoint's labels (same order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from train.checkpoint import CheckpointError
+from train.config import ConfigError
+from train.data.sample import DatasetError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssd-eval", description="Evaluate an SSD checkpoint on a VOC or COCO split.")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint written by ssd-train (last.pt / best.pt)")
+    parser.add_argument("--data", required=True, help="dataset folder (VOC layout or COCO with annotations/)")
+    parser.add_argument("--split", default="val", help="split name (VOC ImageSets/Main/<split>.txt, COCO instances_<split>.json)")
+    parser.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "synth"))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--score-threshold", type=float, default=0.01)
+    parser.add_argument("--nms-iou", type=float, default=0.45)
+    parser.add_argument("--top-k", type=int, default=200)
+    parser.add_argument("--max-detections", type=int, default=100)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    parser.add_argument("--json", help="also write the metrics to this JSON file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        import torch
+
+        from ssd.atomic import atomic_write_text
+        from train.checkpoint import load_model
+        from train.data import open_dataset
+        from train.distributed import resolve_device
+        from train.evaluate import evaluate_model
+
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        loaded = load_model(args.checkpoint)
+        reader = open_dataset(args.data, args.split, args.format,
+                              label_names=loaded.labels if args.format in ("voc", "synth", "auto") else None)
+        if list(reader.label_names) != loaded.labels:
+            raise DatasetError(f"dataset classes {reader.label_names} differ from the checkpoint's {loaded.labels}")
+        device = resolve_device(args.device)
+        model = loaded.model.to(device)
+        result = evaluate_model(model, reader, loaded.spec, device, batch_size=args.batch_size,
+                                score_threshold=args.score_threshold, nms_iou=args.nms_iou,
+                                top_k=args.top_k, max_detections=args.max_detections)
+    except (CheckpointError, DatasetError, ConfigError, ValueError, RuntimeError) as exc:
+        print(f"ssd-eval: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(f"{args.checkpoint} on {args.data} [{args.split}] ({loaded.arch}, {loaded.spec.name})")
+    print(result.table())
+    if args.json:
+        payload = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": loaded.sha256, "data": str(args.data),
+                   "split": args.split, **result.to_dict()}
+        atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
