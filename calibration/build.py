@@ -55,12 +55,15 @@ class CalibrationRequest:
 
 
 def _open_dataset(req: CalibrationRequest):
+    """The split, with class indices in the checkpoint's label order; other classes are refused."""
     try:
         from train.data import DatasetError, open_dataset
     except ImportError as exc:
         raise CalibrationError(f"the dataset readers (train.data) cannot be imported ({exc}); install the project with its [train] extra") from None
     try:
-        dataset = open_dataset(req.data, req.split, req.dataset_format, label_names=req.labels)
+        dataset = open_dataset(req.data, req.split, req.dataset_format)
+        if list(dataset.label_names) != list(req.labels) and set(dataset.label_names) == set(req.labels):
+            dataset = open_dataset(req.data, req.split, req.dataset_format, label_names=list(req.labels))
     except (DatasetError, OSError) as exc:
         raise CalibrationError(str(exc).splitlines()[0]) from None
     if list(dataset.label_names) != list(req.labels):

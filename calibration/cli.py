@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from calibration.build import CalibrationRequest, build_calibration_set
@@ -35,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from train.checkpoint import CheckpointError, read_checkpoint
 
     try:
-        ckpt = read_checkpoint(args.checkpoint)
+        with warnings.catch_warnings():  # torch.load warns about foreign pickles before failing on them
+            warnings.simplefilter("ignore")
+            ckpt = read_checkpoint(args.checkpoint)
         spec = SSDSpec.from_dict(ckpt["spec"])
     except CheckpointError as exc:
         raise CalibrationError(str(exc)) from None

@@ -224,7 +224,7 @@ def _openvino(ctx: ExportContext, stage: Path, stem: str, precision: str) -> Exp
             validation_fn = openvino_map50_fn(ctx.source.spec, ctx.source.labels, ctx.image_size)
         model, settings = ovx.quantize_int8(model, batches, ctx.options.method("openvino"), ctx.options.verbose,
                                             ctx.options.max_drop, validation_items, validation_fn)
-        extra["quantization"] = settings
+        extra["quantization"] = {**settings, "calibration_images": len(batches)}
     xml, binary = ovx.save_ir(model, stage / f"{stem}.xml", fp16=precision == "fp16")
     input_name, _ = ovx.output_names(model)
     spec, outputs = _onnx_io(ctx)

@@ -3,6 +3,7 @@ its reference outputs on calibration images."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ def load_source(checkpoint: str | Path) -> SourceModel:
 
     checkpoint = Path(checkpoint)
     try:
-        loaded = load_model(checkpoint)
+        with warnings.catch_warnings():  # torch.load warns about foreign pickles before failing on them
+            warnings.simplefilter("ignore")
+            loaded = load_model(checkpoint)
     except CheckpointError as exc:
         raise ConvertError(str(exc)) from None
     except (KeyError, TypeError, ValueError) as exc:

@@ -60,3 +60,30 @@ def lively_model(model, batches: Iterable[np.ndarray], conf_std: float = 3.0, lo
                 background_channels = torch.arange(conv.out_channels) % c == 0
                 conv.bias[background_channels] = background
     return model.eval()
+
+
+def save_lively_checkpoint(
+    path,
+    arch: str,
+    labels: list[str],
+    images: np.ndarray,
+    seed: int = 0,
+    **model_kwargs,
+):
+    """Build ``arch`` with random weights (``seed``), :func:`lively_model` it on ``images``
+    (``(N, 3, S, S)`` uint8 or float pixels) and save a checkpoint with
+    ``train.checkpoint.save_checkpoint``; returns the path."""
+    torch = require("torch")
+    from train.checkpoint import save_checkpoint
+    from train.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(arch, len(labels) + 1, **model_kwargs)
+    chunks = [images[i : i + 8].astype(np.float32) for i in range(0, min(len(images), 32), 8)]
+    lively_model(model, chunks)
+    save_checkpoint(
+        {"model": model.state_dict(), "arch": arch, "model_kwargs": dict(model_kwargs), "spec": model.spec.to_dict(),
+         "labels": list(labels)},
+        path,
+    )
+    return path

@@ -1,0 +1,229 @@
+"""Every format for the tiny model: produced, loads in its runtime, agrees with PyTorch, sidecar right.
+
+One conversion of every format runs once for the module (about a minute on 2 cores); the
+tests then re-open each artifact independently of the pipeline's own validation.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+pytest.importorskip("litert_torch")
+
+from calibration.sets import load_calibration_set, write_calibration_set  # noqa: E402
+from calibration.testing import write_voc_dataset  # noqa: E402
+from convert import ConvertOptions, export  # noqa: E402
+from convert.formats import FORMATS  # noqa: E402
+from convert.runners import open_runner  # noqa: E402
+from convert.targets import TARGETS, resolve_formats  # noqa: E402
+from convert.testing import save_lively_checkpoint  # noqa: E402
+from convert.validate import match_detections  # noqa: E402
+from ssd.postprocess import decode_and_nms  # noqa: E402
+from ssd.preprocess import preprocess  # noqa: E402
+from ssd.priors import default_boxes  # noqa: E402
+from ssd.sidecar import Sidecar, SidecarError, file_sha256, read_sidecar, sidecar_path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["red", "green", "blue"]
+
+
+def _calibration_images(tmp: Path, n: int, size: int) -> np.ndarray:
+    """RGB NCHW uint8 images at ``size`` made from a generated VOC dataset through preprocess."""
+    import cv2
+
+    from calibration.sets import stored_input_spec
+
+    root = write_voc_dataset(tmp / "voc", n, size=size, classes=LABELS, seed=1)
+    spec = stored_input_spec(size, size)
+    frames = [cv2.imread(str(p)) for p in sorted((root / "JPEGImages").glob("*.jpg"))]
+    return np.concatenate([preprocess(f, spec) for f in frames])
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("convert")
+    images = _calibration_images(tmp, 16, 128)
+    calib_dir = tmp / "calib"
+    write_calibration_set(calib_dir, images, {"labels": LABELS, "seed": 0})
+    ckpt = save_lively_checkpoint(tmp / "tiny.pt", "tiny", LABELS, images, seed=0, width=16)
+    lines: list[str] = []
+    report = export(ckpt, "all", tmp / "artifacts", calib=calib_dir,
+                    options=ConvertOptions(validate_images=4), log=lines.append)
+    return {"report": report, "out": tmp / "artifacts", "calib": load_calibration_set(calib_dir), "ckpt": ckpt,
+            "log": lines}
+
+
+@pytest.fixture(scope="module")
+def reference(converted):
+    from convert.source import load_source
+
+    source = load_source(converted["ckpt"])
+    frames = list(converted["calib"].frames_bgr(limit=4))
+    refs = [source.reference(x) for x in converted["calib"].batches(limit=4)]
+    return source, frames, refs
+
+
+def test_targets_cover_the_issue():
+    assert resolve_formats("intel") == ["openvino_fp32", "openvino_fp16", "openvino_int8"]
+    assert set(resolve_formats("rpi")) == {"tflite_fp32", "tflite_int8", "onnx_int8"}
+    assert set(resolve_formats("jetson")) == {"onnx_fp32", "onnx_fp16", "tensorrt_calib"}
+    assert resolve_formats("all") == list(FORMATS) and set(TARGETS["all"]) == set(FORMATS)
+    assert resolve_formats("rpi,onnx_fp32")[0] == "onnx_fp32"  # table order, not argument order
+
+
+def test_every_format_is_produced_with_its_sidecar(converted):
+    report = converted["report"]
+    assert report.ok, report.table()
+    out = converted["out"]
+    for name, fmt in FORMATS.items():
+        path = report.artifact(name)
+        assert path == out / fmt.filename and path.is_file()
+        sidecar = read_sidecar(path)  # checks name, shapes and sha256
+        assert (sidecar.format, sidecar.runtime, sidecar.precision) == (name, fmt.runtime, fmt.precision)
+        for companion, sha in sidecar.extra["files"].items():
+            assert file_sha256(out / companion) == sha
+        assert sidecar.extra["validation"]["passed"] is True
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staging leftovers"
+    # progress lines and the summary table
+    assert any("[9/9] tensorrt_calib: ok" in line for line in converted["log"])
+    table = report.table()
+    for header in ("format", "file", "size MB", "validation", "time s"):
+        assert header in table.splitlines()[0]
+    assert "9/9 formats valid" in table
+
+
+def test_sidecars_record_real_tensor_names(converted):
+    import onnxruntime as ort
+    import openvino as ov
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = converted["out"]
+    for name in ("onnx_fp32", "onnx_fp16", "onnx_int8", "tensorrt_calib"):
+        sc = read_sidecar(out / FORMATS[name].filename)
+        session = ort.InferenceSession(str(out / sc.artifact), providers=["CPUExecutionProvider"])
+        assert [i.name for i in session.get_inputs()] == [sc.input_name] == ["images"]
+        assert {o.name for o in session.get_outputs()} == {sc.outputs["loc"].name, sc.outputs["conf"].name} == {"loc", "conf"}
+        assert session.get_inputs()[0].type == "tensor(float)"
+    for name in ("openvino_fp32", "openvino_fp16", "openvino_int8"):
+        sc = read_sidecar(out / FORMATS[name].filename)
+        model = ov.Core().read_model(str(out / sc.artifact))
+        assert model.inputs[0].get_any_name() == sc.input_name
+        assert {o.get_any_name() for o in model.outputs} >= {sc.outputs["loc"].name, sc.outputs["conf"].name}
+    for name in ("tflite_fp32", "tflite_int8"):
+        sc = read_sidecar(out / FORMATS[name].filename)
+        it = Interpreter(model_path=str(out / sc.artifact))
+        (inp,) = it.get_input_details()
+        assert inp["name"] == sc.input_name and list(inp["shape"]) == [1, 128, 128, 3] and sc.input.layout == "NHWC"
+        details = {d["name"]: d for d in it.get_output_details()}
+        for key, width in (("loc", 4), ("conf", len(LABELS) + 1)):
+            d = details[sc.outputs[key].name]
+            assert d["shape"][-1] == width
+            if name == "tflite_int8":
+                assert np.dtype(d["dtype"]) == np.int8
+                assert d["quantization"] == pytest.approx((sc.outputs[key].scale, sc.outputs[key].zero_point))
+        if name == "tflite_int8":
+            assert np.dtype(inp["dtype"]) == np.int8 and sc.input.dtype == "int8"
+            assert inp["quantization"] == pytest.approx((sc.input.scale, sc.input.zero_point))
+
+
+def test_fp_artifacts_match_pytorch_in_their_runtimes(converted, reference):
+    _, frames, refs = reference
+    out = converted["out"]
+    limits = {"fp32": 1e-4, "fp16": 2e-2}
+    for name in ("onnx_fp32", "onnx_fp16", "openvino_fp32", "openvino_fp16", "tflite_fp32", "tensorrt_calib"):
+        runner = open_runner(out / FORMATS[name].filename)
+        limit = limits["fp32" if name == "tensorrt_calib" else FORMATS[name].precision]
+        for frame, (ref_loc, ref_conf) in zip(frames, refs):
+            loc, conf = runner(frame)
+            scale = max(np.abs(ref_loc).max(), np.abs(ref_conf).max())
+            assert np.abs(loc - ref_loc).max() / scale < limit, name
+            assert np.abs(conf - ref_conf).max() / scale < limit, name
+
+
+def test_int8_artifacts_agree_with_pytorch_detections(converted, reference):
+    source, frames, refs = reference
+    priors = default_boxes(source.spec)
+    out = converted["out"]
+    for name in ("onnx_int8", "openvino_int8", "tflite_int8"):
+        runner = open_runner(out / FORMATS[name].filename)
+        matched = same = total_ref = total_out = 0
+        for frame, (ref_loc, ref_conf) in zip(frames, refs):
+            ref = decode_and_nms(ref_loc, ref_conf, priors, score_threshold=0.3)[0]
+            det = decode_and_nms(*runner(frame), priors, score_threshold=0.3)[0]
+            m, s, _ = match_detections(ref, det, 0.5)
+            matched, same, total_ref, total_out = matched + m, same + s, total_ref + len(ref.scores), total_out + len(det.scores)
+        assert total_ref >= 20, "the lively tiny model detects things"
+        assert 2 * matched / (total_ref + total_out) > 0.6, name
+        assert same / matched > 0.8, name
+
+
+def test_int8_sidecars_record_calibration_and_quantization(converted):
+    out, calib = converted["out"], converted["calib"]
+    for name, fmt in FORMATS.items():
+        sc = read_sidecar(out / fmt.filename)
+        assert sc.checkpoint_sha256 == file_sha256(converted["ckpt"])
+        if fmt.needs_calibration:
+            assert sc.calibration_sha256 == calib.manifest_sha256
+            assert sc.extra["quantization"]["calibration_images"] == len(calib)
+        assert sc.tool_versions["numpy"] == np.__version__
+    tfl = read_sidecar(out / "model_tflite_int8.tflite")
+    assert (tfl.input.scale, tfl.input.zero_point) == (1.0, -128), "pixels map losslessly to int8"
+    assert tfl.outputs["loc"].dtype == "int8" and tfl.outputs["loc"].scale > 0
+    assert set(tfl.extra["signature"]["outputs"]) == {"loc", "conf"}
+
+
+def test_tensorrt_table_sits_next_to_its_onnx_model(converted):
+    from onnxruntime.quantization.CalTableFlatBuffers import TrtTable
+
+    out = converted["out"]
+    sc = read_sidecar(out / "model_tensorrt_calib.onnx")
+    table = out / sc.extra["calibration_table"]
+    assert sc.extra["provider_options"]["trt_int8_calibration_table_name"] == table.name
+    buf = table.read_bytes()
+    parsed = TrtTable.TrtTable.GetRootAsTrtTable(buf, 0)
+    keys = {parsed.Dict(i).Key().decode() for i in range(parsed.DictLength())}
+    assert {"images", "loc", "conf"} <= keys
+    values = [float(parsed.Dict(i).Value()) for i in range(parsed.DictLength())]
+    assert all(np.isfinite(values))
+
+
+def test_sidecar_round_trip_and_tamper_detection(converted, tmp_path):
+    src = converted["out"] / "model_onnx_int8.onnx"
+    sc = read_sidecar(src)
+    again = Sidecar.from_dict(json.loads(json.dumps(sc.to_dict())))
+    assert again == sc
+    copy = tmp_path / src.name
+    copy.write_bytes(src.read_bytes())
+    sidecar_path(copy).write_text(sidecar_path(src).read_text())
+    assert read_sidecar(copy) == sc
+    copy.write_bytes(src.read_bytes() + b"\0")
+    with pytest.raises(SidecarError, match="sha256"):
+        read_sidecar(copy)
+
+
+def test_reading_a_sidecar_and_running_an_artifact_need_no_torch(converted):
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from ssd.sidecar import read_sidecar\n"
+        "from convert.runners import open_runner\n"
+        "import numpy as np\n"
+        f"out = {str(converted['out'])!r}\n"
+        "for name in ('model_onnx_int8.onnx', 'model_tflite_int8.tflite', 'model_openvino_int8.xml'):\n"
+        "    sc = read_sidecar(out + '/' + name)\n"
+        "    loc, conf = open_runner(out + '/' + name, sidecar=sc)(np.zeros((128, 128, 3), np.uint8))\n"
+        "    assert loc.shape == (1, sc.spec.num_priors, 4) and conf.dtype == np.float32\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
