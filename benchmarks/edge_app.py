@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = overlap(model, video, threads, args.frames, args.rounds, args.score)
                 rows.append(row)
                 print(f"edge_app {name} threads={threads}: app {row['app_fps']:.1f} FPS, backend only "
-                      f"{row['backend_fps']:.1f} FPS, ratio {row['ratio']:.3f} (rounds {['%.3f' % r for r in row['ratios']]}), "
+                      f"{row['backend_fps']:.1f} FPS, ratio {row['ratio']:.3f} (rounds {' '.join(f'{r:.3f}' for r in row['ratios'])}), "
                       f"decode+NMS {row['decode_nms_mean_ms']:.2f} ms = {100 * row['decode_nms_share']:.1f}% of frame time",
                       flush=True)
         rss = None
