@@ -115,6 +115,9 @@ class OnnxRuntimeBackend(Backend):
         so.inter_op_num_threads = 1
         if options.threads:
             so.intra_op_num_threads = int(options.threads)
+        # idle pool threads sleep instead of spinning: the app's capture and postprocessing
+        # threads need those cores (on a 4-core Pi as much as here)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(

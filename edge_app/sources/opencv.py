@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import time
 from typing import Any
 
@@ -89,7 +90,9 @@ class V4L2Source(CaptureSource):
 
     def open(self) -> None:
         cv2 = _cv2()
-        cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
+        # V4L2 on Linux (honours the FOURCC/size requests); the platform's default elsewhere
+        api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+        cap = cv2.VideoCapture(self.device, api)
         if not cap.isOpened():
             cap.release()
             dev = f"/dev/video{self.device}" if isinstance(self.device, int) else self.device

@@ -1,0 +1,216 @@
+"""Edge-app benchmark: app FPS against backend-only throughput, decode + NMS share, RSS growth.
+
+    python benchmarks/edge_app.py                       # tiny SSD at 320 px, ONNX/OpenVINO/TFLite, 1 and 2 threads
+    python benchmarks/edge_app.py --model artifacts/x/model_onnx_int8.onnx --threads 2
+
+For each artifact and thread count, ``rounds`` times side by side in one process:
+``ssd-edge --benchmark N`` on a 640x480 MJPG video (looped): the app's FPS over N frames
+after a warm-up, then the same backend's synchronous ``infer`` throughput on N frames.
+The ratio app / backend is 1.0 when capture, preprocessing and decode + NMS hide entirely
+behind inference. Then one long run (``--rss-frames``, default 10,000 frames, small model,
+320x240 video, JSON lines and MJPEG outputs) samples the process RSS after a warm-up and
+at the end. Without ``--model`` the artifacts are built with torch (tests/edge_artifacts.py).
+Writes JSON (``--out``) and prints one line per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from edge_app.app import RunOptions, run  # noqa: E402
+from edge_app.sources.synthetic import SyntheticScene  # noqa: E402
+from ssd.specs import TINY, SSDSpec  # noqa: E402
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc, else psutil)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+
+
+def tiny_spec(size: int) -> SSDSpec:
+    """The tiny model's layout at another input size (maps at strides 8, 16, 32, 64)."""
+    maps = [-(-size // 4)]
+    for _ in range(4):
+        maps.append(-(-maps[-1] // 2))
+    return SSDSpec(name=f"tiny{size}", image_size=size, feature_maps=tuple(maps[1:]), scales=TINY.scales,
+                   aspect_ratios=TINY.aspect_ratios)
+
+
+def build_artifacts(folder: Path, size: int, backends: list[str], bg_bias: float = 6.5) -> dict[str, Path]:
+    """FP32 artifacts of the tiny SSD at ``size`` px; ``bg_bias`` sets how many detections it makes."""
+    import edge_artifacts as ea
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = ea.make_model(spec=tiny_spec(size), bg_bias=bg_bias)
+    out: dict[str, Path] = {}
+    onnx = ea.export_onnx(model, folder / f"tiny{size}_fp32.onnx")
+    if "onnx" in backends:
+        out["onnx"] = onnx
+    if "openvino" in backends:
+        out["openvino"] = ea.export_openvino(onnx, folder / f"tiny{size}_fp32.xml", "fp32", spec=model.spec)
+    if "tflite" in backends:
+        out["tflite"] = ea.export_tflite(model, folder / f"tiny{size}_fp32.tflite")
+    return out
+
+
+def write_video(path: Path, width: int, height: int, frames: int) -> Path:
+    import edge_artifacts as ea
+
+    scene = SyntheticScene(width, height, objects=6, seed=0)
+    return ea.write_video(path, [scene.render(i) for i in range(frames)], fps=30.0)
+
+
+def overlap(model: Path, video: Path, threads: int, frames: int, rounds: int, score: float) -> dict[str, object]:
+    """``rounds`` x (app FPS, backend-only FPS) for one artifact and thread count; medians."""
+    results = []
+    for _ in range(rounds):
+        results.append(run(RunOptions(model=model, source=str(video), loop=True, threads=threads, score=score,
+                                      benchmark=frames)))
+    ratios = [r.fps / r.backend_fps for r in results]
+    post = [r.stages["postprocess"]["mean_ms"] for r in results]
+    shares = [r.stages["postprocess"]["mean_ms"] * r.fps / 1000.0 for r in results]
+    med = statistics.median
+    return {
+        "model": model.name,
+        "backend": results[0].backend,
+        "threads": threads,
+        "frames": frames,
+        "rounds": rounds,
+        "app_fps": med(r.fps for r in results),
+        "backend_fps": med(r.backend_fps for r in results),
+        "ratio": med(ratios),
+        "ratios": ratios,
+        "infer_p50_ms": med(r.stages["infer"]["p50_ms"] for r in results),
+        "decode_nms_mean_ms": med(post),
+        "decode_nms_p50_ms": med(r.stages["postprocess"]["p50_ms"] for r in results),
+        "decode_nms_share": med(shares),
+        "latency_p50_ms": med(r.stages["latency"]["p50_ms"] for r in results),
+        "dropped": sum(r.dropped for r in results),
+        "stages": results[len(results) // 2].stages,
+    }
+
+
+def rss_growth(model: Path, video: Path, frames: int, warmup: int, threads: int, workdir: Path) -> dict[str, object]:
+    """RSS after ``warmup`` frames and at the end of ``frames`` counted frames (in this process)."""
+    marks: dict[str, int] = {}
+    peak = [0]
+
+    def observer(processed: int, _stats: object) -> None:
+        if processed % 250 == 0:
+            value = rss_bytes()
+            peak[0] = max(peak[0], value)
+            if processed == warmup:
+                marks["after_warmup"] = value
+        if processed == warmup + frames:
+            marks["end"] = rss_bytes()
+
+    start = time.perf_counter()
+    result = run(RunOptions(model=model, source=str(video), loop=True, threads=threads, warmup_frames=warmup,
+                            max_frames=frames, outputs=(str(workdir / "dets.jsonl"),), serve="127.0.0.1:0"),
+                 observer=observer)
+    growth = marks["end"] - marks["after_warmup"]
+    return {
+        "model": model.name,
+        "frames": result.frames,
+        "warmup_frames": warmup,
+        "outputs": ["dets.jsonl", "MJPEG server (no client)"],
+        "seconds": time.perf_counter() - start,
+        "app_fps": result.fps,
+        "rss_after_warmup_mb": marks["after_warmup"] / 2**20,
+        "rss_end_mb": marks["end"] / 2**20,
+        "rss_peak_mb": peak[0] / 2**20,
+        "rss_growth_mb": growth / 2**20,
+    }
+
+
+def rss_in_child(model: Path, video: Path, frames: int, workdir: Path) -> dict[str, object]:
+    """:func:`rss_growth` in a fresh interpreter with torch blocked: the RSS of the app alone."""
+    code = (
+        "import sys, json; sys.modules['torch'] = None; sys.path[:0] = [sys.argv[1]]; "
+        "import importlib.util as u; s = u.spec_from_file_location('edge_bench', sys.argv[2]); "
+        "m = u.module_from_spec(s); s.loader.exec_module(m); from pathlib import Path; "
+        "print(json.dumps(m.rss_growth(Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]), 1000, 1, Path(sys.argv[6]))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(ROOT), __file__, str(model), str(video), str(frames), str(workdir)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"RSS run failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, action="append", help="artifact(s) with sidecars (default: build tiny ones)")
+    p.add_argument("--backends", default="onnx,openvino,tflite", help="built artifacts to time")
+    p.add_argument("--size", type=int, default=320, help="input size of the built model")
+    p.add_argument("--bg-bias", type=float, default=12.0,
+                   help="background logit bias of the built model (12: about 10 detections per 640x480 frame at 320 px)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--frames", type=int, default=150, help="counted frames per round")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--score", type=float, default=0.5)
+    p.add_argument("--rss-frames", type=int, default=10_000, help="0 skips the RSS run")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "edge_app.json")
+    args = p.parse_args(argv)
+
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="edge_bench_") as tmp:
+        work = Path(tmp)
+        if args.model:
+            models = {m.stem: m for m in args.model}
+        else:
+            models = build_artifacts(work, args.size, args.backends.split(","), args.bg_bias)
+        video = write_video(work / "bench_640x480.avi", 640, 480, 200)
+        rows = []
+        for name, model in models.items():
+            for threads in args.threads:
+                row = overlap(model, video, threads, args.frames, args.rounds, args.score)
+                rows.append(row)
+                print(f"edge_app {name} threads={threads}: app {row['app_fps']:.1f} FPS, backend only "
+                      f"{row['backend_fps']:.1f} FPS, ratio {row['ratio']:.3f} (rounds {' '.join(f'{r:.3f}' for r in row['ratios'])}), "
+                      f"decode+NMS {row['decode_nms_mean_ms']:.2f} ms = {100 * row['decode_nms_share']:.1f}% of frame time",
+                      flush=True)
+        rss = None
+        if args.rss_frames:
+            small = args.model[0] if args.model else build_artifacts(work / "small", 128, ["onnx"])["onnx"]
+            small_video = write_video(work / "bench_320x240.avi", 320, 240, 100)
+            rss = rss_in_child(small, small_video, args.rss_frames, work)
+            print(f"edge_app rss: {rss['frames']} frames at {rss['app_fps']:.0f} FPS, RSS {rss['rss_after_warmup_mb']:.1f} MB "
+                  f"after warm-up -> {rss['rss_end_mb']:.1f} MB (growth {rss['rss_growth_mb']:+.2f} MB, peak "
+                  f"{rss['rss_peak_mb']:.1f} MB)", flush=True)
+
+    report = {
+        "benchmark": "edge_app",
+        "command": " ".join([Path(sys.executable).name, "benchmarks/edge_app.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load_average_at_start": load_start, "load_average_at_end": os.getloadavg()},
+        "size": args.size,
+        "overlap": rows,
+        "rss": rss,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
