@@ -351,21 +351,13 @@ def test_tflite_int8_input_and_outputs_use_the_models_quantization(arts):
     np.testing.assert_allclose(conf, 0.25 * (11 - 3))
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_dynamic_batch_artifacts_run_at_the_sidecars_shape(tmp_path, reference):
+def test_dynamic_batch_artifacts_run_at_the_sidecars_shape(arts, reference):
     """An ONNX/IR exported with a dynamic batch axis runs (OpenVINO reshapes it to the static sidecar shape)."""
     import openvino as ov
-    import torch
 
     frames, ref = reference
-    onnx_path = tmp_path / "dyn.onnx"
-    axes = {"images": {0: "N"}, "loc": {0: "N"}, "conf": {0: "N"}}
-    torch.onnx.export(ea.get_model(), (torch.zeros(1, 3, 128, 128),), str(onnx_path), dynamo=False, opset_version=17,
-                      input_names=["images"], output_names=["loc", "conf"], dynamic_axes=axes)
-    ea.make_sidecar(onnx_path, "onnx_fp32", "onnxruntime", "fp32", "images", InputSpec(128, 128), ea._float_outputs("loc", "conf"))
-    xml = ea.export_openvino(onnx_path, tmp_path / "dyn.xml", "fp32")
-    assert ov.Core().read_model(str(xml)).input(0).get_partial_shape().is_dynamic
-    for path in (onnx_path, xml):
+    assert ov.Core().read_model(str(arts.openvino_dynamic)).input(0).get_partial_shape().is_dynamic
+    for path in (arts.onnx_dynamic, arts.openvino_dynamic):
         with open_backend(path, threads=1) as backend:
             dets = Detector(backend).detect(frames[1])
         np.testing.assert_array_equal(dets.labels, ref[1].labels)
