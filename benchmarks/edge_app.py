@@ -111,6 +111,10 @@ def overlap(model: Path, video: Path, threads: int, frames: int, rounds: int, sc
         "decode_nms_p50_ms": med(r.stages["postprocess"]["p50_ms"] for r in results),
         "decode_nms_share": med(shares),
         "latency_p50_ms": med(r.stages["latency"]["p50_ms"] for r in results),
+        "app_cores_used": med(r.cores_used for r in results),
+        "backend_cores_used": med(r.backend_cores_used for r in results),
+        "app_cpu_ms_per_frame": med(1000.0 * r.cores_used / r.fps for r in results),
+        "backend_cpu_ms_per_frame": med(1000.0 * r.backend_cores_used / r.backend_fps for r in results),
         "dropped": sum(r.dropped for r in results),
         "stages": results[len(results) // 2].stages,
     }
@@ -200,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"edge_app {label} threads={threads}: app {row['app_fps']:.1f} FPS, backend only "
                   f"{row['backend_fps']:.1f} FPS, ratio {row['ratio']:.3f} (rounds {' '.join(f'{r:.3f}' for r in row['ratios'])}), "
                   f"backend busy {row['backend_busy']:.2f}, infer {row['infer_slowdown']:.2f}x slower than alone, "
-                  f"decode+NMS {row['decode_nms_mean_ms']:.2f} ms = {100 * row['decode_nms_share']:.1f}% of frame time",
+                  f"decode+NMS {row['decode_nms_mean_ms']:.2f} ms = {100 * row['decode_nms_share']:.1f}% of frame time, "
+                  f"CPU {row['app_cpu_ms_per_frame']:.1f} ms/frame on {row['app_cores_used']:.2f} cores "
+                  f"(backend alone {row['backend_cpu_ms_per_frame']:.1f} ms on {row['backend_cores_used']:.2f})",
                   flush=True)
         rss = None
         if args.rss_frames:
