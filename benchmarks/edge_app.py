@@ -78,13 +78,18 @@ def write_video(path: Path, width: int, height: int, frames: int) -> Path:
     return ea.write_video(path, [scene.render(i) for i in range(frames)], fps=30.0)
 
 
-def overlap(model: Path, video: Path, threads: int, frames: int, rounds: int, score: float) -> dict[str, object]:
+def overlap(model: Path, video: Path, threads: int, frames: int, rounds: int, score: float,
+            hint: str = "LATENCY") -> dict[str, object]:
     """``rounds`` x (app FPS, backend-only FPS) for one artifact and thread count; medians."""
     results = []
     for _ in range(rounds):
         results.append(run(RunOptions(model=model, source=str(video), loop=True, threads=threads, score=score,
-                                      benchmark=frames)))
+                                      hint=hint, benchmark=frames)))
     ratios = [r.fps / r.backend_fps for r in results]
+    # ratio = busy / slowdown: how much of the wall time the backend was computing (1.0: it never
+    # waited for the pipeline), and how much slower each inference ran beside capture and NMS
+    busy = [r.fps * r.stages["infer"]["mean_ms"] / 1000.0 for r in results]
+    slowdown = [r.stages["infer"]["mean_ms"] * r.backend_fps / 1000.0 for r in results]
     post = [r.stages["postprocess"]["mean_ms"] for r in results]
     shares = [r.stages["postprocess"]["mean_ms"] * r.fps / 1000.0 for r in results]
     med = statistics.median
@@ -92,17 +97,24 @@ def overlap(model: Path, video: Path, threads: int, frames: int, rounds: int, sc
         "model": model.name,
         "backend": results[0].backend,
         "threads": threads,
+        "hint": hint if model.suffix == ".xml" else None,
         "frames": frames,
         "rounds": rounds,
         "app_fps": med(r.fps for r in results),
         "backend_fps": med(r.backend_fps for r in results),
         "ratio": med(ratios),
         "ratios": ratios,
+        "backend_busy": med(busy),
+        "infer_slowdown": med(slowdown),
         "infer_p50_ms": med(r.stages["infer"]["p50_ms"] for r in results),
         "decode_nms_mean_ms": med(post),
         "decode_nms_p50_ms": med(r.stages["postprocess"]["p50_ms"] for r in results),
         "decode_nms_share": med(shares),
         "latency_p50_ms": med(r.stages["latency"]["p50_ms"] for r in results),
+        "app_cores_used": med(r.cores_used for r in results),
+        "backend_cores_used": med(r.backend_cores_used for r in results),
+        "app_cpu_ms_per_frame": med(1000.0 * r.cores_used / r.fps for r in results),
+        "backend_cpu_ms_per_frame": med(1000.0 * r.backend_cores_used / r.backend_fps for r in results),
         "dropped": sum(r.dropped for r in results),
         "stages": results[len(results) // 2].stages,
     }
@@ -167,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=150, help="counted frames per round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--score", type=float, default=0.5)
+    p.add_argument("--no-ov-throughput", dest="ov_throughput", action="store_false",
+                   help="skip the OpenVINO THROUGHPUT-hint rows (async requests in flight)")
     p.add_argument("--rss-frames", type=int, default=10_000, help="0 skips the RSS run")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "edge_app.json")
     args = p.parse_args(argv)
@@ -180,14 +194,20 @@ def main(argv: list[str] | None = None) -> int:
             models = build_artifacts(work, args.size, args.backends.split(","), args.bg_bias)
         video = write_video(work / "bench_640x480.avi", 640, 480, 200)
         rows = []
-        for name, model in models.items():
-            for threads in args.threads:
-                row = overlap(model, video, threads, args.frames, args.rounds, args.score)
-                rows.append(row)
-                print(f"edge_app {name} threads={threads}: app {row['app_fps']:.1f} FPS, backend only "
-                      f"{row['backend_fps']:.1f} FPS, ratio {row['ratio']:.3f} (rounds {' '.join(f'{r:.3f}' for r in row['ratios'])}), "
-                      f"decode+NMS {row['decode_nms_mean_ms']:.2f} ms = {100 * row['decode_nms_share']:.1f}% of frame time",
-                      flush=True)
+        runs = [(name, model, threads, "LATENCY") for name, model in models.items() for threads in args.threads]
+        runs += [(name, model, threads, "THROUGHPUT") for name, model in models.items() for threads in args.threads
+                 if model.suffix == ".xml" and threads > 1 and args.ov_throughput]
+        for name, model, threads, hint in runs:
+            row = overlap(model, video, threads, args.frames, args.rounds, args.score, hint)
+            rows.append(row)
+            label = f"{name} {hint}" if model.suffix == ".xml" else name
+            print(f"edge_app {label} threads={threads}: app {row['app_fps']:.1f} FPS, backend only "
+                  f"{row['backend_fps']:.1f} FPS, ratio {row['ratio']:.3f} (rounds {' '.join(f'{r:.3f}' for r in row['ratios'])}), "
+                  f"backend busy {row['backend_busy']:.2f}, infer {row['infer_slowdown']:.2f}x slower than alone, "
+                  f"decode+NMS {row['decode_nms_mean_ms']:.2f} ms = {100 * row['decode_nms_share']:.1f}% of frame time, "
+                  f"CPU {row['app_cpu_ms_per_frame']:.1f} ms/frame on {row['app_cores_used']:.2f} cores "
+                  f"(backend alone {row['backend_cpu_ms_per_frame']:.1f} ms on {row['backend_cores_used']:.2f})",
+                  flush=True)
         rss = None
         if args.rss_frames:
             small = args.model[0] if args.model else build_artifacts(work / "small", 128, ["onnx"])["onnx"]

@@ -94,7 +94,9 @@ class RunOptions:
 @dataclass
 class RunResult:
     """What a run did. Stage times are ``{"count", "mean_ms", "p50_ms", "p90_ms"}`` per stage
-    (capture, preprocess, infer, postprocess (decode + NMS), output, latency (capture to output))."""
+    (capture, preprocess, infer, postprocess (decode + NMS), output, latency (capture to output)).
+    ``cores_used``: process CPU time / wall time while counting frames; ``backend_fps`` and
+    ``backend_cores_used``: the backend alone on the same artifact and threads (``--benchmark``)."""
 
     model: str
     backend: str
@@ -107,7 +109,9 @@ class RunResult:
     reconnects: int
     ended_by: str
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    cores_used: float = 0.0
     backend_fps: float | None = None
+    backend_cores_used: float | None = None
     threads: int | None = None
 
     @property
@@ -121,14 +125,15 @@ class RunResult:
         return data
 
 
-def measure_backend(backend: Backend, batch: np.ndarray, frames: int, warmup: int = 5) -> float:
-    """Backend-only throughput: synchronous ``infer`` on one batch, frames per second."""
+def measure_backend(backend: Backend, batch: np.ndarray, frames: int, warmup: int = 5) -> tuple[float, float]:
+    """Backend-only throughput: synchronous ``infer`` on one batch; ``(frames per second, cores used)``."""
     for _ in range(warmup):
         backend.infer(batch)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(frames):
         backend.infer(batch)
-    return frames / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    return frames / wall, (time.process_time() - cpu) / wall
 
 
 @contextlib.contextmanager
@@ -186,16 +191,16 @@ def run(
                             log.error("closing %s failed: %s", type(output).__name__, exc)
             finally:
                 source.close()
-            backend_fps = None
+            backend_fps = backend_cores = None
             if options.benchmark and not stop.is_set():
                 spec = backend.input_spec
                 frame = np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)
-                backend_fps = measure_backend(backend, detector.preprocess(frame), max(options.benchmark, 10))
+                backend_fps, backend_cores = measure_backend(backend, detector.preprocess(frame), max(options.benchmark, 10))
         finally:
             backend.close()
     return RunResult(
         model=str(options.model), backend=backend.name, source=options.source, frames=stats.frames,
         seconds=stats.seconds, fps=stats.fps, dropped=stats.dropped, corrupt=stats.corrupt,
         reconnects=stats.reconnects, ended_by=stats.ended_by, stages=stats.stage_summary(),
-        backend_fps=backend_fps, threads=options.threads,
+        cores_used=stats.cores_used, backend_fps=backend_fps, backend_cores_used=backend_cores, threads=options.threads,
     )

@@ -105,10 +105,11 @@ def format_report(result: RunResult) -> str:
     ]
     for name, s in result.stages.items():
         lines.append(f"  {name:<12}{s['p50_ms']:>9.2f}{s['p90_ms']:>9.2f}{s['mean_ms']:>9.2f}")
-    lines.append(f"  app: {result.fps:.1f} FPS over {result.frames} frames (dropped {result.dropped}, "
-                 f"corrupt {result.corrupt}, reconnects {result.reconnects})")
+    lines.append(f"  app: {result.fps:.1f} FPS over {result.frames} frames, {result.cores_used:.2f} cores busy "
+                 f"(dropped {result.dropped}, corrupt {result.corrupt}, reconnects {result.reconnects})")
     if result.backend_fps:
-        lines.append(f"  backend only: {result.backend_fps:.1f} FPS; app / backend = {result.overlap_ratio:.2f}")
+        lines.append(f"  backend only: {result.backend_fps:.1f} FPS, {result.backend_cores_used:.2f} cores busy; "
+                     f"app / backend = {result.overlap_ratio:.2f}")
     return "\n".join(lines)
 
 

@@ -68,11 +68,17 @@ class PipelineStats:
     corrupt: int = 0
     reconnects: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     ended_by: str = "end"
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cores_used(self) -> float:
+        """Process CPU time over wall time in the measured window (all threads, the runtime's included)."""
+        return self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
 
     def stage_summary(self) -> dict[str, dict[str, float]]:
         return {name: times.summary() for name, times in self.stages.items()}
@@ -172,6 +178,8 @@ class Pipeline:
         self._processed = 0
         self._window_start = 0.0
         self._last_end = 0.0
+        self._cpu_start = 0.0
+        self._cpu_end = 0.0
 
     def run(self, stop: threading.Event | None = None, observer: Callable[[int, PipelineStats], None] | None = None) -> PipelineStats:
         """Process frames; returns the stats. Outputs are written but not closed here."""
@@ -185,6 +193,7 @@ class Pipeline:
         submitted = 0
         ended_by = "end"
         self._window_start = time.perf_counter()
+        self._cpu_start = time.process_time()
         self.stats.warmup_frames = opts.warmup_frames
         grabber.start()
         try:
@@ -221,6 +230,7 @@ class Pipeline:
                 job.future.cancel()
         stats = self.stats
         stats.seconds = self._last_end - self._window_start if stats.frames else 0.0
+        stats.cpu_seconds = self._cpu_end - self._cpu_start if stats.frames else 0.0
         stats.dropped = grabber.dropped
         stats.corrupt = self.source.counters.corrupt
         stats.reconnects = self.source.counters.reconnects
@@ -243,9 +253,11 @@ class Pipeline:
             output.write(frame_result, image)
         end = time.perf_counter()
         self._last_end = end
+        self._cpu_end = time.process_time()
         self._processed += 1
         if self._processed <= self.options.warmup_frames:
             self._window_start = end  # the measured window starts after the last warm-up frame
+            self._cpu_start = self._cpu_end
         else:
             stages = self.stats.stages
             stages["preprocess"].add(job.preprocess_s)

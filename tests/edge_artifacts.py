@@ -136,14 +136,15 @@ def _float_outputs(loc_name: str, conf_name: str, spec: SSDSpec = TINY) -> dict[
     return {"loc": OutputSpec(loc_name, (1, p, 4)), "conf": OutputSpec(conf_name, (1, p, NUM_CLASSES))}
 
 
-def export_onnx(model, path: Path) -> Path:
+def export_onnx(model, path: Path, dynamic_batch: bool = False) -> Path:
     import torch
 
     size = model.spec.image_size
+    axes = {"images": {0: "N"}, "loc": {0: "N"}, "conf": {0: "N"}} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.zeros(1, 3, size, size),), os.fspath(path), dynamo=False, opset_version=17,
-                          input_names=["images"], output_names=["loc", "conf"])
+                          input_names=["images"], output_names=["loc", "conf"], dynamic_axes=axes)
     make_sidecar(path, "onnx_fp32", "onnxruntime", "fp32", "images", InputSpec(size, size), _float_outputs("loc", "conf", model.spec), model.spec)
     return path
 
@@ -273,14 +274,17 @@ class Artifacts:
     openvino_int8: Path
     tflite_fp32: Path
     tflite_int8: Path
+    onnx_dynamic: Path
+    openvino_dynamic: Path
     video: Path
 
     def all(self) -> dict[str, Path]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("folder", "video")}
+        """The six static artifacts by name (``onnx_fp32`` ... ``tflite_int8``)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("folder", "video", "onnx_dynamic", "openvino_dynamic")}
 
 
 def build_artifacts(folder: Path, tflite: bool = True) -> Artifacts:
-    """Every artifact plus a 12-frame synthetic MJPG video, in ``folder``."""
+    """Every artifact (and dynamic-batch ONNX/IR variants) plus a 12-frame synthetic MJPG video, in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     model = make_model()
     calib = calibration_frames(8)
@@ -288,11 +292,15 @@ def build_artifacts(folder: Path, tflite: bool = True) -> Artifacts:
     onnx_int8 = quantize_onnx(onnx_fp32, folder / "tiny_int8.onnx", calib)
     ov_fp32 = export_openvino(onnx_fp32, folder / "tiny_fp32.xml", "fp32")
     ov_int8 = export_openvino(onnx_int8, folder / "tiny_int8.xml", "int8")
+    onnx_dyn = export_onnx(model, folder / "tiny_dynamic.onnx", dynamic_batch=True)
+    ov_dyn = export_openvino(onnx_dyn, folder / "tiny_dynamic.xml", "fp32")
+    # OpenVINO conversions first: convert_model's telemetry forks a process, which must not
+    # happen after litert-torch has started JAX's threads
     tfl_fp32 = export_tflite(model, folder / "tiny_fp32.tflite") if tflite else folder / "missing.tflite"
     tfl_int8 = export_tflite_int8(model, folder / "tiny_int8.tflite", calib) if tflite else folder / "missing.tflite"
     scene = SyntheticScene(FRAME_W, FRAME_H, objects=4, seed=SEED)
     video = write_video(folder / "synthetic.avi", [scene.render(i) for i in range(12)], fps=10.0)
-    return Artifacts(folder, onnx_fp32, onnx_int8, ov_fp32, ov_int8, tfl_fp32, tfl_int8, video)
+    return Artifacts(folder, onnx_fp32, onnx_int8, ov_fp32, ov_int8, tfl_fp32, tfl_int8, onnx_dyn, ov_dyn, video)
 
 
 _CACHE: dict[str, Artifacts] = {}

@@ -78,6 +78,7 @@ def test_benchmark_prints_stage_timings_and_backend_throughput(arts, capsys, tmp
     assert "backend only:" in out and "app / backend" in out
     data = json.loads(summary.read_text())
     assert data["frames"] == 20 and data["backend_fps"] > 0 and data["overlap_ratio"] > 0
+    assert data["cores_used"] > 0 and data["backend_cores_used"] > 0 and "cores busy" in out
     assert data["stages"]["postprocess"]["count"] == 20
 
 

@@ -8,7 +8,6 @@ the model's outputs are integers.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -25,7 +24,6 @@ from ssd.sidecar import OutputSpec, Sidecar, SidecarError
 
 log = logging.getLogger("edge_app.backends")
 
-DEVICES = ("AUTO", "CPU", "GPU", "NPU", "CUDA", "TENSORRT")
 HINTS = ("LATENCY", "THROUGHPUT")
 
 
@@ -203,13 +201,3 @@ class Backend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def describe(self) -> dict[str, object]:
-        """What runs: for logs and benchmark JSON."""
-        return {
-            "backend": self.name,
-            "artifact": self.path.name,
-            "format": self.sidecar.format,
-            "precision": self.sidecar.precision,
-            "options": dataclasses.asdict(self.options),
-        }

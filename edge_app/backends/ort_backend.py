@@ -2,11 +2,12 @@
 
 On a Jetson, ``onnxruntime-gpu`` (from the Jetson Zoo / JetPack wheels) offers the
 TensorRT and CUDA execution providers; pip's ``onnxruntime`` offers the CPU one. An INT8
-artifact runs in TensorRT with INT8 enabled; a non-QDQ model also needs the calibration
-table named in its sidecar's ``extra["trt_int8_calibration_table"]`` (a file next to the
-artifact; ``extra["trt_int8_use_native_calibration_table"]`` says whether it is TensorRT's
-native format). Engines are cached next to the artifact (or in ``cache_dir``) because
-building them takes minutes on a Jetson.
+artifact runs in TensorRT with INT8 enabled. A QDQ model carries its own scales; a model
+without Q/DQ nodes needs the calibration table named in its sidecar's
+``extra["trt_int8_calibration_table"]`` (a file next to the artifact;
+``extra["trt_int8_use_native_calibration_table"]`` says whether it is TensorRT's native
+format); TensorRT refuses a table for a model with Q/DQ nodes. Engines are cached next to
+the artifact (or in ``cache_dir``) because building them takes minutes on a Jetson.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def select_providers(
                                 f"sidecar of {artifact.name} names TensorRT calibration table {table!r}, "
                                 f"which is not next to the artifact; copy it there or re-run ssd-convert"
                             )
-                        opts["trt_engine_cache_path"] = cache = str(artifact.parent)
+                        opts["trt_engine_cache_path"] = str(artifact.parent)
                     opts["trt_int8_calibration_table_name"] = table
                     opts["trt_int8_use_native_calibration_table"] = bool(
                         sidecar.extra.get("trt_int8_use_native_calibration_table", False)
