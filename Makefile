@@ -105,8 +105,10 @@ compare: install  ## accuracy of every artifact against FP32
 run: install  ## edge app: make run MODEL=... SOURCE=...
 	$(VENV)/bin/ssd-edge --model $(MODEL) --source $(SOURCE) $(ARGS)
 
-bench: install  ## the benchmark scripts (write JSON under benchmarks/results)
+bench: install  ## the benchmark scripts (each writes JSON under benchmarks/results and prints a line)
 	$(PY) benchmarks/nms.py
+	$(PY) benchmarks/runtimes.py
+	$(PY) benchmarks/edge_app.py
 
 BCCD_RUN ?= runs/bccd
 BCCD_ARGS ?=
