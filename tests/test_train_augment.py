@@ -43,7 +43,7 @@ def test_pipeline_is_reproducible_from_the_seed() -> None:
     aug = SSDAugmentation(64)
     a = aug(image, boxes, labels, np.random.default_rng(7))
     b = aug(image, boxes, labels, np.random.default_rng(7))
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
 
 

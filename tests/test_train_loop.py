@@ -201,3 +201,20 @@ def test_train_and_eval_cli_end_to_end(synth_root: Path, tmp_path: Path, capsys)
     # resume a finished run with more epochs through the CLI
     assert train_main(["--resume", str(ckpt), "optim.epochs=2"]) == 0
     assert read_checkpoint(ckpt)["epoch"] == 2
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_step_with_channels_last_and_clipping(synth_root: Path, tmp_path: Path, amp: str) -> None:
+    from train.trainer import Trainer
+
+    cfg = load_config("tiny_synth", tiny_overrides(synth_root, tmp_path, f"amp_{amp}", **{
+        "runtime.amp": amp, "runtime.channels_last": True, "optim.grad_clip": 1.0}))
+    trainer = Trainer(cfg, log=lambda _m: None)
+    assert trainer.scaler.is_enabled() == (amp == "fp16")
+    before = {k: v.clone() for k, v in trainer.model.named_parameters()}
+    batch = next(iter(trainer.train_loader))
+    out = trainer.train_step(batch)
+    assert out.total.dtype == torch.float32 and torch.isfinite(out.total)
+    moved = [k for k, v in trainer.model.named_parameters() if not torch.equal(v, before[k])]
+    assert moved or amp == "fp16"  # fp16 may skip its very first step when the scale overflows
+    assert all(torch.isfinite(v).all() for v in trainer.model.parameters())

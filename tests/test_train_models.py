@@ -106,6 +106,8 @@ def test_registry_errors() -> None:
         build_model("resnet", 3)
     with pytest.raises(ValueError, match="background"):
         build_model("tiny", 1)
+    with pytest.raises(ValueError, match="takes no argument 'depth'"):
+        build_model("tiny", 3, depth=2)
 
 
 def test_mobilenet_backbone_weights_from_torchvision_keys(tmp_path) -> None:

@@ -172,7 +172,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if origin is tuple:
             if len(args) != len(value):
                 raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
-            return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+            return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
         return [_coerce(v, args[0], where) for v in value] if args else list(value)
     if origin is dict:
         if not isinstance(value, dict):

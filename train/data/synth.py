@@ -133,7 +133,7 @@ def _voc_xml(image_id: str, size: int, boxes: np.ndarray, classes: np.ndarray) -
         f"  <object><name>{escape(CLASSES[c])}</name><difficult>0</difficult><bndbox>"
         f"<xmin>{b[0]:.1f}</xmin><ymin>{b[1]:.1f}</ymin><xmax>{b[2]:.1f}</xmax><ymax>{b[3]:.1f}</ymax>"
         f"</bndbox></object>\n"
-        for b, c in zip(boxes, classes)
+        for b, c in zip(boxes, classes, strict=True)
     )
     return (
         f"<annotation>\n  <folder>JPEGImages</folder>\n  <filename>{image_id}.jpg</filename>\n"
