@@ -54,6 +54,8 @@ def quantize_int8(
 ) -> dict[str, Any]:
     """``quant_pre_process`` then ``quantize_static`` (QDQ, per-channel int8 weights).
 
+    The two output concatenations stay float (see :func:`_output_producers`).
+
     activation_type: ``"int8"`` (S8S8, symmetric-friendly for ARM and TensorRT) or
     ``"uint8"`` (U8S8, ONNX Runtime's advice for x86 with VNNI). Returns the settings used.
     """
@@ -72,6 +74,8 @@ def quantize_int8(
     with captured(not verbose) as log:
         try:
             shape_inference.quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+            outputs_float = _output_producers(pre)
+            settings["float_output_nodes"] = outputs_float
             quant.quantize_static(
                 str(pre),
                 str(dst),
@@ -82,6 +86,7 @@ def quantize_int8(
                 activation_type=act,
                 weight_type=quant.QuantType.QInt8,
                 calibrate_method=_method(method),
+                nodes_to_exclude=outputs_float,
                 extra_options={"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True},
             )
         except ConvertError:
@@ -91,6 +96,14 @@ def quantize_int8(
         finally:
             pre.unlink(missing_ok=True)
     return settings
+
+
+def _output_producers(path: Path) -> list[str]:
+    """Nodes that produce ``loc``/``conf``: left in float so the outputs are never clipped to
+    one shared int8 range (each head's tensor keeps its own scale up to the concatenation)."""
+    onnx = require("onnx")
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n.name for n in graph.node if set(n.output) & set(OUTPUT_NAMES)]
 
 
 def tensorrt_table(src: Path, table_dir: Path, batches: Iterable[np.ndarray], work: Path, method: str = "entropy", verbose: bool = False) -> dict[str, float]:

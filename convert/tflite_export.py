@@ -96,25 +96,39 @@ def _affine_normalization(gm: Any) -> int:
     return count
 
 
+def _minmax_activation_spec() -> Any:
+    torch = require("torch")
+    from torchao.quantization.pt2e.observer import MinMaxObserver
+    from torchao.quantization.pt2e.quantizer import QuantizationSpec
+
+    return QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
+                            observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+
+
 def _quantizer(method: str) -> Any:
-    """litert-torch's PT2EQuantizer (per-channel) with a fixed-qparams image input."""
+    """litert-torch's PT2EQuantizer (per-channel) with a fixed-qparams image input and
+    min-max ranges on the final ``loc``/``conf`` concatenations.
+
+    The histogram (L2-optimal) observer clips the tails of a distribution; inside the
+    network that is a good trade, on the outputs the tails are the detections (the largest
+    logits) and the far-moving boxes, so the output ranges are never clipped.
+    """
     torch = require("torch")
     pt2e = require("litert_torch.quantize.pt2e_quantizer")
-    from torchao.quantization.pt2e.observer import MinMaxObserver
-    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec, QuantizationSpec
+    from torch.utils._pytree import tree_leaves
+    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec, QuantizationAnnotation, SharedQuantizationSpec
 
     config = pt2e.get_symmetric_quantization_config(is_per_channel=True)
+    minmax = _minmax_activation_spec()
     if method == "minmax":
-        act = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
-                               observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
-        config = type(config)(act, act, config.weight, config.bias, config.fixed_qparams, config.is_qat, config.is_dynamic)
+        config = type(config)(minmax, minmax, config.weight, config.bias, config.fixed_qparams, config.is_qat, config.is_dynamic)
     elif method != "histogram":
         raise ConvertError(f"TFLite (PT2E) has no calibration method {method!r}; choose histogram or minmax")
     fixed = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=INPUT_SCALE, zero_point=INPUT_ZERO_POINT,
                                          quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine)
     view_ops = {torch.ops.aten.permute.default, torch.ops.aten.contiguous.default}
 
-    class ImageInputQuantizer(pt2e.PT2EQuantizer):
+    class DetectorQuantizer(pt2e.PT2EQuantizer):
         def annotate(self, model):
             model = super().annotate(model)
             image = {n for n in model.graph.nodes if n.op == "placeholder"}
@@ -127,9 +141,21 @@ def _quantizer(method: str) -> Any:
                     for inp in list(ann.input_qspec_map):
                         if inp in image:
                             ann.input_qspec_map[inp] = fixed
+            output = next(n for n in model.graph.nodes if n.op == "output")
+            for n in tree_leaves(output.args):
+                if isinstance(n, torch.fx.Node) and n.target == torch.ops.aten.cat.default:
+                    # torch.export leaves these cats without source_fn_stack, so litert's cat
+                    # annotator skips them and the converter then requantizes every head into
+                    # the FIRST head's range (clipping the others). One shared min-max observer
+                    # over all inputs instead.
+                    first, rest = n.args[0][0], n.args[0][1:]
+                    shared = SharedQuantizationSpec((first, n))
+                    n.meta["quantization_annotation"] = QuantizationAnnotation(
+                        input_qspec_map={first: minmax, **{inp: shared for inp in rest}},
+                        output_qspec=shared, _annotated=True)
             return model
 
-    return ImageInputQuantizer().set_global(config)
+    return DetectorQuantizer().set_global(config)
 
 
 def convert_fp32(model: Any, image_size: int, dst: Path, verbose: bool = False) -> Path:
@@ -183,6 +209,7 @@ def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.nd
         "calibration_images": n,
         "normalization_rewritten_nodes": rewritten,
         "input_quantization": {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT},
+        "output_ranges": "min-max (never clipped)",
     }
 
 

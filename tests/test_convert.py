@@ -166,6 +166,21 @@ def test_int8_artifacts_agree_with_pytorch_detections(converted, reference):
         assert same / matched > 0.8, name
 
 
+def test_int8_outputs_are_not_clipped(converted, reference):
+    """Each head keeps its range: the dequantized outputs reach PyTorch's extremes."""
+    _, frames, refs = reference
+    out = converted["out"]
+    ref_loc = np.concatenate([r[0] for r in refs])
+    ref_conf = np.concatenate([r[1] for r in refs])
+    for name in ("onnx_int8", "openvino_int8", "tflite_int8"):
+        runner = open_runner(out / FORMATS[name].filename)
+        outs = [runner(f) for f in frames]
+        loc = np.concatenate([o[0] for o in outs])
+        conf = np.concatenate([o[1] for o in outs])
+        for got, ref in ((loc, ref_loc), (conf, ref_conf)):
+            assert got.max() >= 0.9 * ref.max() and got.min() <= 0.9 * ref.min(), name
+
+
 def test_int8_sidecars_record_calibration_and_quantization(converted):
     out, calib = converted["out"], converted["calib"]
     for name, fmt in FORMATS.items():

@@ -1,0 +1,133 @@
+"""FP32 against INT8 per runtime (OpenVINO, TFLite/XNNPACK, ONNX Runtime), side by side.
+
+    python benchmarks/runtimes.py [--models ssdlite320_mobilenetv2,ssd300_vgg16] [--threads 1]
+
+For each model (random weights made trained-like by :func:`convert.testing.lively_model`
+with ``bn_gain=0.85``, so INT8 ranges are realistic and validation is meaningful), ``convert.export`` builds and validates the six artifacts
+from a small generated calibration set; then every artifact runs through its
+:func:`convert.runners.open_runner` runner at fixed threads: a warm-up, then ``--rounds``
+rounds in which each artifact in turn runs ``--iters`` times, so all of them see the same
+machine load. Medians per inference, ratios FP32/INT8 per runtime. Writes JSON to
+``benchmarks/results/runtimes.json`` and prints one line per model.
+
+OpenVINO FP32 runs with ``INFERENCE_PRECISION_HINT=f32``: on a CPU with AVX-512 BF16 the
+plugin would otherwise execute the FP32 IR in bf16; that default is measured too
+(``openvino_fp32_bf16``) and reported, but the FP32 ratio uses true f32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PAIRS = {"openvino": ("openvino_fp32", "openvino_int8"), "tflite": ("tflite_fp32", "tflite_int8"),
+         "onnxruntime": ("onnx_fp32", "onnx_int8")}
+LABELS = [f"class{i}" for i in range(1, 21)]  # VOC-sized head: 20 classes + background
+
+
+def build_artifacts(arch: str, work: Path, num_calib: int, ort_activations: str, log) -> tuple[Path, float]:
+    """Lively random checkpoint + calibration set + the six artifacts; returns (folder, seconds)."""
+    import cv2
+
+    from calibration.sets import stored_input_spec, write_calibration_set
+    from calibration.testing import write_voc_dataset
+    from convert import ConvertOptions, export
+    from convert.testing import save_lively_checkpoint
+    from ssd.preprocess import preprocess
+    from train.models import ARCHS
+    from ssd.specs import get_spec
+
+    size = get_spec(ARCHS[arch][1]).image_size
+    voc = write_voc_dataset(work / "voc", num_calib, size=size, classes=LABELS[:3], seed=0)
+    spec = stored_input_spec(size, size)
+    images = np.concatenate([preprocess(cv2.imread(str(p)), spec) for p in sorted((voc / "JPEGImages").glob("*.jpg"))])
+    write_calibration_set(work / "calib", images, {"labels": LABELS})
+    ckpt = save_lively_checkpoint(work / f"{arch}.pt", arch, LABELS, images, seed=0, bn_gain=0.85)
+    formats = [f for pair in PAIRS.values() for f in pair]
+    start = time.perf_counter()
+    report = export(ckpt, formats, work / "artifacts", calib=work / "calib",
+                    options=ConvertOptions(validate_images=4, ort_activations=ort_activations), log=log)
+    if not report.ok:
+        raise SystemExit(f"conversion failed for {report.failed}:\n{report.table()}")
+    return work / "artifacts", time.perf_counter() - start
+
+
+def measure(artifacts: Path, threads: int, warmup: int, rounds: int, iters: int) -> dict[str, dict[str, float]]:
+    """Median and spread of one inference per artifact, interleaved over rounds."""
+    from convert.formats import FORMATS
+    from convert.quiet import captured
+    from convert.runners import open_runner
+    from ssd.preprocess import preprocess
+
+    runners = {}
+    with captured():
+        for name in [f for pair in PAIRS.values() for f in pair]:
+            runners[name] = open_runner(artifacts / FORMATS[name].filename, threads=threads)
+        runners["openvino_fp32_bf16"] = open_runner(artifacts / FORMATS["openvino_fp32"].filename, threads=threads,
+                                                    inference_precision_hint="bf16")
+    rng = np.random.default_rng(0)
+    any_runner = next(iter(runners.values()))
+    size = any_runner.sidecar.input.height
+    frame = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    inputs = {name: preprocess(frame, r.sidecar.input) for name, r in runners.items()}
+    for name, r in runners.items():
+        for _ in range(warmup):
+            r.infer_raw(inputs[name])
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, r in runners.items():
+            x = inputs[name]
+            for _ in range(iters):
+                t0 = time.perf_counter()
+                r.infer_raw(x)
+                samples[name].append(time.perf_counter() - t0)
+    return {name: {"median_ms": 1e3 * statistics.median(s), "p10_ms": 1e3 * float(np.percentile(s, 10)),
+                   "p90_ms": 1e3 * float(np.percentile(s, 90)), "runs": len(s)} for name, s in samples.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="ssdlite320_mobilenetv2,ssd300_vgg16")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--iters", type=int, default=6)
+    p.add_argument("--calib", type=int, default=32, help="calibration images per model")
+    p.add_argument("--ort-activations", choices=("int8", "uint8"), default="int8")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "runtimes.json")
+    p.add_argument("--quiet", action="store_true", help="no conversion progress")
+    args = p.parse_args(argv)
+    log = (lambda s: None) if args.quiet else (lambda s: print("  " + s, flush=True))
+    results = {"machine": platform.processor() or platform.machine(), "threads": args.threads, "rounds": args.rounds,
+               "iters": args.iters, "ort_activations": args.ort_activations, "models": {}}
+    for arch in [m.strip() for m in args.models.split(",") if m.strip()]:
+        with tempfile.TemporaryDirectory(prefix="bench-runtimes.") as tmp:
+            artifacts, convert_s = build_artifacts(arch, Path(tmp), args.calib, args.ort_activations, log)
+            timings = measure(artifacts, args.threads, args.warmup, args.rounds, args.iters)
+        ratios = {rt: timings[fp]["median_ms"] / timings[q]["median_ms"] for rt, (fp, q) in PAIRS.items()}
+        ratios["openvino_bf16_default"] = timings["openvino_fp32_bf16"]["median_ms"] / timings["openvino_int8"]["median_ms"]
+        results["models"][arch] = {"timings": timings, "fp32_over_int8": ratios, "convert_seconds": convert_s}
+        line = ", ".join(f"{rt} {timings[fp]['median_ms']:.1f}->{timings[q]['median_ms']:.1f} ms ({ratios[rt]:.2f}x)"
+                         for rt, (fp, q) in PAIRS.items())
+        print(f"runtimes {arch} threads={args.threads}: {line}; OpenVINO bf16 default {timings['openvino_fp32_bf16']['median_ms']:.1f} ms", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    from ssd.atomic import atomic_write_text
+
+    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
