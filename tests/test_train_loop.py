@@ -183,11 +183,26 @@ def test_train_cli_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     assert "nothing" in capsys.readouterr().err
 
 
+def test_spec_overrides_are_checked() -> None:
+    from train.trainer import resolve_spec
+
+    spec = resolve_spec("ssdlite320", {"scales": [0.08, 0.254, 0.428, 0.602, 0.776, 0.95, 1.0]})
+    assert spec.name == "ssdlite320_custom" and spec.num_priors == 3234
+    with pytest.raises(ValueError, match="scales"):
+        resolve_spec("ssdlite320", {"scales": [0.1, 0.2]})
+    with pytest.raises(ValueError, match="colour"):
+        resolve_spec("tiny", {"colour": 1})
+
+
 def test_train_and_eval_cli_end_to_end(synth_root: Path, tmp_path: Path, capsys) -> None:
-    args = ["--config", "tiny_synth", *tiny_overrides(synth_root, tmp_path, "cli", **{"optim.epochs": 1})]
+    small = "{name: tiny_small, scales: [0.05, 0.2, 0.4, 0.65, 0.9]}"
+    args = ["--config", "tiny_synth", *tiny_overrides(synth_root, tmp_path, "cli", **{
+        "optim.epochs": 1, "model.spec_overrides": small})]
     assert train_main(args) == 0
     assert "done:" in capsys.readouterr().out
     ckpt = tmp_path / "cli" / "last.pt"
+    loaded = load_model(ckpt)  # the custom spec travels with the checkpoint
+    assert loaded.spec.name == "tiny_small" and loaded.spec.scales[0] == pytest.approx(0.05)
     out_json = tmp_path / "eval.json"
     assert eval_main(["--checkpoint", str(ckpt), "--data", str(synth_root), "--split", "val", "--json", str(out_json)]) == 0
     printed = capsys.readouterr().out

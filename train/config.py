@@ -29,11 +29,14 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """arch: registry key; spec: prior spec name (None = the arch's own); kwargs: builder
-    arguments (``width``, ``batch_norm``); backbone_weights: local torchvision state dict."""
+    """arch: registry key; spec: prior spec name (None = the arch's own); spec_overrides:
+    :class:`ssd.specs.SSDSpec` fields to change (e.g. smaller ``scales`` for small objects; give
+    a new ``name``), kept in every checkpoint; kwargs: builder arguments (``width``,
+    ``batch_norm``); backbone_weights: local torchvision state dict."""
 
     arch: str = "tiny"
     spec: str | None = None
+    spec_overrides: dict[str, Any] = field(default_factory=dict)
     kwargs: dict[str, Any] = field(default_factory=dict)
     backbone_weights: str | None = None
 
