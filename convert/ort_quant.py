@@ -28,6 +28,23 @@ def _method(name: str):
         raise ConvertError(f"ONNX Runtime has no calibration method {name!r}; choose {sorted(_ORT_METHODS)}") from None
 
 
+# Calibrators keep every intermediate tensor of every image until they reduce them; at
+# 300 images of SSDLite320 that is ~20 GB. Reducing every CALIB_CHUNK images bounds memory;
+# ORT merges min/max exactly and re-bins histograms when ranges grow.
+CALIB_CHUNK = 16
+
+
+def _chunks(batches: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    chunk: list[np.ndarray] = []
+    for batch in batches:
+        chunk.append(batch)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def calibration_reader(batches: Iterable[np.ndarray]):
     """An ``onnxruntime.quantization.CalibrationDataReader`` over float NCHW batches."""
     quant = require("onnxruntime.quantization")
@@ -87,7 +104,8 @@ def quantize_int8(
                 weight_type=quant.QuantType.QInt8,
                 calibrate_method=_method(method),
                 nodes_to_exclude=outputs_float,
-                extra_options={"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True},
+                extra_options={"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True,
+                               "CalibMaxIntermediateOutputs": CALIB_CHUNK},
             )
         except ConvertError:
             raise
@@ -123,7 +141,8 @@ def tensorrt_table(src: Path, table_dir: Path, batches: Iterable[np.ndarray], wo
                 str(src), op_types_to_calibrate=None, augmented_model_path=str(augmented), calibrate_method=_method(method),
                 extra_options={"symmetric": True} if method == "minmax" else {},
             )
-            calibrator.collect_data(calibration_reader(batches))
+            for chunk in _chunks(batches, CALIB_CHUNK):
+                calibrator.collect_data(calibration_reader(chunk))
             data = calibrator.compute_data()
             quant.write_calibration_table(data.data, dir=str(table_dir))
         except ConvertError:
