@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 
-import edge_artifacts as ea
+from tests import edge_artifacts as ea
 import numpy as np
 import pytest
 

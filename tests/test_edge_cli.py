@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import edge_artifacts as ea
+from tests import edge_artifacts as ea
 import pytest
 
 from edge_app.cli import build_parser, main, options_from_args

@@ -6,7 +6,7 @@ import json
 import urllib.request
 
 import cv2
-import edge_artifacts as ea
+from tests import edge_artifacts as ea
 import numpy as np
 import pytest
 

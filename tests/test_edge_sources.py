@@ -6,7 +6,7 @@ import sys
 import types
 
 import cv2
-import edge_artifacts as ea
+from tests import edge_artifacts as ea
 import numpy as np
 import pytest
 
