@@ -127,14 +127,16 @@ BCCD_RUN ?= runs/bccd
 BCCD_ARGS ?=
 
 bench-bccd: install  ## real data: SSDLite320 from scratch on BCCD trainval, every format, compared on test
-	@echo "==> [1/4] train SSDLite320 on $(BCCD) trainval -> $(BCCD_RUN)/train"
-	test -f $(BCCD_RUN)/train/best.pt || $(VENV)/bin/ssd-train --config ssdlite320_bccd output_dir=$(BCCD_RUN) name=train data.root=$(BCCD) $(BCCD_ARGS)
+	@echo "==> [1/4] train SSDLite320 on $(BCCD) trainval -> $(BCCD_RUN)/train (last.pt is reported: the config's periodic eval runs on test, so best.pt would be chosen on test)"
+	@# a killed run resumes where it stopped; a finished one has nothing left to do
+	$(VENV)/bin/ssd-train --config ssdlite320_bccd output_dir=$(BCCD_RUN) name=train data.root=$(BCCD) $(BCCD_ARGS) \
+		$(if $(wildcard $(BCCD_RUN)/train/last.pt),--resume)
 	@echo "==> [2/4] calibration set: 300 trainval images"
-	$(VENV)/bin/ssd-calibrate --data $(BCCD) --split trainval --num 300 --seed 0 --checkpoint $(BCCD_RUN)/train/best.pt --out $(BCCD_RUN)/calibration
+	$(VENV)/bin/ssd-calibrate --data $(BCCD) --split trainval --num 300 --seed 0 --checkpoint $(BCCD_RUN)/train/last.pt --out $(BCCD_RUN)/calibration
 	@echo "==> [3/4] convert to every format"
-	$(VENV)/bin/ssd-convert --checkpoint $(BCCD_RUN)/train/best.pt --target all --calib $(BCCD_RUN)/calibration --out $(BCCD_RUN)/artifacts
+	$(VENV)/bin/ssd-convert --checkpoint $(BCCD_RUN)/train/last.pt --target all --calib $(BCCD_RUN)/calibration --out $(BCCD_RUN)/artifacts
 	@echo "==> [4/4] compare on test -> $(BCCD_RUN)/report"
-	$(VENV)/bin/ssd-compare --checkpoint $(BCCD_RUN)/train/best.pt --artifacts $(BCCD_RUN)/artifacts --data $(BCCD) --split test --out $(BCCD_RUN)/report --max-drop 1
+	$(VENV)/bin/ssd-compare --checkpoint $(BCCD_RUN)/train/last.pt --artifacts $(BCCD_RUN)/artifacts --data $(BCCD) --split test --out $(BCCD_RUN)/report --max-drop 1
 
 clean:  ## remove run outputs (keeps .venv)
 	rm -rf runs artifacts reports calibration/sets
