@@ -20,7 +20,7 @@ from train.loader import EpochSampler
 from train.models import ARCHS, default_spec_name
 from train.schedule import lr_multiplier
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def tiny_overrides(root: Path, out: Path, name: str = "t", **extra: object) -> l
     values = {
         "name": name, "output_dir": str(out), "data.format": "voc", "data.root": str(root), "data.workers": 0,
         "optim.epochs": 2, "optim.batch_size": 16, "optim.lr": 0.01, "eval.every": 0, "eval.batch_size": 12,
-        "model.kwargs": "{width: 8}", "runtime.tensorboard": False, "runtime.threads": 2, "runtime.log_every": 1,
+        "model.kwargs": "{width: 8}", "runtime.tensorboard": False, "runtime.threads": 1, "runtime.log_every": 1,
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
