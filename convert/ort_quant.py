@@ -49,15 +49,15 @@ def quantize_int8(
     batches: Iterable[np.ndarray],
     work: Path,
     method: str = "minmax",
-    activation_type: str = "int8",
+    activation_type: str = "uint8",
     verbose: bool = False,
 ) -> dict[str, Any]:
     """``quant_pre_process`` then ``quantize_static`` (QDQ, per-channel int8 weights).
 
     The two output concatenations stay float (see :func:`_output_producers`).
 
-    activation_type: ``"int8"`` (S8S8, symmetric-friendly for ARM and TensorRT) or
-    ``"uint8"`` (U8S8, ONNX Runtime's advice for x86 with VNNI). Returns the settings used.
+    activation_type: ``"uint8"`` (U8S8, ONNX Runtime's advice for x86 with VNNI, also run by
+    its ARM kernels) or ``"int8"`` (S8S8). Returns the settings used.
     """
     quant = require("onnxruntime.quantization")
     shape_inference = require("onnxruntime.quantization.shape_inference")
