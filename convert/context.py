@@ -110,6 +110,11 @@ class ExportContext:
         calib = self.require_calibration("this format")
         return calib.batches(layout, dtype, limit=self.options.calib_limit)
 
+    def calibration_inputs(self) -> np.ndarray:
+        """The stored ``(N, 3, S, S)`` uint8 calibration inputs (memory-mapped; ``calib_limit`` applies)."""
+        calib = self.require_calibration("this format")
+        return calib.inputs[: self.num_calibration()]
+
     def num_calibration(self) -> int:
         calib = self.require_calibration("this format")
         n = len(calib)
