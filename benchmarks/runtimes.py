@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--iters", type=int, default=6)
     p.add_argument("--calib", type=int, default=32, help="calibration images per model")
-    p.add_argument("--ort-activations", choices=("int8", "uint8"), default="int8")
+    p.add_argument("--ort-activations", choices=("uint8", "int8"), default="uint8")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "runtimes.json")
     p.add_argument("--quiet", action="store_true", help="no conversion progress")
     args = p.parse_args(argv)

@@ -33,8 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
     p.add_argument("--calib-method", action="append", default=[], metavar="BACKEND=METHOD", help=methods)
     p.add_argument("--calib-limit", type=int, default=None, help="use at most N calibration images")
-    p.add_argument("--ort-activations", choices=("int8", "uint8"), default="int8",
-                   help="ONNX Runtime INT8 activations: int8 (S8S8, default) or uint8 (U8S8)")
+    p.add_argument("--ort-activations", choices=("uint8", "int8"), default="uint8",
+                   help="ONNX Runtime INT8 activations: uint8 (U8S8, default; all convolutions quantized on x86) "
+                        "or int8 (S8S8; depthwise convolutions stay float on x86)")
     p.add_argument("--validate-images", type=int, default=16, help="calibration images for the post-write check")
     p.add_argument("--threads", type=int, default=None, help="threads for validation runs")
     p.add_argument("--verbose", action="store_true", help="show the converters' own logs")

@@ -142,7 +142,7 @@ def export_onnx_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
 
     ctx.require_calibration("onnx_int8")
     dst = stage / f"{stem}.onnx"
-    settings = quantize_int8(ctx.hub_onnx(), dst, ctx.calibration_batches(), ctx.work, method=ctx.options.method("onnxruntime"),
+    settings = quantize_int8(ctx.hub_onnx(), dst, ctx.calibration_inputs(), ctx.work, method=ctx.options.method("onnxruntime"),
                              activation_type=ctx.options.ort_activations, verbose=ctx.options.verbose)
     settings["calibration_images"] = ctx.num_calibration()
     spec, outputs = _onnx_io(ctx)
@@ -158,7 +158,7 @@ def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exporte
     table_dir = stage / f"{stem}.table"
     table_dir.mkdir()
     method = ctx.options.method("tensorrt")
-    ranges = tensorrt_table(dst, table_dir, ctx.calibration_batches(), ctx.work, method=method, verbose=ctx.options.verbose)
+    ranges = tensorrt_table(dst, table_dir, ctx.calibration_inputs(), ctx.work, method=method, verbose=ctx.options.verbose)
     companions = []
     for kind in ("flatbuffers", "cache", "json"):
         target = stage / f"{stem}.calibration.{kind}"
@@ -190,13 +190,14 @@ def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exporte
 
 def check_tensorrt_calib(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Validation:
     """The ONNX graph under ORT CPU (FP32) against PyTorch, and the table's coverage."""
-    from convert.ort_quant import check_table, read_table_ranges
+    from convert.ort_quant import check_table, read_table, read_table_ranges
 
     graph = check_runtime(ctx, artifact, sidecar, precision="fp32")
     if not graph.passed:
         return graph
-    json_path = artifact.with_name(sidecar.extra["calibration_table_json"])
-    problem = check_table(read_table_ranges(json_path), artifact)
+    table = read_table(artifact.with_name(sidecar.extra["calibration_table"]))
+    needed = read_table_ranges(artifact.with_name(sidecar.extra["calibration_table_json"]))
+    problem = check_table(table, needed, artifact)
     if problem:
         return Validation(False, problem, graph.metrics)
     return Validation(True, f"graph under ORT CPU: {graph.summary}; table covers all {sidecar.extra['calibrated_tensors']} "
@@ -213,7 +214,7 @@ def _openvino(ctx: ExportContext, stage: Path, stem: str, precision: str) -> Exp
     extra: dict[str, Any] = {**_batch_extra(ctx)}
     if precision == "int8":
         calib = ctx.require_calibration("openvino_int8")
-        batches = list(ctx.calibration_batches())
+        inputs = ctx.calibration_inputs()
         validation_items, validation_fn = None, None
         if ctx.options.max_drop is not None:
             from convert.accuracy import holdout_items, openvino_map50_fn
@@ -222,9 +223,9 @@ def _openvino(ctx: ExportContext, stage: Path, stem: str, precision: str) -> Exp
                 raise ConvertError(f"--max-drop needs held-out images; {calib.root} has none (re-run ssd-calibrate with --holdout N)")
             validation_items = holdout_items(calib.holdout, ctx.image_size)
             validation_fn = openvino_map50_fn(ctx.source.spec, ctx.source.labels, ctx.image_size)
-        model, settings = ovx.quantize_int8(model, batches, ctx.options.method("openvino"), ctx.options.verbose,
+        model, settings = ovx.quantize_int8(model, inputs, ctx.options.method("openvino"), ctx.options.verbose,
                                             ctx.options.max_drop, validation_items, validation_fn)
-        extra["quantization"] = {**settings, "calibration_images": len(batches)}
+        extra["quantization"] = {**settings, "calibration_images": len(inputs)}
     xml, binary = ovx.save_ir(model, stage / f"{stem}.xml", fp16=precision == "fp16")
     input_name, _ = ovx.output_names(model)
     spec, outputs = _onnx_io(ctx)

@@ -48,7 +48,7 @@ def read_onnx(onnx_path: Path) -> Any:
 
 def quantize_int8(
     model: Any,
-    calibration: list[np.ndarray],
+    calibration: np.ndarray,
     method: str = "minmax",
     verbose: bool = False,
     max_drop: float | None = None,
@@ -57,7 +57,8 @@ def quantize_int8(
 ) -> tuple[Any, dict[str, Any]]:
     """NNCF INT8 of an ``openvino.Model``; returns it and the settings used.
 
-    calibration: float NCHW pixel batches. With ``max_drop``, ``validation_items`` and
+    calibration: ``(N, 3, S, S)`` pixel inputs (uint8, read lazily one image at a time).
+    With ``max_drop``, ``validation_items`` and
     ``validation_fn(compiled_model, items) -> metric`` drive the accuracy control.
     """
     nncf = require("nncf")
@@ -69,7 +70,8 @@ def quantize_int8(
     }
     with captured(not verbose) as log:
         try:
-            dataset = nncf.Dataset(calibration)
+            dataset = nncf.Dataset(range(len(calibration)),
+                                   lambda i: np.ascontiguousarray(calibration[i : i + 1], dtype=np.float32))
             common = dict(preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calibration))
             advanced = _advanced_parameters(method)
             if max_drop is None:

@@ -1,13 +1,12 @@
 """ONNX Runtime static quantization (QDQ, per-channel) and the TensorRT INT8 calibration table.
 
-Both read the calibration set through one :class:`CalibrationReader` (float NCHW pixel
-batches under the graph's input name ``images``).
+Both read the calibration set through :func:`calibration_reader`: float32 NCHW pixels, one
+image at a time, under the graph's input name ``images``, collected in bounded chunks.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,54 +27,59 @@ def _method(name: str):
         raise ConvertError(f"ONNX Runtime has no calibration method {name!r}; choose {sorted(_ORT_METHODS)}") from None
 
 
-# The TensorRT table calibrates every tensor, and ORT's calibrators keep every intermediate
-# tensor of every image until they reduce them: ~20 GB for 292 images of SSDLite320 (it was
-# OOM-killed). Feeding CALIB_CHUNK images per collect_data call bounds memory; ORT merges
-# min/max exactly and re-bins histograms when ranges grow.
-CALIB_CHUNK = 16
+CHUNK = 8  # images whose intermediate tensors ONNX Runtime holds in memory at once
 
 
-def _chunks(batches: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
-    chunk: list[np.ndarray] = []
-    for batch in batches:
-        chunk.append(batch)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def calibration_reader(inputs: np.ndarray):
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over ``(N, 3, H, W)`` pixel inputs
+    (uint8 or float; one float32 batch-1 array per ``get_next``).
 
-
-def calibration_reader(batches: Iterable[np.ndarray]):
-    """An ``onnxruntime.quantization.CalibrationDataReader`` over float NCHW batches."""
+    It supports ``len`` and ``set_range`` so calibration can run in chunks: ORT's calibrators
+    keep every intermediate tensor of every image they are given until ``collect_data``
+    returns, which for SSDLite's all-tensor TensorRT calibration on 300 images is tens of GB.
+    """
     quant = require("onnxruntime.quantization")
 
     class CalibrationReader(quant.CalibrationDataReader):
         def __init__(self) -> None:
-            self._it: Iterator[np.ndarray] = iter(batches)
+            self.set_range(0, len(inputs))
+
+        def __len__(self) -> int:
+            return len(inputs)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._next, self._end = start_index, min(end_index, len(inputs))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            x = next(self._it, None)
-            return None if x is None else {INPUT_NAME: x}
+            if self._next >= self._end:
+                return None
+            x = np.ascontiguousarray(inputs[self._next : self._next + 1], dtype=np.float32)
+            self._next += 1
+            return {INPUT_NAME: x}
 
     return CalibrationReader()
+
+
+def _stride(n: int, chunk: int = CHUNK) -> int:
+    """The largest chunk size <= ``chunk`` that divides ``n`` (ORT's strided calibration needs it)."""
+    return next(k for k in range(min(chunk, n), 0, -1) if n % k == 0)
 
 
 def quantize_int8(
     src: Path,
     dst: Path,
-    batches: Iterable[np.ndarray],
+    inputs: np.ndarray,
     work: Path,
     method: str = "minmax",
-    activation_type: str = "int8",
+    activation_type: str = "uint8",
     verbose: bool = False,
 ) -> dict[str, Any]:
     """``quant_pre_process`` then ``quantize_static`` (QDQ, per-channel int8 weights).
 
     The two output concatenations stay float (see :func:`_output_producers`).
 
-    activation_type: ``"int8"`` (S8S8, symmetric-friendly for ARM and TensorRT) or
-    ``"uint8"`` (U8S8, ONNX Runtime's advice for x86 with VNNI). Returns the settings used.
+    activation_type: ``"uint8"`` (U8S8, ONNX Runtime's advice for x86 with VNNI, also run by
+    its ARM kernels) or ``"int8"`` (S8S8). Returns the settings used.
     """
     quant = require("onnxruntime.quantization")
     shape_inference = require("onnxruntime.quantization.shape_inference")
@@ -97,7 +101,7 @@ def quantize_int8(
             quant.quantize_static(
                 str(pre),
                 str(dst),
-                calibration_reader(batches),
+                calibration_reader(inputs),
                 quant_format=quant.QuantFormat.QDQ,
                 per_channel=True,
                 reduce_range=False,
@@ -105,7 +109,8 @@ def quantize_int8(
                 weight_type=quant.QuantType.QInt8,
                 calibrate_method=_method(method),
                 nodes_to_exclude=outputs_float,
-                extra_options={"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True},
+                extra_options={"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True,
+                               "CalibStridedMinMax": _stride(len(inputs))},  # chunked collection, any method
             )
         except ConvertError:
             raise
@@ -124,13 +129,13 @@ def _output_producers(path: Path) -> list[str]:
     return [n.name for n in graph.node if set(n.output) & set(OUTPUT_NAMES)]
 
 
-def tensorrt_table(src: Path, table_dir: Path, batches: Iterable[np.ndarray], work: Path, method: str = "entropy", verbose: bool = False) -> dict[str, float]:
+def tensorrt_table(src: Path, table_dir: Path, inputs: np.ndarray, work: Path, method: str = "entropy", verbose: bool = False) -> dict[str, float]:
     """Calibrate every tensor of ``src`` with ORT's calibrator and write the TensorRT table.
 
     ``write_calibration_table`` writes ``calibration.flatbuffers`` (what ONNX Runtime's
     TensorRT execution provider reads with ``trt_int8_use_native_calibration_table=False``),
-    ``calibration.json`` and ``calibration.cache`` into ``table_dir``. Returns
-    ``{tensor name: dynamic range}`` (the max of |lowest|, |highest|) for checking.
+    ``calibration.json`` and ``calibration.cache`` into ``table_dir``. Ranges are symmetric.
+    Returns ``{tensor name: dynamic range}`` (the max of |lowest|, |highest|) for checking.
     """
     quant = require("onnxruntime.quantization")
     calibrate = require("onnxruntime.quantization.calibrate")
@@ -139,12 +144,17 @@ def tensorrt_table(src: Path, table_dir: Path, batches: Iterable[np.ndarray], wo
         try:
             calibrator = calibrate.create_calibrator(
                 str(src), op_types_to_calibrate=None, augmented_model_path=str(augmented), calibrate_method=_method(method),
-                extra_options={"symmetric": True} if method == "minmax" else {},
+                # symmetric: TensorRT uses one dynamic range +-r per tensor, and
+                # write_calibration_table stores max(highest, lowest), which only covers the
+                # negative side when lowest == -highest
+                extra_options={"symmetric": True},
             )
-            for chunk in _chunks(batches, CALIB_CHUNK):
-                calibrator.collect_data(calibration_reader(chunk))
+            reader = calibration_reader(inputs)
+            for start in range(0, len(inputs), CHUNK):  # bounded memory, see calibration_reader
+                reader.set_range(start, start + CHUNK)
+                calibrator.collect_data(reader)
             data = calibrator.compute_data()
-            quant.write_calibration_table(data.data, dir=str(table_dir))
+            quant.write_calibration_table(_symmetric(data.data, calibrate), dir=str(table_dir))
         except ConvertError:
             raise
         except Exception as exc:
@@ -156,36 +166,68 @@ def tensorrt_table(src: Path, table_dir: Path, batches: Iterable[np.ndarray], wo
     return read_table_ranges(table_dir / "calibration.json")
 
 
+def _symmetric(ranges: dict[str, Any], calibrate: Any) -> dict[str, Any]:
+    """``{tensor: TensorData(lowest=-r, highest=r)}`` with ``r = max(|lowest|, |highest|)``.
+
+    TensorRT applies one symmetric dynamic range per tensor and ``write_calibration_table``
+    stores ``max(highest, lowest)``: for a tensor whose negative side is larger (the entropy
+    calibrator's ranges are asymmetric even when asked for symmetric ones) that would clip.
+    """
+    out = {}
+    for key, td in ranges.items():
+        lo, hi = td.range_value
+        r = np.float32(max(abs(float(np.max(np.abs(lo)))), abs(float(np.max(np.abs(hi))))))
+        out[key] = calibrate.TensorData(lowest=np.array(-r, np.float32), highest=np.array(r, np.float32))
+    return out
+
+
+def _floats(value: Any) -> np.ndarray:
+    """A number, list, or ORT's ``{"data": [...], "CLS": "numpy.array"}`` -> float64 array."""
+    if isinstance(value, dict):
+        value = value.get("data", [])
+    return np.asarray(value, dtype=np.float64).reshape(-1)
+
+
 def read_table_ranges(json_path: Path) -> dict[str, float]:
-    """``calibration.json`` -> ``{tensor: max(|lowest|, |highest|)}``."""
+    """``calibration.json`` -> ``{tensor: max(|lowest|, |highest|)}``, the range each tensor needs."""
     data = json.loads(json_path.read_text())
     ranges = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            lo, hi = value.get("lowest"), value.get("highest")
+            lo, hi = _floats(value.get("lowest", 0.0)), _floats(value.get("highest", 0.0))
         else:  # older layouts: [lowest, highest]
-            lo, hi = value[0], value[1]
-        lo = np.asarray(lo, dtype=np.float64).reshape(-1)
-        hi = np.asarray(hi, dtype=np.float64).reshape(-1)
+            lo, hi = _floats(value[0]), _floats(value[1])
         ranges[key] = float(max(np.abs(lo).max(initial=0.0), np.abs(hi).max(initial=0.0)))
     return ranges
 
 
-def check_table(ranges: dict[str, float], graph_path: Path) -> str | None:
-    """A usable table covers the input and both outputs with finite, non-zero ranges."""
-    missing = [name for name in (INPUT_NAME, *OUTPUT_NAMES) if name not in ranges]
+def read_table(flatbuffers_path: Path) -> dict[str, float]:
+    """The TensorRT table as ONNX Runtime's TensorRT provider reads it: ``{tensor: dynamic range}``."""
+    TrtTable = require("onnxruntime.quantization.CalTableFlatBuffers.TrtTable")
+    table = TrtTable.TrtTable.GetRootAsTrtTable(flatbuffers_path.read_bytes(), 0)
+    return {table.Dict(i).Key().decode(): float(table.Dict(i).Value()) for i in range(table.DictLength())}
+
+
+def check_table(table: dict[str, float], needed: dict[str, float], graph_path: Path) -> str | None:
+    """A usable table: the input and both outputs present, every graph tensor covered, every
+    range finite and at least the calibrated ``max(|lowest|, |highest|)`` (so the negative side
+    is not clipped), and no zero range on an output (collapse)."""
+    missing = [name for name in (INPUT_NAME, *OUTPUT_NAMES) if name not in table]
     if missing:
         return f"the calibration table lacks {missing}"
-    bad = [k for k, v in ranges.items() if not np.isfinite(v)]
+    bad = [k for k, v in table.items() if not np.isfinite(v)]
     if bad:
         return f"the calibration table has non-finite ranges for {bad[:3]}"
-    zero = [name for name in OUTPUT_NAMES if ranges[name] == 0.0]
+    zero = [name for name in OUTPUT_NAMES if table[name] == 0.0]
     if zero:
         return f"collapsed: zero range for output(s) {zero}"
+    short = [k for k, r in needed.items() if k in table and table[k] < 0.999 * r]
+    if short:
+        return f"the table's range is smaller than the calibrated |min|/|max| for {len(short)} tensors (e.g. {short[:3]})"
     onnx = require("onnx")
     graph = onnx.load(str(graph_path), load_external_data=False).graph
     tensors = {o for n in graph.node for o in n.output}
-    uncovered = sorted(t for t in tensors if t and t not in ranges)
+    uncovered = sorted(t for t in tensors if t and t not in table)
     if uncovered:
         return f"the calibration table misses {len(uncovered)} graph tensors (e.g. {uncovered[:3]})"
     return None

@@ -204,3 +204,25 @@ def test_compare_outputs_without_reference_detections_uses_sqnr():
     assert not far.passed
     empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
     assert empty.boxes.shape == (0, 4)
+
+
+def test_tensorrt_table_check_catches_clipped_or_missing_ranges(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from convert.ort_quant import check_table
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["images"], ["mid"]), helper.make_node("Neg", ["mid"], ["loc"]),
+         helper.make_node("Identity", ["mid"], ["conf"])],
+        "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("loc", TensorProto.FLOAT, [1]), helper.make_tensor_value_info("conf", TensorProto.FLOAT, [1])])
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    needed = {"images": 255.0, "mid": 3.0, "loc": 3.0, "conf": 3.0}
+    assert check_table(dict(needed), needed, path) is None
+    # max(highest, lowest) of an asymmetric range: loc lies in [-3, 0], the table says 0
+    assert "smaller than the calibrated" in check_table({**needed, "loc": 0.5}, needed, path)
+    assert "zero range" in check_table({**needed, "conf": 0.0}, needed, path)
+    assert "misses 1 graph tensors" in check_table({k: v for k, v in needed.items() if k != "mid"}, needed, path)
+    assert "lacks ['images']" in check_table({k: v for k, v in needed.items() if k != "images"}, needed, path)
