@@ -31,14 +31,26 @@ from typing import Any
 
 import numpy as np
 
-from calibration.sets import CalibrationError, CalibrationSet, check_matches_model, load_calibration_set
+from calibration.sets import (
+    CalibrationError,
+    CalibrationSet,
+    check_matches_model,
+    load_calibration_set,
+)
 from convert.context import ConvertOptions, ExportContext, Log
 from convert.errors import ConvertError
 from convert.formats import FORMATS, Exported, Format
 from convert.source import load_source
 from convert.targets import resolve_formats
 from convert.validate import Validation
-from ssd.sidecar import Sidecar, SidecarError, file_sha256, read_sidecar, sidecar_path, write_sidecar
+from ssd.sidecar import (
+    Sidecar,
+    SidecarError,
+    file_sha256,
+    read_sidecar,
+    sidecar_path,
+    write_sidecar,
+)
 
 
 @dataclass

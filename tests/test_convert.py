@@ -183,7 +183,7 @@ def test_int8_outputs_are_not_clipped(converted, reference):
 
 def test_int8_sidecars_record_calibration_and_quantization(converted):
     out, calib = converted["out"], converted["calib"]
-    for name, fmt in FORMATS.items():
+    for fmt in FORMATS.values():
         sc = read_sidecar(out / fmt.filename)
         assert sc.checkpoint_sha256 == file_sha256(converted["ckpt"])
         if fmt.needs_calibration:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 
-from tests import edge_artifacts as ea
 import numpy as np
 import pytest
 
@@ -24,6 +23,7 @@ from edge_app.outputs.jsonl import SCHEMA_KEYS
 from ssd.box_coding import pairwise_iou
 from ssd.preprocess import InputSpec, preprocess
 from ssd.sidecar import OutputSpec, SidecarError, read_sidecar, sidecar_path
+from tests import edge_artifacts as ea
 
 FP32 = ["onnx_fp32", "openvino_fp32", "tflite_fp32"]
 INT8 = ["onnx_int8", "openvino_int8", "tflite_int8"]

@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests import edge_artifacts as ea
 import pytest
 
 from edge_app.cli import build_parser, main, options_from_args
+from tests import edge_artifacts as ea
 
 ROOT = Path(__file__).resolve().parents[1]
 # run the CLI with torch blocked: the app must never need it

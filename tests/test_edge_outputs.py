@@ -6,7 +6,6 @@ import json
 import urllib.request
 
 import cv2
-from tests import edge_artifacts as ea
 import numpy as np
 import pytest
 
@@ -19,6 +18,7 @@ from edge_app.outputs.jsonl import SCHEMA_KEYS, JsonLinesOutput, record
 from edge_app.outputs.mjpeg import MjpegServer, parse_serve
 from edge_app.outputs.video import VideoFileOutput
 from ssd.postprocess import Detections
+from tests import edge_artifacts as ea
 
 
 def _result(index: int = 3, k: int = 2, width: int = 200, height: int = 100) -> FrameResult:

@@ -6,7 +6,6 @@ import sys
 import types
 
 import cv2
-from tests import edge_artifacts as ea
 import numpy as np
 import pytest
 
@@ -15,6 +14,7 @@ from edge_app.sources import SourceOptions, as_bgr, make_source, open_source, pa
 from edge_app.sources import opencv as cvsrc
 from edge_app.sources.picam import PicamSource, picam_to_bgr
 from edge_app.sources.synthetic import SyntheticSource
+from tests import edge_artifacts as ea
 
 
 @pytest.mark.parametrize(
