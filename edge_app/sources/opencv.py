@@ -55,6 +55,22 @@ class CaptureSource(FrameSource):
         ok, image = self._cap.read()
         return bool(ok), image
 
+    def _read_camera(self, what: str) -> Frame | None:
+        """A live camera's next frame: undecodable frames are skipped and counted;
+        ``None`` when the camera stops delivering (logged as ``what``) or on interrupt."""
+        while not self._interrupted.is_set():
+            ok, raw = self._grab()
+            if not ok:
+                log.warning("%s %s stopped delivering frames", what, self.uri)
+                return None
+            image = as_bgr(raw)
+            if image is None:
+                self.counters.corrupt += 1
+                self._next_index += 1
+                continue
+            return self._frame(image)
+        return None
+
     def _frame(self, image: Any, pts: float | None = None) -> Frame:
         frame = Frame(image=image, timestamp=time.time(), index=self._next_index, pts=pts)
         self._next_index += 1
@@ -108,18 +124,7 @@ class V4L2Source(CaptureSource):
         log.info("camera %s open at %dx%d, %.0f fps", self.uri, got[0], got[1], cap.get(cv2.CAP_PROP_FPS))
 
     def read(self) -> Frame | None:
-        while not self._interrupted.is_set():
-            ok, raw = self._grab()
-            if not ok:
-                log.warning("camera %s stopped delivering frames", self.uri)
-                return None
-            image = as_bgr(raw)
-            if image is None:
-                self.counters.corrupt += 1
-                self._next_index += 1
-                continue
-            return self._frame(image)
-        return None
+        return self._read_camera("camera")
 
 
 class VideoFileSource(CaptureSource):
@@ -303,15 +308,4 @@ class CSISource(CaptureSource):
         self._cap = cap
 
     def read(self) -> Frame | None:
-        while not self._interrupted.is_set():
-            ok, raw = self._grab()
-            if not ok:
-                log.warning("CSI camera %s stopped delivering frames", self.uri)
-                return None
-            image = as_bgr(raw)
-            if image is None:
-                self.counters.corrupt += 1
-                self._next_index += 1
-                continue
-            return self._frame(image)
-        return None
+        return self._read_camera("CSI camera")
