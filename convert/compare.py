@@ -66,6 +66,13 @@ class RunResult:
     def latency_p50(self) -> float | None:
         return float(np.median(self.latency_ms)) if self.latency_ms else None
 
+    @property
+    def latency_p90(self) -> float | None:
+        """Nearest-rank (lower) 90th percentile."""
+        if not self.latency_ms:
+            return None
+        return sorted(self.latency_ms)[int(0.9 * (len(self.latency_ms) - 1))]
+
 
 class TorchPredictor:
     """The checkpoint in PyTorch FP32 on the CPU: the reference row."""

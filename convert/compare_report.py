@@ -72,7 +72,7 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
                 "delta_map50_points": d50,
                 "delta_map_points": d,
                 "latency_p50_ms": row.latency_p50,
-                "latency_p90_ms": sorted(row.latency_ms)[int(0.9 * (len(row.latency_ms) - 1))] if row.latency_ms else None,
+                "latency_p90_ms": row.latency_p90,
                 "fps": 1e3 / row.latency_p50 if row.latency_p50 else None,
                 "status": report.flag(row) or "ok",
             }
