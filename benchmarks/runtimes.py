@@ -45,8 +45,8 @@ def build_artifacts(arch: str, work: Path, num_calib: int, ort_activations: str,
     from convert import ConvertOptions, export
     from convert.testing import save_lively_checkpoint
     from ssd.preprocess import preprocess
-    from train.models import ARCHS
     from ssd.specs import get_spec
+    from train.models import ARCHS
 
     size = get_spec(ARCHS[arch][1]).image_size
     voc = write_voc_dataset(work / "voc", num_calib, size=size, classes=LABELS[:3], seed=0)

@@ -5,7 +5,13 @@ Torch-free. ``build_calibration_set`` writes a set; ``load_calibration_set`` rea
 
 from calibration.build import CalibrationRequest, build_calibration_set
 from calibration.select import stratified_indices
-from calibration.sets import CalibrationError, CalibrationSet, Holdout, load_calibration_set, write_calibration_set
+from calibration.sets import (
+    CalibrationError,
+    CalibrationSet,
+    Holdout,
+    load_calibration_set,
+    write_calibration_set,
+)
 
 __all__ = [
     "CalibrationError",

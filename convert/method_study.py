@@ -78,7 +78,7 @@ def study(checkpoint: Path, calib: Path, backends: list[str], images: int, log=p
                 v = compare_outputs("int8", refs, outs, priors, source.spec.variances)
                 row.update({k: v.metrics.get(k) for k in ("f1", "class_agreement", "mean_iou", "sqnr_conf_db", "sqnr_loc_db")})
                 if items:
-                    row["map50"] = map50(lambda x: runner(_frame(x[0])), items, source.spec, source.labels)
+                    row["map50"] = map50(lambda x, run=runner: run(_frame(x[0])), items, source.spec, source.labels)
                     row["fp32_map50"] = ref_map
                 rows.append(row)
                 log(f"{backend:12s} {method:12s} F1 {row.get('f1') or float('nan'):.3f}  class {row.get('class_agreement') or float('nan'):.3f}  "

@@ -58,7 +58,7 @@ def lively_model(
                 bn.weight.mul_(bn_gain)
     c = model.num_classes
     with torch.no_grad():
-        for heads, target in ((model.loc_heads, loc_std), (model.conf_heads, conf_std)):
+        for heads in (model.loc_heads, model.conf_heads):
             for head in heads:
                 conv = _last_conv(head)
                 if conv.bias is not None:

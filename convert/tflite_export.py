@@ -116,7 +116,11 @@ def _quantizer(method: str) -> Any:
     torch = require("torch")
     pt2e = require("litert_torch.quantize.pt2e_quantizer")
     from torch.utils._pytree import tree_leaves
-    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec, QuantizationAnnotation, SharedQuantizationSpec
+    from torchao.quantization.pt2e.quantizer import (
+        FixedQParamsQuantizationSpec,
+        QuantizationAnnotation,
+        SharedQuantizationSpec,
+    )
 
     config = pt2e.get_symmetric_quantization_config(is_per_channel=True)
     minmax = _minmax_activation_spec()
