@@ -172,12 +172,3 @@ class SSDAugmentation:
             image = photometric_distort(image, rng)
         return image, boxes[keep], labels[keep]
 
-
-class ResizeOnly:
-    """Evaluation transform: resize to ``size x size``; boxes normalized."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, rng: np.random.Generator | None = None) -> Triple:
-        return resize(image, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64).reshape(-1), self.size)

@@ -3,7 +3,11 @@
 A checkpoint is a dict with at least ``model`` (state dict), ``arch`` (registry key),
 ``model_kwargs`` (extra builder arguments), ``spec`` (:meth:`SSDSpec.to_dict`), ``labels``
 (foreground class names; ``num_classes = len(labels) + 1``); training adds ``optimizer``,
-``scaler``, ``scheduler``, ``epoch``, ``step``, ``rng``, ``config`` and ``metrics``.
+``scaler``, ``scheduler``, ``epoch`` (epochs completed), ``step``, ``rng`` (python, numpy,
+torch and CUDA generator states), ``config`` (the full :class:`train.config.TrainConfig` as a
+dict), ``best``, ``history`` (one dict per epoch) and ``metrics`` (the last epoch's).
+``spec`` is the spec the model was trained with, custom scales included: rebuild priors from
+it (``SSDSpec.from_dict``), not from its name.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def _coco_gt(ground_truths: Sequence[GroundTruthLike], label_names: Sequence[str
         labels = np.asarray(gt.labels).reshape(-1)
         difficult = np.asarray(gt.difficult, bool).reshape(-1)
         wh = boxes[:, 2:] - boxes[:, :2]
-        for b, w, lab, diff in zip(boxes, wh, labels, difficult):
+        for b, w, lab, diff in zip(boxes, wh, labels, difficult, strict=True):
             anns.append({
                 "id": len(anns) + 1, "image_id": i, "category_id": int(lab),
                 "bbox": [float(b[0]), float(b[1]), float(w[0]), float(w[1])],
@@ -123,13 +123,13 @@ def _coco_gt(ground_truths: Sequence[GroundTruthLike], label_names: Sequence[str
 
 def _coco_dt(ground_truths: Sequence[GroundTruthLike], detections: Sequence[Detections]) -> list[dict[str, Any]]:
     out = []
-    for i, (gt, det) in enumerate(zip(ground_truths, detections)):
+    for i, (gt, det) in enumerate(zip(ground_truths, detections, strict=True)):
         if len(det.scores) == 0:
             continue
         scale = np.array([gt.width, gt.height, gt.width, gt.height], np.float64)
         boxes = np.asarray(det.boxes, np.float64).reshape(-1, 4) * scale
         wh = boxes[:, 2:] - boxes[:, :2]
-        for b, w, s, lab in zip(boxes, wh, np.asarray(det.scores), np.asarray(det.labels)):
+        for b, w, s, lab in zip(boxes, wh, np.asarray(det.scores), np.asarray(det.labels), strict=True):
             out.append({
                 "id": len(out) + 1, "image_id": i, "category_id": int(lab),
                 "bbox": [float(b[0]), float(b[1]), float(w[0]), float(w[1])],

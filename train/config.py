@@ -29,22 +29,28 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """arch: registry key; spec: prior spec name (None = the arch's own); kwargs: builder
-    arguments (``width``, ``batch_norm``); backbone_weights: local torchvision state dict."""
+    """arch: registry key; spec: prior spec name (None = the arch's own); spec_overrides:
+    :class:`ssd.specs.SSDSpec` fields to change (e.g. smaller ``scales`` for small objects; give
+    a new ``name``), kept in every checkpoint; kwargs: builder arguments (``width``,
+    ``batch_norm``); backbone_weights: local torchvision state dict."""
 
     arch: str = "tiny"
     spec: str | None = None
+    spec_overrides: dict[str, Any] = field(default_factory=dict)
     kwargs: dict[str, Any] = field(default_factory=dict)
     backbone_weights: str | None = None
 
 
 @dataclass
 class DataConfig:
-    """format: voc | coco | synth | auto. For ``synth`` the dataset under ``root`` is generated
-    (once) from ``synth`` (:class:`train.data.synth.SynthConfig` fields)."""
+    """format: voc | coco | synth | auto. ``root`` holds the validation split and, unless
+    ``train_roots`` lists several folders (VOC 2007 + 2012), the training split too. For
+    ``synth`` the dataset under ``root`` is generated (once) from ``synth``
+    (:class:`train.data.synth.SynthConfig` fields)."""
 
     format: str = "synth"
     root: str = "data/synth"
+    train_roots: list[str] = field(default_factory=list)
     train_split: str = "train"
     val_split: str = "val"
     keep_difficult: bool = False
@@ -169,7 +175,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if origin is tuple:
             if len(args) != len(value):
                 raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
-            return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+            return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
         return [_coerce(v, args[0], where) for v in value] if args else list(value)
     if origin is dict:
         if not isinstance(value, dict):

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from train.augment import ResizeOnly, SSDAugmentation
+from ssd.preprocess import InputSpec, preprocess
+from train.augment import SSDAugmentation
 from train.data import DetectionDataset
 
 
@@ -62,19 +63,20 @@ class TrainSet(Dataset):
 
 
 class EvalSet(Dataset):
-    """Resized evaluation images; ``__getitem__(i)`` -> ``(image RGB uint8 HWC, empty boxes, empty labels, i)``."""
+    """Evaluation images through the shared :func:`ssd.preprocess.preprocess` (the exact resize the
+    calibration, comparison and edge stages use); ``__getitem__(i)`` -> ``(image RGB uint8 HWC,
+    empty boxes, empty labels, i)``."""
 
     def __init__(self, reader: DetectionDataset, size: int) -> None:
         self.reader = reader
-        self.transform = ResizeOnly(size)
+        self.input_spec = InputSpec(height=size, width=size, layout="NHWC", dtype="uint8", color="RGB")
 
     def __len__(self) -> int:
         return len(self.reader)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        sample = self.reader[index]
-        image, _, _ = self.transform(sample.image, np.zeros((0, 4), np.float32), np.zeros((0,), np.int64))
-        return np.ascontiguousarray(image[:, :, ::-1]), np.zeros((0, 4), np.float32), np.zeros((0,), np.int64), index
+        image = preprocess(self.reader[index].image, self.input_spec)[0]
+        return image, np.zeros((0, 4), np.float32), np.zeros((0,), np.int64), index
 
 
 class EpochSampler(Sampler):

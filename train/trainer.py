@@ -23,12 +23,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ssd.priors import default_boxes
-from ssd.specs import get_spec
+from ssd.specs import SSDSpec, get_spec
 from train.augment import SSDAugmentation
 from train.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from train.coco_eval import EvalResult
 from train.config import TrainConfig
-from train.data import DetectionDataset, open_dataset
+from train.data import ConcatReader, DetectionDataset, open_dataset
 from train.distributed import all_reduce_mean, barrier, setup_distributed
 from train.evaluate import evaluate_model
 from train.loader import Batch, EpochSampler, TrainSet, make_loader
@@ -38,6 +38,24 @@ from train.models import build_model, default_spec_name
 from train.schedule import lr_multiplier
 
 StepHook = Callable[[int, LossOutput], None]
+
+
+def resolve_spec(name: str, overrides: dict[str, Any] | None = None) -> SSDSpec:
+    """A named spec, optionally with some fields replaced (validated by :class:`SSDSpec`).
+
+    Overriding fields without renaming appends ``"_custom"`` so the result never passes for
+    the stock spec.
+    """
+    spec = get_spec(name)
+    if not overrides:
+        return spec
+    unknown = sorted(set(overrides) - set(spec.to_dict()))
+    if unknown:
+        raise ValueError(f"model.spec_overrides: {unknown[0]!r} is not an SSDSpec field")
+    data = {**spec.to_dict(), **overrides}
+    if "name" not in overrides:
+        data["name"] = f"{spec.name}_custom"
+    return SSDSpec.from_dict(data)
 
 
 def seed_everything(seed: int) -> None:
@@ -112,7 +130,7 @@ class Trainer:
         self.train_reader, self.val_reader = self._open_data()
         self.labels = list(self.train_reader.label_names)
         arch = cfg.model.arch
-        self.spec = get_spec(cfg.model.spec or default_spec_name(arch))
+        self.spec = resolve_spec(cfg.model.spec or default_spec_name(arch), cfg.model.spec_overrides)
         aug = SSDAugmentation(self.spec.image_size, cfg.augment)
         self.train_set = TrainSet(self.train_reader, aug, cfg.seed, cfg.data.keep_difficult)
         per_rank = cfg.optim.batch_size // self.dist.world_size
@@ -127,6 +145,7 @@ class Trainer:
 
         # model, loss, optimizer
         self.model = build_model(arch, len(self.labels) + 1, self.spec, **cfg.model.kwargs)
+        self._check_prior_count()
         if cfg.model.backbone_weights and resume is None:
             from train.models.weights import load_backbone_weights
 
@@ -156,6 +175,18 @@ class Trainer:
         self.tb = TensorBoard(self.run_dir / "tb" if (cfg.runtime.tensorboard and self.dist.is_main) else None,
                               purge_step=self.step if resume is not None else None)
 
+    def _check_prior_count(self) -> None:
+        """One dry forward: the heads must emit exactly one box per prior of the spec."""
+        size = self.spec.image_size
+        self.model.eval()
+        with torch.no_grad():
+            loc, _ = self.model(torch.zeros(1, 3, size, size))
+        self.model.train()
+        priors = self.spec.num_priors
+        if loc.shape[1] != priors:
+            raise ValueError(f"{self.cfg.model.arch} emits {loc.shape[1]} boxes at {size} px but spec "
+                             f"{self.spec.name!r} has {priors} priors; the spec's feature maps do not fit the model")
+
     # ----------------------------------------------------------------------------------- data
     def _open_data(self) -> tuple[DetectionDataset, DetectionDataset]:
         d = self.cfg.data
@@ -165,8 +196,12 @@ class Trainer:
             if self.dist.is_main:
                 ensure_dataset(d.root, SynthConfig(**d.synth))
             barrier()
-        train = open_dataset(d.root, d.train_split, d.format)
-        val = open_dataset(d.root, d.val_split, d.format, label_names=list(train.label_names))
+        roots = d.train_roots or [d.root]
+        first = open_dataset(roots[0], d.train_split, d.format)
+        names = list(first.label_names)
+        rest = [open_dataset(r, d.train_split, d.format, label_names=names) for r in roots[1:]]
+        train = ConcatReader([first, *rest]) if rest else first
+        val = open_dataset(d.root, d.val_split, d.format, label_names=names)
         return train, val
 
     # ------------------------------------------------------------------------------ training

@@ -12,6 +12,7 @@ arch                        spec         builder keyword arguments
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,10 @@ def build_model(arch: str, num_classes: int, spec: SSDSpec | None = None, **kwar
     if num_classes < 2:
         raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
     builder, default_spec = ARCHS[arch]
+    accepted = set(inspect.signature(builder).parameters) - {"num_classes", "spec"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(f"arch {arch!r} takes no argument {unknown[0]!r}; it takes {sorted(accepted)}")
     return builder(num_classes, spec=spec or get_spec(default_spec), **kwargs)
 
 

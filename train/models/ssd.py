@@ -57,8 +57,8 @@ class SSD(nn.Module):
         self.num_classes = num_classes
         self.features = features
         boxes = spec.boxes_per_location
-        self.loc_heads = nn.ModuleList(head(c, b * 4) for c, b in zip(feature_channels, boxes))
-        self.conf_heads = nn.ModuleList(head(c, b * num_classes) for c, b in zip(feature_channels, boxes))
+        self.loc_heads = nn.ModuleList(head(c, b * 4) for c, b in zip(feature_channels, boxes, strict=True))
+        self.conf_heads = nn.ModuleList(head(c, b * num_classes) for c, b in zip(feature_channels, boxes, strict=True))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
@@ -66,6 +66,6 @@ class SSD(nn.Module):
         x = (images - self.mean) / self.std
         maps = self.features(x)
         n = images.shape[0]
-        loc = [h(m).permute(0, 2, 3, 1).reshape(n, -1, 4) for h, m in zip(self.loc_heads, maps)]
-        conf = [h(m).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes) for h, m in zip(self.conf_heads, maps)]
+        loc = [h(m).permute(0, 2, 3, 1).reshape(n, -1, 4) for h, m in zip(self.loc_heads, maps, strict=True)]
+        conf = [h(m).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes) for h, m in zip(self.conf_heads, maps, strict=True)]
         return torch.cat(loc, dim=1), torch.cat(conf, dim=1)

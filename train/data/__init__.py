@@ -1,0 +1,85 @@
+"""Dataset readers (torch-free): VOC, COCO and the synthetic generator, plus :func:`open_dataset`.
+
+Every reader exposes ``label_names``, ``__len__``, ``__getitem__(i) -> Sample`` and the
+image-free ``annotation(i) -> Sample``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from pathlib import Path
+from typing import Protocol
+
+from train.data.coco import COCODataset
+from train.data.sample import DatasetError, Sample
+from train.data.voc import VOCDataset
+
+
+class DetectionDataset(Protocol):
+    label_names: list[str]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> Sample: ...
+
+    def annotation(self, i: int) -> Sample: ...
+
+
+class ConcatReader:
+    """Several readers with the same classes seen as one (e.g. VOC 2007 + 2012 trainval)."""
+
+    def __init__(self, readers: list[DetectionDataset]) -> None:
+        if not readers:
+            raise DatasetError("no datasets to concatenate")
+        names = list(readers[0].label_names)
+        for r in readers[1:]:
+            if list(r.label_names) != names:
+                raise DatasetError(f"datasets disagree on classes: {names} vs {list(r.label_names)}")
+        self.readers = readers
+        self.label_names = names
+        self._starts = [0]
+        for r in readers:
+            self._starts.append(self._starts[-1] + len(r))
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def _locate(self, i: int) -> tuple[DetectionDataset, int]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        k = bisect.bisect_right(self._starts, i) - 1
+        return self.readers[k], i - self._starts[k]
+
+    def __getitem__(self, i: int) -> Sample:
+        reader, j = self._locate(i)
+        return reader[j]
+
+    def annotation(self, i: int) -> Sample:
+        reader, j = self._locate(i)
+        return reader.annotation(j)
+
+
+def detect_format(root: str | Path, split: str) -> str:
+    """``"voc"`` when ``root`` has ``Annotations/``, ``"coco"`` when it has ``annotations/instances_<split>.json``."""
+    root = Path(root)
+    if (root / "annotations" / f"instances_{split}.json").is_file():
+        return "coco"
+    if (root / "Annotations").is_dir():
+        return "voc"
+    if not root.exists():
+        raise DatasetError(f"dataset folder {root} does not exist")
+    raise DatasetError(f"{root} is neither VOC (Annotations/) nor COCO (annotations/instances_{split}.json) layout")
+
+
+def open_dataset(root: str | Path, split: str, fmt: str = "auto", label_names: list[str] | None = None) -> DetectionDataset:
+    """Open one split; ``fmt`` is ``"voc"``, ``"coco"``, ``"synth"`` (VOC layout) or ``"auto"``."""
+    if fmt == "auto":
+        fmt = detect_format(root, split)
+    if fmt in ("voc", "synth"):
+        return VOCDataset(root, split, label_names=label_names)
+    if fmt == "coco":
+        return COCODataset(root, split)
+    raise DatasetError(f"unknown dataset format {fmt!r}; choose voc, coco, synth or auto")
+
+
+__all__ = ["COCODataset", "ConcatReader", "DatasetError", "DetectionDataset", "Sample", "VOCDataset", "detect_format", "open_dataset"]
