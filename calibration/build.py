@@ -140,7 +140,7 @@ def build_calibration_set(req: CalibrationRequest, out: str | Path, log: Log = p
         "input": stored_input_spec(req.image_size, req.image_size).to_dict(),
         "preprocess": "ssd.preprocess.preprocess",
         "labels": list(req.labels),
-        "class_image_counts": dict(zip(req.labels, class_image_counts(labels_per_image, chosen, num_classes))),
+        "class_image_counts": dict(zip(req.labels, class_image_counts(labels_per_image, chosen, num_classes), strict=True)),
         "checkpoint_sha256": req.checkpoint_sha256,
         "holdout": {
             "image_ids": [dataset.annotation(int(i)).image_id for i in held],

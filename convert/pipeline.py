@@ -100,7 +100,7 @@ class ConvertReport:
             status = short_status(r)
             rows.append((r.format, r.path.name if r.path else "-", f"{r.size_mb:.2f}" if r.path else "-", status, f"{r.seconds:.1f}"))
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        lines = ["  ".join(cell.ljust(w) if i != 2 and i != 4 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        lines = ["  ".join(cell.ljust(w) if i != 2 and i != 4 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
                  for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines.append(f"{sum(r.ok for r in self.results)}/{len(self.results)} formats valid, {self.seconds:.1f} s in all, in {self.out}")
@@ -201,7 +201,8 @@ def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> Arti
             raise ConvertError(f"{fmt.name}: validation failed: {validation.summary}")
         # record the check in the sidecar, then install
         sidecar = Sidecar.from_dict({**sidecar.to_dict(), "extra": {**sidecar.extra, "validation": {
-            "passed": True, "summary": validation.summary,
+            "passed": True, "summary": validation.summary, "images": len(ctx.validation_frames()),
+            "images_from": (ctx.calib.manifest_sha256 if ctx.calib is not None else "") or "seeded random frames",
             "metrics": {k: (None if not np.isfinite(v) else float(v)) for k, v in validation.metrics.items()},
         }}})
         write_sidecar(sidecar, exported.artifact)

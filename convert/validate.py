@@ -150,7 +150,7 @@ def compare_outputs(
 
     matched = same = 0
     ious: list[float] = []
-    for r, o in zip(ref_dets, out_dets):
+    for r, o in zip(ref_dets, out_dets, strict=True):
         m, s, v = match_detections(r, o, tol.match_iou)
         matched, same = matched + m, same + s
         ious += v

@@ -142,7 +142,7 @@ def test_fp_artifacts_match_pytorch_in_their_runtimes(converted, reference):
     for name in ("onnx_fp32", "onnx_fp16", "openvino_fp32", "openvino_fp16", "tflite_fp32", "tensorrt_calib"):
         runner = open_runner(out / FORMATS[name].filename)
         limit = limits["fp32" if name == "tensorrt_calib" else FORMATS[name].precision]
-        for frame, (ref_loc, ref_conf) in zip(frames, refs):
+        for frame, (ref_loc, ref_conf) in zip(frames, refs, strict=True):
             loc, conf = runner(frame)
             scale = max(np.abs(ref_loc).max(), np.abs(ref_conf).max())
             assert np.abs(loc - ref_loc).max() / scale < limit, name
@@ -156,7 +156,7 @@ def test_int8_artifacts_agree_with_pytorch_detections(converted, reference):
     for name in ("onnx_int8", "openvino_int8", "tflite_int8"):
         runner = open_runner(out / FORMATS[name].filename)
         matched = same = total_ref = total_out = 0
-        for frame, (ref_loc, ref_conf) in zip(frames, refs):
+        for frame, (ref_loc, ref_conf) in zip(frames, refs, strict=True):
             ref = decode_and_nms(ref_loc, ref_conf, priors, score_threshold=0.3)[0]
             det = decode_and_nms(*runner(frame), priors, score_threshold=0.3)[0]
             m, s, _ = match_detections(ref, det, 0.5)
