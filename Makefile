@@ -122,6 +122,7 @@ bench: install  ## the benchmark scripts (each writes JSON under benchmarks/resu
 	$(PY) benchmarks/nms.py
 	$(PY) benchmarks/runtimes.py
 	$(PY) benchmarks/edge_app.py
+	$(PY) benchmarks/train_tiny_synth.py
 
 BCCD_RUN ?= runs/bccd
 BCCD_ARGS ?=

@@ -7,13 +7,14 @@ from ssd.box_coding import cxcywh_to_xyxy, decode, encode, pairwise_iou, xyxy_to
 from ssd.nms import batched_nms
 from ssd.postprocess import EVAL, LIVE, Detections, PostprocessParams, decode_and_nms
 from ssd.priors import default_boxes, priors_per_map
-from ssd.specs import SPECS, SSD300, SSD512, SSDLITE320, TINY, SSDSpec, get_spec
+from ssd.specs import SPECS, SSD300, SSD512, SSDLITE320, SSDLITE320_S08, TINY, SSDSpec, get_spec
 
 __all__ = [
     "SPECS",
     "SSD300",
     "SSD512",
     "SSDLITE320",
+    "SSDLITE320_S08",
     "TINY",
     "Detections",
     "EVAL",

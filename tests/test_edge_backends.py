@@ -187,6 +187,28 @@ def test_openvino_async_queue_matches_sync(arts, reference):
             assert result.seconds > 0
 
 
+@pytest.mark.parametrize("device", ["AUTO", "CPU"])
+def test_openvino_thread_count_reaches_the_cpu_under_auto(arts, monkeypatch, device):
+    """``--threads`` is a CPU device property: with the default AUTO device it must still apply."""
+    import openvino as ov
+
+    calls: list[tuple[str, dict]] = []
+
+    class RecordingCore(ov.Core):
+        def set_property(self, *args):
+            if len(args) == 2:
+                calls.append((args[0], dict(args[1])))
+            return super().set_property(*args)
+
+    monkeypatch.setattr(ov, "Core", RecordingCore)
+    with open_backend(arts.openvino_fp32, threads=1, device=device) as backend:
+        assert backend.compiled.get_property("EXECUTION_DEVICES") == ["CPU"]
+        if device == "CPU":
+            assert int(backend.compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+    cpu = {k: v for name, props in calls if name == "CPU" for k, v in props.items()}
+    assert cpu.get("INFERENCE_NUM_THREADS") == "1" and cpu.get("INFERENCE_PRECISION_HINT") == "f32"
+
+
 def test_tflite_int8_outputs_use_the_models_own_quantization(arts):
     with open_backend(arts.tflite_int8) as backend:
         details = {d["index"]: d for d in backend.interpreter.get_output_details()}

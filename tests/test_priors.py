@@ -5,7 +5,17 @@ import math
 import numpy as np
 import pytest
 
-from ssd import SSD300, SSD512, SSDLITE320, TINY, SSDSpec, default_boxes, get_spec, priors_per_map
+from ssd import (
+    SSD300,
+    SSD512,
+    SSDLITE320,
+    SSDLITE320_S08,
+    TINY,
+    SSDSpec,
+    default_boxes,
+    get_spec,
+    priors_per_map,
+)
 
 MICRO = SSDSpec(
     name="micro",
@@ -55,6 +65,7 @@ def test_clip_clamps_to_unit_square():
         (SSD300, 8732, [5776, 2166, 600, 150, 36, 4]),
         (SSD512, 24564, [16384, 6144, 1536, 384, 96, 16, 4]),
         (SSDLITE320, 3234, [2400, 600, 150, 54, 24, 6]),
+        (SSDLITE320_S08, 3234, [2400, 600, 150, 54, 24, 6]),
     ],
 )
 def test_paper_counts(spec, count, per_map):
@@ -63,6 +74,14 @@ def test_paper_counts(spec, count, per_map):
     assert spec.num_priors == count
     assert [len(p) for p in priors_per_map(spec)] == per_map
     assert priors.min() >= 0 and priors.max() <= 1
+
+
+def test_small_object_spec_differs_from_stock_only_in_scales():
+    assert SSDLITE320_S08.scales == (0.08, 0.254, 0.428, 0.602, 0.776, 0.95, 1.0)
+    stock = {k: v for k, v in SSDLITE320.to_dict().items() if k not in ("name", "scales")}
+    assert {k: v for k, v in SSDLITE320_S08.to_dict().items() if k not in ("name", "scales")} == stock
+    # its first-map priors are 2.5x smaller, so a ~20 px object at 320 px has a match at IoU >= 0.5
+    assert default_boxes(SSDLITE320_S08)[0, 2] == pytest.approx(0.08)
 
 
 def test_boxes_per_location_derived_from_ratios():
@@ -80,7 +99,7 @@ def test_ssd300_first_boxes_match_the_paper_layout():
 
 
 def test_spec_round_trips_through_dict():
-    for spec in (SSD300, SSD512, SSDLITE320, TINY):
+    for spec in (SSD300, SSD512, SSDLITE320, SSDLITE320_S08, TINY):
         assert SSDSpec.from_dict(spec.to_dict()) == spec
 
 
