@@ -61,6 +61,8 @@ class RunResult:
     metrics: EvalResult | None = None
     latency_ms: list[float] = field(default_factory=list, repr=False)
     error: str | None = None
+    executed_by: str | None = None
+    note: str | None = None
 
     @property
     def latency_p50(self) -> float | None:
@@ -113,7 +115,8 @@ class ArtifactPredictor:
         sidecar = self.backend.sidecar
         self.name = sidecar.format
         self.runtime = sidecar.runtime
-        self.precision = sidecar.precision
+        self.executed_by = self.backend.name
+        self.precision, self.note = executed_precision(sidecar.precision, sidecar.extra, self.executed_by)
         self.path = path
         self.spec = sidecar.spec
         self.labels = sidecar.labels
@@ -125,6 +128,19 @@ class ArtifactPredictor:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def executed_precision(precision: str, extra: dict, executed_by: str) -> tuple[str, str | None]:
+    """The precision a row really ran in, and why it differs from the sidecar's.
+
+    A TensorRT calibration artifact is an FP32 graph plus an INT8 table that only TensorRT
+    reads: without ``TensorrtExecutionProvider`` it runs in FP32, and counting it as INT8
+    would report a zero INT8 loss that nobody measured.
+    """
+    provider = extra.get("execution_provider")
+    if precision == "int8" and provider and provider not in executed_by:
+        return "fp32", f"INT8 needs {provider}; ran the FP32 graph on {executed_by}"
+    return precision, None
 
 
 def artifact_size_mb(path: Path) -> float:
@@ -188,6 +204,8 @@ def evaluate_predictor(
         path=str(path) if path is not None else None,
         size_mb=artifact_size_mb(path) if path is not None and path.exists() else None,
     )
+    result.executed_by = getattr(predictor, "executed_by", None)
+    result.note = getattr(predictor, "note", None)
     detections, result.latency_ms = predict(predictor, [s.image for s in samples], params, warmup)
     result.metrics = evaluate_detections(samples, detections, label_names)
     return result

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     paths = write_report(report, options.out)
     print()
     print(table(report))
+    for row in report.rows:
+        if row.note:
+            print(f"note: {row.name}: {row.note}")
     print()
     for kind, path in paths.items():
         print(f"{kind:>24}: {path}")

@@ -33,7 +33,7 @@ def row_cells(report: ComparisonReport, row: RunResult) -> list[str]:
         "ref" if row is report.reference else _fmt(d50, 2, signed=True),
         _fmt(p50, 2),
         _fmt(1e3 / p50 if p50 else None, 1),
-        report.flag(row) or "ok",
+        report.flag(row) or ("ok (see note)" if row.note else "ok"),
     ]
 
 
@@ -75,6 +75,8 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
                 "latency_p90_ms": row.latency_p90,
                 "fps": 1e3 / row.latency_p50 if row.latency_p50 else None,
                 "status": report.flag(row) or "ok",
+                "executed_by": row.executed_by,
+                "note": row.note,
             }
         )
     return _clean(
@@ -110,6 +112,9 @@ def markdown(report: ComparisonReport, plots: dict[str, str]) -> str:
               "|---|" + "---|" * len(scored)]
     for name in report.label_names:
         lines.append(f"| {name} | " + " | ".join(_fmt(r.metrics.per_class_ap50.get(name)) for r in scored) + " |")
+    notes = [f"- {r.name}: {r.note}" for r in report.rows if r.note]
+    if notes:
+        lines += ["", "Notes:", ""] + notes
     if report.flagged:
         lines += ["", "Flagged: " + ", ".join(f"{n} ({report.flag(r)})" for r in report.rows for n in [r.name] if report.flag(r))]
     lines += [""] + [f"![{title}]({file})" for title, file in plots.items()]

@@ -164,3 +164,29 @@ def test_discover_orders_fp32_before_int8(pipeline):
 def test_run_result_latency_median():
     row = RunResult("x", "r", "fp32", None, None, latency_ms=[3.0, 1.0, 2.0])
     assert row.latency_p50 == 2.0
+
+
+def test_tensorrt_table_without_tensorrt_counts_as_fp32(pipeline, tmp_path, capsys):
+    """Without TensorRT the table is unused: the row must say FP32 ran, not report an INT8 loss of zero."""
+    from convert.cli import main as convert_main
+
+    artifacts = tmp_path / "artifacts"
+    assert convert_main(["--checkpoint", str(pipeline["checkpoint"]), "--target", "tensorrt_calib",
+                         "--calib", str(pipeline["root"] / "calib"), "--out", str(artifacts), "--validate-images", "2"]) == 0
+    out = tmp_path / "r"
+    assert compare_main(["--checkpoint", str(pipeline["checkpoint"]), "--artifacts", str(artifacts), "--data",
+                         str(pipeline["data"]), "--split", "val", "--out", str(out), "--threads", "1", "--limit", "3"]) == 0
+    assert "note: tensorrt_calib: INT8 needs TensorrtExecutionProvider" in capsys.readouterr().out
+    row = json.loads((out / "report.json").read_text())["rows"][1]
+    assert row["name"] == "tensorrt_calib" and row["precision"] == "fp32"
+    assert row["executed_by"] == "onnxruntime CPUExecutionProvider" and "FP32 graph" in row["note"]
+    assert "ok (see note)" in (out / "report.md").read_text()
+
+
+def test_executed_precision_keeps_int8_where_the_provider_ran():
+    from convert.compare import executed_precision
+
+    extra = {"execution_provider": "TensorrtExecutionProvider"}
+    assert executed_precision("int8", extra, "onnxruntime TensorrtExecutionProvider") == ("int8", None)
+    assert executed_precision("int8", {}, "onnxruntime CPUExecutionProvider") == ("int8", None)
+    assert executed_precision("int8", extra, "onnxruntime CUDAExecutionProvider")[0] == "fp32"
