@@ -114,3 +114,18 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new"
+
+
+def test_atomic_path_gives_the_mode_of_a_new_file(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "model.onnx") as tmp:
+            tmp.write_bytes(b"x")
+        (tmp_path / "plain.onnx").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "model.onnx").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.onnx").stat().st_mode) == 0o644
