@@ -174,3 +174,20 @@ def validate_sidecar(sidecar: Sidecar, artifact: str | Path, check_hash: bool = 
         )
     if check_hash and file_sha256(artifact) != sidecar.artifact_sha256:
         raise SidecarError(f"{artifact} does not match the sha256 in its sidecar; the file was changed or is corrupt")
+    validate_companions(sidecar, artifact, check_hash)
+
+
+def validate_companions(sidecar: Sidecar, artifact: Path, check_hash: bool = True) -> None:
+    """Check the files a model needs beside it (``extra["files"]``: name -> sha256), e.g.
+    OpenVINO's ``.bin`` weights or a TensorRT calibration table."""
+    files = sidecar.extra.get("files") or {}
+    if not isinstance(files, dict):
+        raise SidecarError(f"sidecar of {artifact.name}: extra.files must map file names to sha256; re-run ssd-convert")
+    for name, digest in files.items():
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise SidecarError(f"sidecar of {artifact.name} names companion {name!r}, which is not a plain file name")
+        companion = artifact.with_name(name)
+        if not companion.is_file():
+            raise SidecarError(f"{artifact.name} needs {name} next to it; copy it along with the model")
+        if check_hash and file_sha256(companion) != digest:
+            raise SidecarError(f"{name} (beside {artifact.name}) does not match the sha256 in the sidecar; it was changed or is corrupt")

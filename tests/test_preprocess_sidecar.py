@@ -129,3 +129,28 @@ def test_atomic_path_gives_the_mode_of_a_new_file(tmp_path):
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "model.onnx").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "plain.onnx").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    ("mutate", "files", "message"),
+    [
+        (lambda bin_: None, None, None),
+        (lambda bin_: bin_.unlink(), None, "needs model.bin next to it"),
+        (lambda bin_: bin_.write_bytes(b"other weights"), None, r"model.bin \(beside model.xml\) does not match"),
+        (lambda bin_: None, {"../model.bin": "0" * 64}, "not a plain file name"),
+    ],
+)
+def test_companion_files_are_checked(tmp_path, mutate, files, message):
+    import dataclasses
+
+    artifact, weights = tmp_path / "model.xml", tmp_path / "model.bin"
+    artifact.write_bytes(b"<net/>")
+    weights.write_bytes(b"weights")
+    sidecar = dataclasses.replace(_sidecar(artifact), extra={"files": files or {"model.bin": file_sha256(weights)}})
+    write_sidecar(sidecar, artifact)
+    mutate(weights)
+    if message is None:
+        assert read_sidecar(artifact).extra["files"] == {"model.bin": file_sha256(weights)}
+    else:
+        with pytest.raises(SidecarError, match=message):
+            read_sidecar(artifact)
