@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from train.checkpoint import load_model, read_checkpoint
+from train.checkpoint import CheckpointError, load_model, read_checkpoint
 from train.cli import main as train_main
 from train.config import CONFIG_DIR, ConfigError, load_config
 from train.data.synth import SynthConfig, generate
@@ -123,6 +123,11 @@ def test_resume_gives_the_same_next_step_loss(synth_root: Path, tmp_path: Path) 
     assert lines[0].startswith("epoch,step,lr,loss") and len(lines) == 3
     loaded = load_model(run_dir / "last.pt")
     assert loaded.arch == "tiny" and loaded.spec.name == "tiny"
+    # the same heads on other priors would silently re-target every box: refused
+    other = load_config("tiny_synth", tiny_overrides(synth_root, tmp_path, "stopped", **{
+        "model.spec_overrides": "{scales: [0.05, 0.2, 0.4, 0.65, 0.9]}"}))
+    with pytest.raises(CheckpointError, match="prior spec 'tiny'"):
+        Trainer(other, resume=run_dir / "last.pt", log=lambda _m: None)
 
 
 # ------------------------------------------------------------------------------------- DDP

@@ -349,6 +349,11 @@ class Trainer:
         missing = [k for k in ("optimizer", "scheduler", "scaler", "epoch", "step") if k not in data]
         if missing:
             raise CheckpointError(f"checkpoint {path} lacks {missing}; it cannot resume training")
+        if "spec" in data and SSDSpec.from_dict(data["spec"]) != self.spec:
+            # same head shapes, other priors (e.g. only the scales differ): resuming would
+            # silently re-target every box the model has learnt
+            raise CheckpointError(f"checkpoint {path} was trained on prior spec {data['spec'].get('name')!r}, not this "
+                                  f"config's {self.spec.name!r} (or their fields differ); resume with the run's own config")
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
