@@ -30,6 +30,7 @@ def test_demo_steps_run_end_to_end(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for step in range(1, 8):
         assert f"==> [{step}/7]" in run.stdout
+    assert "on 48 images of" in run.stdout  # trains on the set step 2 made, not a regenerated one
     assert (demo / "train" / "best.pt").is_file()
     assert (demo / "artifacts" / "model_onnx_int8.onnx.json").is_file()
     report = json.loads((demo / "report" / "report.json").read_text())
