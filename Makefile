@@ -62,7 +62,7 @@ lint: install  ## ruff
 # The demo's knobs; the smoke test shrinks them.
 DEMO ?= runs/demo
 DEMO_DATA ?= data/demo_synth
-DEMO_TRAIN ?= 2000
+DEMO_TRAIN ?= 3000
 DEMO_VAL ?= 300
 DEMO_EPOCHS ?= 20
 DEMO_CALIB ?= 300
