@@ -176,3 +176,57 @@ def test_python_memory_does_not_grow_with_frames():
     finally:
         tracemalloc.stop()
     assert marks[3000] - marks[500] < 256 * 1024, marks
+
+
+class AsyncFakeBackend(FakeBackend):
+    """A backend with its own asynchronous API (like OpenVINO's AsyncInferQueue).
+
+    A request completes only when its result is asked for, so the number of requests open at
+    each submit is exact, not a matter of timing.
+    """
+
+    max_in_flight = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.submits = 0
+        self.in_flight_peak = 0
+        self._open: list = []
+
+    def submit(self, batch):
+        from concurrent.futures import Future
+
+        from edge_app.backends.base import InferResult
+
+        backend = self
+
+        class Request(Future):
+            def result(self, timeout=None):
+                if not self.done():
+                    backend._open.remove(self)
+                    self.set_result(InferResult(*backend.infer(batch), 0.0))
+                return super().result(timeout)
+
+        self.submits += 1
+        request = Request()
+        self._open.append(request)
+        self.in_flight_peak = max(self.in_flight_peak, len(self._open))
+        return request
+
+
+def test_backend_only_throughput_also_keeps_requests_in_flight_for_async_backends():
+    """The app is compared with the backend at its best: a native async API is measured with the
+    app's requests in flight, a plain backend (default worker-thread submit) synchronously."""
+    from edge_app.app import measure_backend
+
+    batch = np.zeros((1, 3, 128, 128), np.float32)
+    plain = FakeBackend()
+    fps, cores = measure_backend(plain, batch, frames=20, warmup=2, in_flight=3)
+    assert plain.calls == 22 and plain._executor is None and fps > 0 and cores >= 0
+    native = AsyncFakeBackend()
+    measure_backend(native, batch, frames=20, warmup=2, in_flight=3)
+    assert native.submits == 3 + 2 + 20 and native.calls == 22 + native.submits and not native._open
+    assert native.in_flight_peak == 3
+    native_sync = AsyncFakeBackend()
+    measure_backend(native_sync, batch, frames=20, warmup=2, in_flight=1)
+    assert native_sync.submits == 0

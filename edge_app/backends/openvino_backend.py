@@ -59,6 +59,30 @@ def cpu_properties(options: BackendOptions, artifact_precision: str) -> dict[str
     return props
 
 
+def read_outputs(request: Any, outputs: list[Any], quant: list[tuple[Any, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(loc, conf)`` float32 copies of a finished request's outputs (its buffers are reused)."""
+    (ls, lz), (cs, cz) = quant
+    loc = np.array(request.get_tensor(outputs[0]).data)
+    conf = np.array(request.get_tensor(outputs[1]).data)
+    return dequantize(loc, ls, lz), dequantize(conf, cs, cz)
+
+
+def completion_callback(outputs: list[Any], quant: list[tuple[Any, Any]]) -> Any:
+    """The AsyncInferQueue callback: resolves the request's future with an :class:`InferResult`."""
+
+    def done(request: Any, userdata: tuple[Future[InferResult], float]) -> None:
+        future, started = userdata
+        try:
+            loc, conf = read_outputs(request, outputs, quant)
+            # request.latency is the device time in ms; fall back to wall time
+            seconds = float(getattr(request, "latency", 0.0)) / 1000.0 or time.perf_counter() - started
+            future.set_result(InferResult(loc, conf, seconds))
+        except Exception as exc:  # resolve the future whatever happens, or the app would wait forever
+            future.set_exception(exc)
+
+    return done
+
+
 class OpenVinoBackend(Backend):
     """OpenVINO compiled model over one IR (``model.xml`` + ``model.bin``)."""
 
@@ -117,34 +141,21 @@ class OpenVinoBackend(Backend):
         self.max_in_flight = self.num_requests
         self.name = f"openvino {device} {options.hint.upper()}"
 
-    def _read(self, request: Any) -> tuple[np.ndarray, np.ndarray]:
-        (ls, lz), (cs, cz) = self._quant
-        loc = request.get_tensor(self._outputs[0]).data
-        conf = request.get_tensor(self._outputs[1]).data
-        # copy: the request's buffers are reused by its next inference
-        return dequantize(np.array(loc), ls, lz), dequantize(np.array(conf), cs, cz)
-
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             self._request.infer({self._input: batch}, share_inputs=True)
-            return self._read(self._request)
-
-    def _done(self, request: Any, userdata: tuple[Future[InferResult], float]) -> None:
-        future, started = userdata
-        try:
-            loc, conf = self._read(request)
-            # request.latency is the device time in ms; fall back to wall time
-            seconds = float(getattr(request, "latency", 0.0)) / 1000.0 or time.perf_counter() - started
-            future.set_result(InferResult(loc, conf, seconds))
-        except Exception as exc:  # resolve the future whatever happens, or the app would wait forever
-            future.set_exception(exc)
+            return read_outputs(self._request, self._outputs, self._quant)
 
     def submit(self, batch: np.ndarray) -> Future[InferResult]:
         if self._queue is None:
             with self._lock:
                 if self._queue is None:
                     queue = self._ov.AsyncInferQueue(self.compiled, self.num_requests)
-                    queue.set_callback(self._done)
+                    # the callback must not hold the backend: backend -> queue -> callback ->
+                    # backend is a cycle, and when Python's GC breaks it on one of OpenVINO's
+                    # callback threads, the queue's destructor joins that very thread and the
+                    # process aborts ("Resource deadlock avoided")
+                    queue.set_callback(completion_callback(self._outputs, self._quant))
                     self._queue = queue
         future: Future[InferResult] = Future()
         future.set_running_or_notify_cancel()
