@@ -17,9 +17,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,10 +31,21 @@ from edge_app.sources import SourceOptions, make_source
 
 log = logging.getLogger("edge_app")
 
+T = TypeVar("T")
 
-@dataclass(frozen=True)
-class RunOptions:
+
+def _fields_of(options: Any, cls: type[T]) -> T:
+    """The ``cls`` part of ``options``: ``cls`` built from the fields of the same names."""
+    return cls(**{f.name: getattr(options, f.name) for f in fields(cls)})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions(SourceOptions, BackendOptions):
     """Everything ``ssd-edge`` takes; see ``ssd-edge --help`` for each flag.
+
+    The runtime fields (``device``, ``threads``, ``hint``, ...) are :class:`BackendOptions`'s and
+    the capture fields (``width``, ``fps``, ``loop``, ``reconnect``, ...) :class:`SourceOptions`',
+    with their defaults and checks.
 
     model: ``.onnx`` / ``.xml`` / ``.tflite`` artifact with its sidecar.
     source: a source URI (:mod:`edge_app.sources.uri`).
@@ -47,24 +58,10 @@ class RunOptions:
     source: str
     outputs: tuple[str, ...] = ()
     serve: str | None = None
-    device: str = "AUTO"
-    threads: int | None = None
-    hint: str = "LATENCY"
-    num_requests: int | None = None
-    xnnpack: bool = True
-    cache_dir: str | None = None
-    inference_precision: str | None = None
     score: float = 0.5
     iou: float = 0.45
     top_k: int = 400
     max_detections: int = 100
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    fourcc: str | None = "MJPG"
-    loop: bool = False
-    reconnect: bool = True
-    max_reconnects: int | None = None
     realtime: bool | None = None
     in_flight: int | None = None
     max_frames: int | None = None
@@ -73,13 +70,10 @@ class RunOptions:
     show_fps: bool = True
 
     def backend_options(self) -> BackendOptions:
-        return BackendOptions(device=self.device, threads=self.threads, hint=self.hint,
-                              num_requests=self.num_requests, xnnpack=self.xnnpack, cache_dir=self.cache_dir,
-                              inference_precision=self.inference_precision)
+        return _fields_of(self, BackendOptions)
 
     def source_options(self) -> SourceOptions:
-        return SourceOptions(width=self.width, height=self.height, fps=self.fps, fourcc=self.fourcc, loop=self.loop,
-                             reconnect=self.reconnect, max_reconnects=self.max_reconnects)
+        return _fields_of(self, SourceOptions)
 
     def postprocess_options(self) -> PostprocessOptions:
         return PostprocessOptions(score_threshold=self.score, iou_threshold=self.iou, top_k=self.top_k,
