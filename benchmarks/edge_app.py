@@ -5,7 +5,8 @@
 
 For each artifact and thread count, ``rounds`` times side by side in one process:
 ``ssd-edge --benchmark N`` on a 640x480 MJPG video (looped): the app's FPS over N frames
-after a warm-up, then the same backend's synchronous ``infer`` throughput on N frames.
+after a warm-up, then the same backend's own throughput on N frames (synchronous ``infer``; for
+OpenVINO's async queue also with the app's requests in flight, the faster counting).
 The ratio app / backend is 1.0 when capture, preprocessing and decode + NMS hide entirely
 behind inference. Then one long run (``--rss-frames``, default 10,000 frames, small model,
 320x240 video, JSON lines and MJPEG outputs) samples the process RSS after a warm-up and
