@@ -5,15 +5,21 @@ the time-budgeted run."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from benchmarks import gpu_check, train_budget, train_throughput
 from benchmarks.tv_reference import synthetic_batch
+from train.config import CONFIG_DIR
 from train.data.synth import SynthConfig, generate
+
+ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)
 
@@ -130,13 +136,29 @@ def test_plan_epochs_from_a_probe() -> None:
 
 
 @pytest.mark.slow
-def test_train_budget_tiny(tmp_path, voc_root, capsys) -> None:
-    out = tmp_path / "budget.json"
-    argv = ["--budget-s", "1", "--config", "tiny_synth", "--data", str(voc_root), "--output-dir", str(tmp_path / "runs"),
-            "--probe-epochs", "1", "--min-epochs", "1", "--out", str(out), *TINY]
-    assert train_budget.main(argv) == 0
-    assert capsys.readouterr().out.startswith("train_budget: tiny_synth: 1 epochs in ")
-    record = json.loads(out.read_text())
-    assert record["epochs"] == 1 and len(record["loss_by_epoch"]) == 1 and 0.0 <= record["map50"] <= 1.0
-    assert set(record["per_class_ap50"]) == {"circle", "rectangle", "triangle", "star"}
-    assert Path(record["checkpoint"]).is_file()
+def test_gpu_session_script_on_cpu_with_tiny_settings(tmp_path, voc_root) -> None:
+    """The GPU session's orchestration, end to end, with the tiny arch on the CPU."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        **yaml.safe_load((CONFIG_DIR / "tiny_synth.yaml").read_text()),
+        "name": "tiny_session", "model": {"arch": "tiny", "kwargs": {"width": 8}},
+        "data": {"format": "voc", "root": str(voc_root), "train_split": "train", "val_split": "val", "workers": 0},
+        "optim": {"epochs": 2, "batch_size": 8, "lr": 0.01, "warmup_epochs": 0},
+        "eval": {"every": 0, "batch_size": 8}, "runtime": {"threads": 1, "tensorboard": False, "plot": False},
+    }))
+    results = tmp_path / "out"
+    env = {**os.environ, "OUT": str(results), "PY": sys.executable, "DEVICE": "cpu", "ARCHS": "tiny", "BATCHES": "2",
+           "COMPILE": "off", "DATA": str(voc_root), "CONFIG": str(config), "WORKERS": "0", "RUNS": str(tmp_path / "runs"),
+           "THROUGHPUT_ARGS": "--warmup 1 --windows 2 --steps 1 --threads 1 --reference off --train-split train --val-split val",
+           "BUDGET_ARGS": "--probe-epochs 1 --min-epochs 1", "BCCD_BUDGET": "1", "BCCD_MIN": "1", "SESSION_S": "400"}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = proc.stdout.split("---- summary")[-1]
+    for prefix in ("train_throughput: tiny b2 bf16 cl: model", "gpu_check: PASS", "train_budget: ", "gpu_session: all steps ran"):
+        assert prefix in summary, summary
+    assert json.loads((results / "train_throughput.json").read_text())["rows"][0]["model"]["loss_finite"]
+    assert json.loads((results / "gpu_check.json").read_text())["passed"]
+    budget = json.loads((results / "train_budget.json").read_text())
+    assert budget["epochs"] == 1 and len(budget["loss_by_epoch"]) == 1 and 0.0 <= budget["map50"] <= 1.0
+    assert set(budget["per_class_ap50"]) == {"circle", "rectangle", "triangle", "star"}
+    assert (results / "bccd_gpu_last.pt").is_file() and (results / "session.log").is_file()
