@@ -246,10 +246,10 @@ def summary_line(rows: list[dict[str, Any]], ratios: list[dict[str, Any]], skipp
         if "error" in row:
             parts.append(f"{case.label()}: error")
             continue
-        text = ", ".join(f"{k} {row[k]['images_per_s']:.1f}" for k in ("model", "full") if k in row)
+        text = ", ".join(f"{k} {row[k]['images_per_s']:.3g}" for k in ("model", "full") if k in row)
         ratio = next((r for r in ratios if r["case"] == case.label()), None)
         if ratio and ratio.get("ratio") is not None:
-            text += f", tv {ratio['torchvision_images_per_s']:.1f} (x{ratio['ratio']:.2f})"
+            text += f", tv {ratio['torchvision_images_per_s']:.3g} (x{ratio['ratio']:.2f})"
         parts.append(f"{case.label()}: {text} img/s")
     if skipped:
         parts.append(f"{len(skipped)} skipped (time budget)")
