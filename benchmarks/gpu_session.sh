@@ -36,7 +36,7 @@ BCCD_MIN=${BCCD_MIN:-30}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 deadline=$((SECONDS + SESSION_S))
 left() { echo $((deadline - SECONDS)); }
-cap() { local a=$1 b; b=$(left); echo $((a < b ? a : b)); }
+cap() { local a=$1 b; b=$(left); b=$((a < b ? a : b)); echo $((b < 1 ? 1 : b)); }  # timeout 0 would mean none
 log() { echo "== $(date +%T) [$(left) s left] $*"; }
 
 session() {
