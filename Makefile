@@ -57,7 +57,7 @@ test-fast: install  ## the tests without the slow ones (the demo smoke test)
 	$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not slow"' DEMO_TESTS=
 
 lint: install  ## ruff
-	$(VENV)/bin/ruff check ssd train calibration convert edge_app benchmarks tests
+	$(VENV)/bin/ruff check ssd train calibration convert edge_app compare benchmarks tests
 
 # The demo's knobs; the smoke test shrinks them.
 DEMO ?= runs/demo

@@ -33,11 +33,10 @@ from convert.context import ExportContext
 from convert.errors import ConvertError
 from convert.onnx_export import INPUT_NAME
 from convert.quiet import captured
-from convert.runners import open_runner
 from convert.validate import Validation, compare_outputs
-from ssd.preprocess import InputSpec
+from ssd.preprocess import InputSpec, preprocess
 from ssd.priors import default_boxes
-from ssd.sidecar import OutputSpec, Sidecar
+from ssd.sidecar import OutputSpec, RuntimeHints, Sidecar, TensorRTCalibration
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,8 @@ class Exported:
     artifact: the file a runtime opens; companions: files that must sit next to it.
     input_name / input: the runtime's input tensor name and what ``preprocess`` must produce.
     outputs: ``{"loc", "conf"}`` -> runtime tensor name, shape, dtype, quantization.
+    runtime_hints: how a runtime must run it (precision hint, TensorRT table, provider).
+    extra: provenance for the sidecar's ``extra`` (settings, exporter); never read to run it.
     """
 
     artifact: Path
@@ -54,6 +55,7 @@ class Exported:
     input: InputSpec
     outputs: dict[str, OutputSpec]
     companions: tuple[Path, ...] = ()
+    runtime_hints: RuntimeHints = field(default_factory=RuntimeHints)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,12 +108,26 @@ def _batch_extra(ctx: ExportContext) -> dict[str, Any]:
     return {"dynamic_batch": bool(ctx.options.dynamic_batch)}
 
 
+def run_artifact(artifact: Path, frames: list, threads: int | None = None, quiet: bool = True) -> list[tuple[Any, Any]]:
+    """Head outputs ``[(loc (1, P, 4), conf (1, P, C)) float32]`` of ``artifact`` on BGR ``frames``.
+
+    The artifact is opened by the edge app's own backend (:func:`edge_app.backends.open_backend`,
+    which reads and checks the sidecar) on the CPU, and each frame goes through
+    :func:`ssd.preprocess.preprocess` for the backend's input: exactly what ``ssd-edge`` and
+    ``ssd-compare`` run.
+    """
+    from edge_app.backends import open_backend
+
+    with captured(quiet):  # runtimes announce delegates etc. on fd 2
+        backend = open_backend(artifact, device="CPU", threads=threads)
+    with backend:
+        return [backend.infer(preprocess(frame, backend.input_spec)) for frame in frames]
+
+
 def check_runtime(ctx: ExportContext, artifact: Path, sidecar: Sidecar, precision: str | None = None) -> Validation:
-    """Load ``artifact`` in its runtime through its sidecar, feed the validation frames via
-    ``ssd.preprocess.preprocess(frame, sidecar.input)`` and compare with PyTorch."""
-    with captured(not ctx.options.verbose):  # runtimes announce delegates etc. on fd 2
-        runner = open_runner(artifact, threads=ctx.options.threads, sidecar=sidecar)
-    outputs = [runner(frame) for frame in ctx.validation_frames()]
+    """Run ``artifact`` through its sidecar in its runtime (:func:`run_artifact`) on the
+    validation frames and compare with PyTorch."""
+    outputs = run_artifact(artifact, ctx.validation_frames(), ctx.options.threads, quiet=not ctx.options.verbose)
     spec = ctx.source.spec
     return compare_outputs(precision or sidecar.precision, ctx.reference(), outputs, default_boxes(spec), spec.variances,
                            ctx.options.tolerances)
@@ -166,26 +182,17 @@ def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exporte
         companions.append(target)
     shutil.rmtree(table_dir, ignore_errors=True)
     spec, outputs = _onnx_io(ctx)
-    table = companions[0].name
+    hints = RuntimeHints(execution_provider="TensorrtExecutionProvider",
+                         tensorrt_calibration=TensorRTCalibration(table=companions[0].name, native=False))
     extra = {
         **_batch_extra(ctx),
-        "calibration_table": table,
         "calibration_table_text": companions[1].name,
-        "calibration_table_json": companions[2].name,
+        "calibration_ranges": companions[2].name,
         "calibrated_tensors": len(ranges),
         "quantization": {"tool": "onnxruntime.quantization.create_calibrator + write_calibration_table",
                          "calibrate_method": method, "calibration_images": ctx.num_calibration()},
-        "execution_provider": "TensorrtExecutionProvider",
-        "provider_options": {
-            "trt_int8_enable": True,
-            "trt_int8_calibration_table_name": table,
-            "trt_int8_use_native_calibration_table": False,
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": ".",
-        },
-        "provider_note": "the table name resolves against trt_engine_cache_path: set it to this folder",
     }
-    return Exported(dst, INPUT_NAME, spec, outputs, companions=tuple(companions), extra=extra)
+    return Exported(dst, INPUT_NAME, spec, outputs, companions=tuple(companions), runtime_hints=hints, extra=extra)
 
 
 def check_tensorrt_calib(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Validation:
@@ -195,13 +202,17 @@ def check_tensorrt_calib(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -
     graph = check_runtime(ctx, artifact, sidecar, precision="fp32")
     if not graph.passed:
         return graph
-    table = read_table(artifact.with_name(sidecar.extra["calibration_table"]))
-    needed = read_table_ranges(artifact.with_name(sidecar.extra["calibration_table_json"]))
+    calib = sidecar.runtime_hints.tensorrt_calibration
+    if calib is None:
+        return Validation(False, "the sidecar names no TensorRT calibration table", graph.metrics)
+    table = read_table(artifact.with_name(calib.table))
+    needed = read_table_ranges(artifact.with_name(sidecar.extra["calibration_ranges"]))
     problem = check_table(table, needed, artifact)
     if problem:
         return Validation(False, problem, graph.metrics)
     return Validation(True, f"graph under ORT CPU: {graph.summary}; table covers all {sidecar.extra['calibrated_tensors']} "
-                      "tensors with finite ranges (the INT8 engine itself needs TensorRT on the device)", graph.metrics)
+                      "tensors with finite ranges (the INT8 engine itself needs TensorRT on the device)", graph.metrics,
+                      kind="graph_and_table")
 
 
 # ---------------------------------------------------------------- OpenVINO
@@ -221,19 +232,18 @@ def _openvino(ctx: ExportContext, stage: Path, stem: str, precision: str) -> Exp
 
             if calib.holdout is None or len(calib.holdout) == 0:
                 raise ConvertError(f"--max-drop needs held-out images; {calib.root} has none (re-run ssd-calibrate with --holdout N)")
-            validation_items = holdout_items(calib.holdout, ctx.image_size)
-            validation_fn = openvino_map50_fn(ctx.source.spec, ctx.source.labels, ctx.image_size)
+            validation_items = holdout_items(calib.holdout)
+            validation_fn = openvino_map50_fn(ctx.source.spec, ctx.source.labels)
         model, settings = ovx.quantize_int8(model, inputs, ctx.options.method("openvino"), ctx.options.verbose,
                                             ctx.options.max_drop, validation_items, validation_fn)
         extra["quantization"] = {**settings, "calibration_images": len(inputs)}
     xml, binary = ovx.save_ir(model, stage / f"{stem}.xml", fp16=precision == "fp16")
     input_name, _ = ovx.output_names(model)
     spec, outputs = _onnx_io(ctx)
-    if precision in ("fp32", "fp16"):
-        # this CPU's plugin defaults to bf16 execution; FP32/FP16 IR is validated (and meant) in f32
-        extra["openvino"] = {"inference_precision_hint": "f32"}
-    extra["weights_file"] = binary.name
-    return Exported(xml, input_name, spec, outputs, companions=(binary,), extra=extra)
+    # OpenVINO's CPU plugin runs float IR in bf16 on CPUs with AVX512-BF16/AMX: FP32 and FP16 IR
+    # are validated (and meant to run) in f32, INT8 in the plugin's default
+    hints = RuntimeHints(inference_precision="f32" if precision in ("fp32", "fp16") else None)
+    return Exported(xml, input_name, spec, outputs, companions=(binary,), runtime_hints=hints, extra=extra)
 
 
 def export_openvino_fp32(ctx: ExportContext, stage: Path, stem: str) -> Exported:
@@ -319,11 +329,3 @@ FORMATS: dict[str, Format] = {
              check=check_tensorrt_calib),
     )
 }
-
-
-def get_format(name: str) -> Format:
-    """Look a format up by name; unknown -> one-line :class:`ConvertError`."""
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise ConvertError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}") from None

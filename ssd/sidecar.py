@@ -1,7 +1,11 @@
 """The JSON sidecar next to every artifact, and its validation. numpy-free, torch-free.
 
 The sidecar of ``model.onnx`` is ``model.onnx.json``. It records what the edge side needs
-to feed the model and read its outputs, and where the model came from.
+to feed the model and read its outputs, where the model came from, and everything a
+runtime needs to run it exactly as it was validated (:class:`RuntimeHints`): those are
+typed fields that the backends read, never free-form ``extra`` keys. ``extra`` holds only
+provenance for people (quantization settings, the exporter used), which no code reads to
+decide how to run the model.
 """
 
 from __future__ import annotations
@@ -16,8 +20,13 @@ from ssd.atomic import atomic_write_text
 from ssd.preprocess import InputSpec
 from ssd.specs import SSDSpec
 
-SIDECAR_VERSION = 1
+#: 2: runtime hints, companion files and the validation record became typed fields
+SIDECAR_VERSION = 2
 PRECISIONS = ("fp32", "fp16", "int8")
+#: OpenVINO ``INFERENCE_PRECISION_HINT`` values a sidecar may ask for
+INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
+#: how an artifact was checked against PyTorch (:class:`ValidationRecord.kind`)
+VALIDATION_KINDS = ("output_diff", "detections", "sqnr", "graph_and_table")
 
 
 class SidecarError(ValueError):
@@ -45,6 +54,90 @@ class OutputSpec:
         )
 
 
+def _plain_name(name: str, what: str, artifact_name: str) -> str:
+    """``name`` if it is a plain file name (no folder, not ``.``/``..``); else :class:`SidecarError`."""
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..") or "\\" in name:
+        raise SidecarError(f"sidecar of {artifact_name} names {what} {name!r}, which is not a plain file name; re-run ssd-convert")
+    return name
+
+
+@dataclass(frozen=True)
+class TensorRTCalibration:
+    """A TensorRT INT8 calibration table for a graph without Q/DQ nodes (implicit quantization).
+
+    table: plain file name of the table beside the artifact (ONNX Runtime's TensorRT provider
+        reads it from ``trt_engine_cache_path``); it is also listed in :attr:`Sidecar.files`.
+    native: whether the table is TensorRT's own format (``trt_int8_use_native_calibration_table``)
+        rather than ONNX Runtime's flatbuffers one.
+    """
+
+    table: str
+    native: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorRTCalibration:
+        return cls(table=str(data["table"]), native=bool(data.get("native", False)))
+
+
+@dataclass(frozen=True)
+class RuntimeHints:
+    """How a runtime must run the artifact to compute what was validated.
+
+    inference_precision: OpenVINO ``INFERENCE_PRECISION_HINT`` (``f32``, ``bf16``, ``f16``) or
+        ``None`` (the device's default). FP32 and FP16 IR carry ``f32``: OpenVINO's CPU plugin
+        would otherwise run them in bf16 on CPUs with AVX512-BF16/AMX.
+    execution_provider: the ONNX Runtime provider the artifact's precision needs (a TensorRT
+        calibration artifact is INT8 only under ``TensorrtExecutionProvider``), or ``None``.
+    provider_options: further options for that provider, beyond the ones the backend derives.
+    tensorrt_calibration: the INT8 calibration table, for implicit-quantization artifacts.
+    """
+
+    inference_precision: str | None = None
+    execution_provider: str | None = None
+    provider_options: dict[str, Any] = field(default_factory=dict)
+    tensorrt_calibration: TensorRTCalibration | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RuntimeHints:
+        calib = data.get("tensorrt_calibration")
+        return cls(
+            inference_precision=data.get("inference_precision"),
+            execution_provider=data.get("execution_provider"),
+            provider_options=dict(data.get("provider_options") or {}),
+            tensorrt_calibration=TensorRTCalibration.from_dict(calib) if calib else None,
+        )
+
+
+@dataclass(frozen=True)
+class ValidationRecord:
+    """The check ``ssd-convert`` ran before installing the artifact.
+
+    kind: ``output_diff`` (FP32/FP16: largest output difference from PyTorch), ``detections``
+        (INT8: detections matched to PyTorch's), ``sqnr`` (INT8 where PyTorch found too few
+        objects to compare detections) or ``graph_and_table`` (a TensorRT calibration artifact:
+        the FP32 graph under ONNX Runtime plus the table's coverage).
+    passed, summary, metrics: the outcome; images / images_from: what it ran on.
+    """
+
+    kind: str
+    passed: bool
+    summary: str
+    images: int = 0
+    images_from: str = ""
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationRecord:
+        return cls(
+            kind=str(data["kind"]),
+            passed=bool(data["passed"]),
+            summary=str(data.get("summary", "")),
+            images=int(data.get("images", 0)),
+            images_from=str(data.get("images_from", "")),
+            metrics={str(k): (None if v is None else float(v)) for k, v in dict(data.get("metrics", {})).items()},
+        )
+
+
 @dataclass(frozen=True)
 class Sidecar:
     """Metadata of one artifact.
@@ -59,6 +152,11 @@ class Sidecar:
         ``conf`` ``(N, P, C)`` logits after dequantization.
     labels: foreground class names; model class ``c >= 1`` is ``labels[c - 1]``.
     spec: the prior spec (:meth:`ssd.specs.SSDSpec.to_dict`), variances included.
+    runtime_hints: how to run it as validated (:class:`RuntimeHints`).
+    files: companion files the model needs beside it (OpenVINO ``.bin``, calibration tables):
+        plain file name -> sha256.
+    validation: the check ``ssd-convert`` ran (``None`` only while it is being written).
+    extra: provenance for people (quantization settings, exporter); no code reads it to run.
     """
 
     format: str
@@ -74,6 +172,9 @@ class Sidecar:
     artifact_sha256: str
     calibration_sha256: str | None = None
     tool_versions: dict[str, str] = field(default_factory=dict)
+    runtime_hints: RuntimeHints = field(default_factory=RuntimeHints)
+    files: dict[str, str] = field(default_factory=dict)
+    validation: ValidationRecord | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = SIDECAR_VERSION
 
@@ -90,7 +191,14 @@ class Sidecar:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sidecar:
+        version = data.get("version")  # every sidecar ever written has one; none: malformed (below)
+        if isinstance(version, int) and version < SIDECAR_VERSION:
+            raise SidecarError(
+                f"sidecar of {data.get('artifact', 'this model')} has version {version}, written by an older ssd-convert; "
+                f"this build reads version {SIDECAR_VERSION}: re-run ssd-convert"
+            )
         try:
+            validation = data.get("validation")
             return cls(
                 format=str(data["format"]),
                 runtime=str(data["runtime"]),
@@ -105,8 +213,11 @@ class Sidecar:
                 artifact_sha256=str(data["artifact_sha256"]),
                 calibration_sha256=data.get("calibration_sha256"),
                 tool_versions=dict(data.get("tool_versions", {})),
+                runtime_hints=RuntimeHints.from_dict(dict(data.get("runtime_hints") or {})),
+                files={str(k): str(v) for k, v in dict(data.get("files") or {}).items()},
+                validation=ValidationRecord.from_dict(validation) if validation else None,
                 extra=dict(data.get("extra", {})),
-                version=int(data.get("version", SIDECAR_VERSION)),
+                version=int(data["version"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SidecarError(f"malformed sidecar ({type(exc).__name__}: {exc}); re-run ssd-convert") from None
@@ -162,6 +273,7 @@ def validate_sidecar(sidecar: Sidecar, artifact: str | Path, check_hash: bool = 
         raise SidecarError(f"{where} describes {sidecar.artifact!r}, not {artifact.name!r}; keep each sidecar with its model")
     if sidecar.precision not in PRECISIONS:
         raise SidecarError(f"{where}: unknown precision {sidecar.precision!r}")
+    validate_runtime_hints(sidecar, artifact)
     if set(sidecar.outputs) != {"loc", "conf"}:
         raise SidecarError(f"{where}: outputs must be 'loc' and 'conf', got {sorted(sidecar.outputs)}")
     priors = sidecar.spec.num_priors
@@ -177,15 +289,26 @@ def validate_sidecar(sidecar: Sidecar, artifact: str | Path, check_hash: bool = 
     validate_companions(sidecar, artifact, check_hash)
 
 
+def validate_runtime_hints(sidecar: Sidecar, artifact: Path) -> None:
+    """Refuse runtime hints a backend could not apply as written."""
+    where = f"sidecar of {artifact.name}"
+    hints = sidecar.runtime_hints
+    if hints.inference_precision is not None and hints.inference_precision not in INFERENCE_PRECISIONS:
+        raise SidecarError(f"{where}: inference precision {hints.inference_precision!r} is not one of {INFERENCE_PRECISIONS}")
+    if sidecar.validation is not None and sidecar.validation.kind not in VALIDATION_KINDS:
+        raise SidecarError(f"{where}: validation kind {sidecar.validation.kind!r} is not one of {VALIDATION_KINDS}")
+    calib = hints.tensorrt_calibration
+    if calib is not None:
+        _plain_name(calib.table, "TensorRT calibration table", artifact.name)
+        if calib.table not in sidecar.files:
+            raise SidecarError(f"{where}: its TensorRT calibration table {calib.table!r} is not among its checked files; re-run ssd-convert")
+
+
 def validate_companions(sidecar: Sidecar, artifact: Path, check_hash: bool = True) -> None:
-    """Check the files a model needs beside it (``extra["files"]``: name -> sha256), e.g.
-    OpenVINO's ``.bin`` weights or a TensorRT calibration table."""
-    files = sidecar.extra.get("files") or {}
-    if not isinstance(files, dict):
-        raise SidecarError(f"sidecar of {artifact.name}: extra.files must map file names to sha256; re-run ssd-convert")
-    for name, digest in files.items():
-        if Path(name).name != name or name in ("", ".", ".."):
-            raise SidecarError(f"sidecar of {artifact.name} names companion {name!r}, which is not a plain file name")
+    """Check the files a model needs beside it (:attr:`Sidecar.files`: name -> sha256), e.g.
+    OpenVINO's ``.bin`` weights or a TensorRT calibration table: plain names, present, sha256."""
+    for name, digest in sidecar.files.items():
+        _plain_name(name, "companion", artifact.name)
         companion = artifact.with_name(name)
         if not companion.is_file():
             raise SidecarError(f"{artifact.name} needs {name} next to it; copy it along with the model")

@@ -192,9 +192,9 @@ def _quiet():
 
 def _tflite_outputs(path: Path) -> list[tuple[str, str, tuple[int, ...], str, float | None, int | None]]:
     """``(signature key, tensor name, shape, dtype, scale, zero point)`` per output, in signature order."""
-    from ai_edge_litert.interpreter import Interpreter
+    from edge_app.backends.tflite_backend import make_interpreter
 
-    interp = Interpreter(model_path=os.fspath(path))
+    interp, _ = make_interpreter(path)
     runner = interp.get_signature_runner(next(iter(interp.get_signature_list())))
     rows = []
     for key, d in sorted(runner.get_output_details().items()):

@@ -8,15 +8,15 @@ import shutil
 import numpy as np
 import pytest
 
-from convert.compare import (
+from compare.cli import main as compare_main
+from compare.report import table, to_dict
+from compare.run import (
     ComparisonReport,
-    RunResult,
+    ModelResult,
     discover_artifacts,
     evaluate_predictor,
     load_samples,
 )
-from convert.compare_cli import main as compare_main
-from convert.compare_report import table, to_dict
 from ssd import TINY, default_boxes, encode
 from ssd.preprocess import InputSpec
 
@@ -114,7 +114,7 @@ class OraclePredictor:
 
 
 def test_perfect_predictions_score_one_and_empty_zero(pipeline):
-    samples = load_samples(pipeline["data"], "val", ["circle", "rectangle", "triangle", "star"], None)
+    samples = load_samples(pipeline["data"], "val", ["circle", "rectangle", "triangle", "star"], None).samples
     labels = ["circle", "rectangle", "triangle", "star"]
     assert sum(len(s.boxes) for s in samples) > 0
     perfect = evaluate_predictor(OraclePredictor(samples, 5), samples, labels)
@@ -161,8 +161,8 @@ def test_discover_orders_fp32_before_int8(pipeline):
     assert names == ["model_onnx_fp32.onnx", "model_onnx_int8.onnx"]
 
 
-def test_run_result_latency_median():
-    row = RunResult("x", "r", "fp32", None, None, latency_ms=[3.0, 1.0, 2.0])
+def test_model_result_latency_median():
+    row = ModelResult("x", "r", "fp32", None, None, latency_ms=[3.0, 1.0, 2.0])
     assert row.latency_p50 == 2.0
 
 
@@ -183,10 +183,18 @@ def test_tensorrt_table_without_tensorrt_counts_as_fp32(pipeline, tmp_path, caps
     assert "ok (see note)" in (out / "report.md").read_text()
 
 
-def test_executed_precision_keeps_int8_where_the_provider_ran():
-    from convert.compare import executed_precision
+def test_executed_precision_keeps_int8_where_the_provider_ran(tmp_path):
+    import dataclasses
 
-    extra = {"execution_provider": "TensorrtExecutionProvider"}
-    assert executed_precision("int8", extra, "onnxruntime TensorrtExecutionProvider") == ("int8", None)
-    assert executed_precision("int8", {}, "onnxruntime CPUExecutionProvider") == ("int8", None)
-    assert executed_precision("int8", extra, "onnxruntime CUDAExecutionProvider")[0] == "fp32"
+    from compare.predictors import executed_precision
+    from ssd.sidecar import RuntimeHints
+
+    from .test_preprocess_sidecar import _sidecar
+
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"model")
+    plain = dataclasses.replace(_sidecar(artifact), precision="int8")
+    trt = dataclasses.replace(plain, runtime_hints=RuntimeHints(execution_provider="TensorrtExecutionProvider"))
+    assert executed_precision(trt, "onnxruntime TensorrtExecutionProvider") == ("int8", None)
+    assert executed_precision(plain, "onnxruntime CPUExecutionProvider") == ("int8", None)
+    assert executed_precision(trt, "onnxruntime CUDAExecutionProvider")[0] == "fp32"

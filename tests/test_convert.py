@@ -22,8 +22,7 @@ pytest.importorskip("litert_torch")
 from calibration.sets import load_calibration_set, write_calibration_set  # noqa: E402
 from calibration.testing import write_voc_dataset  # noqa: E402
 from convert import ConvertOptions, export  # noqa: E402
-from convert.formats import FORMATS  # noqa: E402
-from convert.runners import open_runner  # noqa: E402
+from convert.formats import FORMATS, run_artifact  # noqa: E402
 from convert.targets import TARGETS, resolve_formats  # noqa: E402
 from convert.testing import save_lively_checkpoint  # noqa: E402
 from convert.validate import match_detections  # noqa: E402
@@ -89,9 +88,15 @@ def test_every_format_is_produced_with_its_sidecar(converted):
         assert path == out / fmt.filename and path.is_file()
         sidecar = read_sidecar(path)  # checks name, shapes and sha256
         assert (sidecar.format, sidecar.runtime, sidecar.precision) == (name, fmt.runtime, fmt.precision)
-        for companion, sha in sidecar.extra["files"].items():
+        for companion, sha in sidecar.files.items():
             assert file_sha256(out / companion) == sha
-        assert sidecar.extra["validation"]["passed"] is True
+        assert sidecar.validation is not None and sidecar.validation.passed is True
+        expected_kind = {"fp32": "output_diff", "fp16": "output_diff"}.get(fmt.precision, ("detections", "sqnr"))
+        if name == "tensorrt_calib":
+            expected_kind = "graph_and_table"
+        assert sidecar.validation.kind in (expected_kind if isinstance(expected_kind, tuple) else (expected_kind,)), name
+        hint = sidecar.runtime_hints.inference_precision
+        assert hint == ("f32" if fmt.runtime == "openvino" and fmt.precision in ("fp32", "fp16") else None), name
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staging leftovers"
     # progress lines and the summary table
     assert any("[9/9] tensorrt_calib: ok" in line for line in converted["log"])
@@ -102,14 +107,15 @@ def test_every_format_is_produced_with_its_sidecar(converted):
 
 
 def test_sidecars_record_real_tensor_names(converted):
-    import onnxruntime as ort
     import openvino as ov
-    from ai_edge_litert.interpreter import Interpreter
+
+    from edge_app.backends.ort_backend import create_session
+    from edge_app.backends.tflite_backend import make_interpreter
 
     out = converted["out"]
     for name in ("onnx_fp32", "onnx_fp16", "onnx_int8", "tensorrt_calib"):
         sc = read_sidecar(out / FORMATS[name].filename)
-        session = ort.InferenceSession(str(out / sc.artifact), providers=["CPUExecutionProvider"])
+        session = create_session(out / sc.artifact)
         assert [i.name for i in session.get_inputs()] == [sc.input_name] == ["images"]
         assert {o.name for o in session.get_outputs()} == {sc.outputs["loc"].name, sc.outputs["conf"].name} == {"loc", "conf"}
         assert session.get_inputs()[0].type == "tensor(float)"
@@ -120,7 +126,7 @@ def test_sidecars_record_real_tensor_names(converted):
         assert {o.get_any_name() for o in model.outputs} >= {sc.outputs["loc"].name, sc.outputs["conf"].name}
     for name in ("tflite_fp32", "tflite_int8"):
         sc = read_sidecar(out / FORMATS[name].filename)
-        it = Interpreter(model_path=str(out / sc.artifact))
+        it, _ = make_interpreter(out / sc.artifact)
         (inp,) = it.get_input_details()
         assert inp["name"] == sc.input_name and list(inp["shape"]) == [1, 128, 128, 3] and sc.input.layout == "NHWC"
         details = {d["name"]: d for d in it.get_output_details()}
@@ -140,10 +146,9 @@ def test_fp_artifacts_match_pytorch_in_their_runtimes(converted, reference):
     out = converted["out"]
     limits = {"fp32": 1e-4, "fp16": 2e-2}
     for name in ("onnx_fp32", "onnx_fp16", "openvino_fp32", "openvino_fp16", "tflite_fp32", "tensorrt_calib"):
-        runner = open_runner(out / FORMATS[name].filename)
+        outs = run_artifact(out / FORMATS[name].filename, frames)
         limit = limits["fp32" if name == "tensorrt_calib" else FORMATS[name].precision]
-        for frame, (ref_loc, ref_conf) in zip(frames, refs, strict=True):
-            loc, conf = runner(frame)
+        for (loc, conf), (ref_loc, ref_conf) in zip(outs, refs, strict=True):
             scale = max(np.abs(ref_loc).max(), np.abs(ref_conf).max())
             assert np.abs(loc - ref_loc).max() / scale < limit, name
             assert np.abs(conf - ref_conf).max() / scale < limit, name
@@ -154,11 +159,11 @@ def test_int8_artifacts_agree_with_pytorch_detections(converted, reference):
     priors = default_boxes(source.spec)
     out = converted["out"]
     for name in ("onnx_int8", "openvino_int8", "tflite_int8"):
-        runner = open_runner(out / FORMATS[name].filename)
+        outs = run_artifact(out / FORMATS[name].filename, frames)
         matched = same = total_ref = total_out = 0
-        for frame, (ref_loc, ref_conf) in zip(frames, refs, strict=True):
+        for (loc, conf), (ref_loc, ref_conf) in zip(outs, refs, strict=True):
             ref = decode_and_nms(ref_loc, ref_conf, priors, score_threshold=0.3)[0]
-            det = decode_and_nms(*runner(frame), priors, score_threshold=0.3)[0]
+            det = decode_and_nms(loc, conf, priors, score_threshold=0.3)[0]
             m, s, _ = match_detections(ref, det, 0.5)
             matched, same, total_ref, total_out = matched + m, same + s, total_ref + len(ref.scores), total_out + len(det.scores)
         assert total_ref >= 20, "the lively tiny model detects things"
@@ -173,8 +178,7 @@ def test_int8_outputs_are_not_clipped(converted, reference):
     ref_loc = np.concatenate([r[0] for r in refs])
     ref_conf = np.concatenate([r[1] for r in refs])
     for name in ("onnx_int8", "openvino_int8", "tflite_int8"):
-        runner = open_runner(out / FORMATS[name].filename)
-        outs = [runner(f) for f in frames]
+        outs = run_artifact(out / FORMATS[name].filename, frames)
         loc = np.concatenate([o[0] for o in outs])
         conf = np.concatenate([o[1] for o in outs])
         for got, ref in ((loc, ref_loc), (conf, ref_conf)):
@@ -201,8 +205,11 @@ def test_tensorrt_table_sits_next_to_its_onnx_model(converted):
 
     out = converted["out"]
     sc = read_sidecar(out / "model_tensorrt_calib.onnx")
-    table = out / sc.extra["calibration_table"]
-    assert sc.extra["provider_options"]["trt_int8_calibration_table_name"] == table.name
+    calib = sc.runtime_hints.tensorrt_calibration
+    assert calib is not None and calib.native is False
+    assert sc.runtime_hints.execution_provider == "TensorrtExecutionProvider"
+    table = out / calib.table
+    assert calib.table in sc.files and file_sha256(table) == sc.files[calib.table]
     buf = table.read_bytes()
     parsed = TrtTable.TrtTable.GetRootAsTrtTable(buf, 0)
     keys = {parsed.Dict(i).Key().decode() for i in range(parsed.DictLength())}
@@ -229,12 +236,12 @@ def test_reading_a_sidecar_and_running_an_artifact_need_no_torch(converted):
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from ssd.sidecar import read_sidecar\n"
-        "from convert.runners import open_runner\n"
+        "from convert.formats import run_artifact\n"
         "import numpy as np\n"
         f"out = {str(converted['out'])!r}\n"
         "for name in ('model_onnx_int8.onnx', 'model_tflite_int8.tflite', 'model_openvino_int8.xml'):\n"
         "    sc = read_sidecar(out + '/' + name)\n"
-        "    loc, conf = open_runner(out + '/' + name, sidecar=sc)(np.zeros((128, 128, 3), np.uint8))\n"
+        "    ((loc, conf),) = run_artifact(out + '/' + name, [np.zeros((128, 128, 3), np.uint8)])\n"
         "    assert loc.shape == (1, sc.spec.num_priors, 4) and conf.dtype == np.float32\n"
         "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
         "print('ok')\n"

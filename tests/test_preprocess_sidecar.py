@@ -146,11 +146,55 @@ def test_companion_files_are_checked(tmp_path, mutate, files, message):
     artifact, weights = tmp_path / "model.xml", tmp_path / "model.bin"
     artifact.write_bytes(b"<net/>")
     weights.write_bytes(b"weights")
-    sidecar = dataclasses.replace(_sidecar(artifact), extra={"files": files or {"model.bin": file_sha256(weights)}})
+    sidecar = dataclasses.replace(_sidecar(artifact), files=files or {"model.bin": file_sha256(weights)})
     write_sidecar(sidecar, artifact)
     mutate(weights)
     if message is None:
-        assert read_sidecar(artifact).extra["files"] == {"model.bin": file_sha256(weights)}
+        assert read_sidecar(artifact).files == {"model.bin": file_sha256(weights)}
+    else:
+        with pytest.raises(SidecarError, match=message):
+            read_sidecar(artifact)
+
+
+def test_old_sidecars_are_refused_with_what_to_do(tmp_path):
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"model bytes")
+    path = write_sidecar(_sidecar(artifact), artifact)
+    data = json.loads(path.read_text())
+    for version in (0, 1):
+        old = {k: v for k, v in data.items() if k not in ("runtime_hints", "files", "validation")}
+        old["version"] = version
+        path.write_text(json.dumps({**old, "extra": {"files": {}, "openvino": {"inference_precision_hint": "f32"}}}))
+        with pytest.raises(SidecarError, match=r"older ssd-convert.*re-run ssd-convert"):
+            read_sidecar(artifact)
+
+
+@pytest.mark.parametrize(
+    "hints, files, message",
+    [
+        ({"inference_precision": "f64"}, {}, "inference precision"),
+        ({"tensorrt_calibration": {"table": "/etc/shadow"}}, {}, "not a plain file name"),
+        ({"tensorrt_calibration": {"table": "../../calib.flatbuffers"}}, {}, "not a plain file name"),
+        ({"tensorrt_calibration": {"table": "calib.flatbuffers"}}, {}, "not among its checked files"),
+        ({"tensorrt_calibration": {"table": "calib.flatbuffers", "native": True}}, "table", None),
+        ({"inference_precision": "f32"}, {}, None),
+    ],
+)
+def test_runtime_hints_are_typed_and_checked(tmp_path, hints, files, message):
+    import dataclasses
+
+    from ssd.sidecar import RuntimeHints
+
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"model bytes")
+    if files == "table":
+        (tmp_path / "calib.flatbuffers").write_bytes(b"table")
+        files = {"calib.flatbuffers": file_sha256(tmp_path / "calib.flatbuffers")}
+    sidecar = dataclasses.replace(_sidecar(artifact), runtime_hints=RuntimeHints.from_dict(hints), files=files)
+    path = write_sidecar(sidecar, artifact)
+    if message is None:
+        again = read_sidecar(artifact)
+        assert again == sidecar and "runtime_hints" in json.loads(path.read_text())
     else:
         with pytest.raises(SidecarError, match=message):
             read_sidecar(artifact)

@@ -90,15 +90,14 @@ class LossConfig:
 @dataclass
 class EvalConfig:
     """every: evaluate every K epochs (and after the last); 0 = only after the last.
-    best_metric: ``map50`` or ``map`` (mAP@[.5:.95]) decides which epoch is ``best.pt``."""
+    best_metric: ``map50`` or ``map`` (mAP@[.5:.95]) decides which epoch is ``best.pt``.
+    batch_size: evaluation batch; ``ssd-eval`` and ``ssd-compare`` use the checkpoint's, so
+    they reproduce this run's figures exactly. The thresholds are :data:`ssd.postprocess.EVAL`,
+    those of every mAP the project reports; they are not a setting."""
 
     every: int = 1
     best_metric: str = "map50"
     batch_size: int = 32
-    score_threshold: float = 0.01
-    nms_iou: float = 0.45
-    top_k: int = 200
-    max_detections: int = 100
 
 
 @dataclass

@@ -1,13 +1,21 @@
-"""Run a model over a dataset split and score it with :func:`train.coco_eval.evaluate_detections`."""
+"""Run a model over a dataset split and score it with :func:`train.coco_eval.evaluate_detections`.
+
+The one evaluation of a PyTorch model: ``ssd-train``'s periodic mAP, ``ssd-eval`` and the
+PyTorch row of ``ssd-compare`` all call :func:`evaluate_model`, with the thresholds of
+:data:`ssd.postprocess.EVAL` and the checkpoint's evaluation batch size
+(:func:`eval_batch_size`): a model's batched float results depend on the batch, so one
+checkpoint gives one mAP on one device.
+"""
 
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 from torch import nn
 
-from ssd.postprocess import Detections, decode_and_nms
+from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
 from ssd.priors import default_boxes
 from ssd.specs import SSDSpec
 from train.coco_eval import EvalResult, evaluate_detections
@@ -23,10 +31,7 @@ def predict(
     device: torch.device,
     batch_size: int = 32,
     workers: int = 0,
-    score_threshold: float = 0.01,
-    nms_iou: float = 0.45,
-    top_k: int = 200,
-    max_detections: int = 100,
+    params: PostprocessParams = EVAL,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> list[Detections]:
@@ -48,11 +53,19 @@ def predict(
             with amp:
                 loc, conf = model(images)
             out += decode_and_nms(loc.float().cpu().numpy(), conf.float().cpu().numpy(), priors,
-                                  variances=spec.variances, score_threshold=score_threshold,
-                                  iou_threshold=nms_iou, top_k=top_k, max_detections=max_detections)
+                                  variances=spec.variances, **params._asdict())
     finally:
         model.train(was_training)
     return out
+
+
+DEFAULT_EVAL_BATCH_SIZE = 32
+
+
+def eval_batch_size(checkpoint: dict[str, Any]) -> int:
+    """The evaluation batch size the checkpoint was trained with (its ``eval.batch_size``)."""
+    config = checkpoint.get("config") or {}
+    return int((config.get("eval") or {}).get("batch_size", DEFAULT_EVAL_BATCH_SIZE))
 
 
 def evaluate_model(model: nn.Module, reader: DetectionDataset, spec: SSDSpec, device: torch.device, **kwargs) -> EvalResult:

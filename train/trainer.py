@@ -268,9 +268,7 @@ class Trainer:
         """COCO-style mAP of the current weights on the validation split (call on rank 0)."""
         e = self.cfg.eval
         return evaluate_model(self.model, self.val_reader, self.spec, self.device, batch_size=e.batch_size,
-                              workers=0, score_threshold=e.score_threshold, nms_iou=e.nms_iou, top_k=e.top_k,
-                              max_detections=e.max_detections, autocast_dtype=self.amp_dtype,
-                              channels_last=self.cfg.runtime.channels_last)
+                              workers=0, autocast_dtype=self.amp_dtype, channels_last=self.cfg.runtime.channels_last)
 
     def fit(self, stop_after_epochs: int | None = None) -> list[dict[str, Any]]:
         """Train from ``self.epoch`` to ``optim.epochs`` (or for ``stop_after_epochs`` more); returns the history."""

@@ -3,11 +3,13 @@
 On a Jetson, ``onnxruntime-gpu`` (from the Jetson Zoo / JetPack wheels) offers the
 TensorRT and CUDA execution providers; pip's ``onnxruntime`` offers the CPU one. An INT8
 artifact runs in TensorRT with INT8 enabled. A QDQ model carries its own scales; a model
-without Q/DQ nodes needs the calibration table named in its sidecar's
-``extra["trt_int8_calibration_table"]`` (a file next to the artifact;
-``extra["trt_int8_use_native_calibration_table"]`` says whether it is TensorRT's native
-format); TensorRT refuses a table for a model with Q/DQ nodes. Engines are cached next to
-the artifact (or in ``cache_dir``) because building them takes minutes on a Jetson.
+without Q/DQ nodes needs the calibration table of its sidecar's
+:attr:`ssd.sidecar.RuntimeHints.tensorrt_calibration` (a checked file next to the artifact,
+with its ``native`` flag); TensorRT refuses a table for a model with Q/DQ nodes. The
+sidecar's ``runtime_hints.provider_options`` are added to the TensorRT provider's options
+(never replacing the ones derived here).
+Engines are cached next to the artifact (or in ``cache_dir``) because building them takes
+minutes on a Jetson.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.backends.base import Backend, BackendOptions, check_input, dequantize, match_outputs
+from edge_app.backends.base import Backend, BackendOptions, check_input, match_outputs
 from edge_app.errors import BackendError, require
 from ssd.sidecar import Sidecar, SidecarError
 
@@ -29,24 +31,12 @@ TRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
-#: sidecar ``extra`` keys naming a TensorRT INT8 calibration table (first one found wins)
-CALIBRATION_TABLE_KEYS = ("trt_int8_calibration_table", "tensorrt_calibration_table", "calibration_table")
-
 _ORT_TYPES = {
     "tensor(float)": "float32",
     "tensor(float16)": "float16",
     "tensor(uint8)": "uint8",
     "tensor(int8)": "int8",
 }
-
-
-def calibration_table(sidecar: Sidecar) -> str | None:
-    """The TensorRT INT8 calibration table file name the sidecar names, if any."""
-    for key in CALIBRATION_TABLE_KEYS:
-        value = sidecar.extra.get(key)
-        if value:
-            return str(value)
-    return None
 
 
 def select_providers(
@@ -81,26 +71,58 @@ def select_providers(
             }
             if sidecar.precision == "int8":
                 opts["trt_int8_enable"] = True
-                table = calibration_table(sidecar)
-                if table:
-                    # ORT reads the table from trt_engine_cache_path/<name>.
-                    if not (Path(cache) / table).is_file():
-                        table_path = artifact.parent / table
-                        if not table_path.is_file():
+                calib = sidecar.runtime_hints.tensorrt_calibration
+                if calib is not None:
+                    # ORT reads the table from trt_engine_cache_path/<name>; the sidecar's check
+                    # made sure the name is a plain file name and the file is beside the artifact
+                    if not (Path(cache) / calib.table).is_file():
+                        if not (artifact.parent / calib.table).is_file():
                             raise SidecarError(
-                                f"sidecar of {artifact.name} names TensorRT calibration table {table!r}, "
+                                f"sidecar of {artifact.name} names TensorRT calibration table {calib.table!r}, "
                                 f"which is not next to the artifact; copy it there or re-run ssd-convert"
                             )
                         opts["trt_engine_cache_path"] = str(artifact.parent)
-                    opts["trt_int8_calibration_table_name"] = table
-                    opts["trt_int8_use_native_calibration_table"] = bool(
-                        sidecar.extra.get("trt_int8_use_native_calibration_table", False)
-                    )
+                    opts["trt_int8_calibration_table_name"] = calib.table
+                    opts["trt_int8_use_native_calibration_table"] = calib.native
+            if sidecar.runtime_hints.execution_provider in (None, TRT):
+                for key, value in sidecar.runtime_hints.provider_options.items():
+                    opts.setdefault(key, value)  # never over what the backend derives (cache path, table)
             providers.append((TRT, opts))
         elif name == CUDA:
             providers.append((CUDA, {"device_id": 0}))
     providers.append((CPU, {}))
     return providers
+
+
+def create_session(
+    model: str | os.PathLike | bytes, threads: int | None = None, providers: list[tuple[str, dict[str, Any]]] | None = None
+) -> Any:
+    """An ``onnxruntime.InferenceSession`` as the backend makes it (the one place the project
+    makes one): full graph optimization, sequential execution, one inter-op thread,
+    ``threads`` intra-op threads, no spinning, and ``providers`` (default: the CPU).
+
+    ``model`` is a path or the serialized model. Raises :class:`BackendError` when ONNX
+    Runtime is missing or refuses the model.
+    """
+    ort = require("onnxruntime", "a .onnx model needs ONNX Runtime: pip install 'ssd-edge[edge]' (or onnxruntime-gpu)")
+    providers = providers or [(CPU, {})]
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.inter_op_num_threads = 1
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    # idle pool threads sleep instead of spinning: the app's capture and postprocessing
+    # threads need those cores (on a 4-core Pi as much as here)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    try:
+        return ort.InferenceSession(source, sess_options=so, providers=[p for p, _ in providers],
+                                    provider_options=[o for _, o in providers])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        name = "the model" if isinstance(model, bytes) else Path(model).name
+        raise BackendError(f"ONNX Runtime cannot load {name}: {str(exc).splitlines()[0]}") from None
 
 
 class OnnxRuntimeBackend(Backend):
@@ -110,22 +132,7 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(path, sidecar, options)
         ort = require("onnxruntime", "a .onnx model needs ONNX Runtime: pip install 'ssd-edge[edge]' (or onnxruntime-gpu)")
         providers = select_providers(ort.get_available_providers(), options.device, sidecar, path, options.cache_dir)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.inter_op_num_threads = 1
-        if options.threads:
-            so.intra_op_num_threads = int(options.threads)
-        # idle pool threads sleep instead of spinning: the app's capture and postprocessing
-        # threads need those cores (on a 4-core Pi as much as here)
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                os.fspath(path), sess_options=so, providers=[p for p, _ in providers], provider_options=[o for _, o in providers]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise BackendError(f"ONNX Runtime cannot load {path.name}: {str(exc).splitlines()[0]}") from None
+        self.session = create_session(path, options.threads, providers)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise SidecarError(f"{path.name} has {len(inputs)} inputs; an SSD artifact has one image input")
@@ -151,5 +158,4 @@ class OnnxRuntimeBackend(Backend):
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         loc, conf = self.session.run(self._output_names, {self._input_name: batch})
-        (ls, lz), (cs, cz) = self._quant
-        return dequantize(loc, ls, lz), dequantize(conf, cs, cz)
+        return self._dequantize(loc, conf)

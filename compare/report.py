@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from convert.compare import ComparisonReport, RunResult
+from compare.run import ComparisonReport, ModelResult
 from ssd.atomic import atomic_write_text
 
 COLUMNS = ("format", "precision", "size MB", "mAP50", "mAP50-95", "d mAP50", "ms", "FPS", "status")
@@ -19,7 +19,7 @@ def _fmt(value: float | None, digits: int = 3, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def row_cells(report: ComparisonReport, row: RunResult) -> list[str]:
+def row_cells(report: ComparisonReport, row: ModelResult) -> list[str]:
     """One table row; deltas in points of mAP against PyTorch FP32."""
     d50, _ = report.delta(row)
     p50 = row.latency_p50
