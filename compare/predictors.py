@@ -49,7 +49,7 @@ class TorchPredictor:
         import torch
 
         from train.checkpoint import load_model
-        from train.evaluate import eval_batch_size
+        from train.evaluate import checkpoint_eval_settings
 
         torch.set_num_threads(threads)
         loaded = load_model(checkpoint)
@@ -60,7 +60,7 @@ class TorchPredictor:
         self.name = "pytorch_fp32"
         self.path = Path(checkpoint)
         self.sha256 = loaded.sha256
-        self.eval_batch_size = eval_batch_size(loaded.checkpoint)
+        self.eval_settings = checkpoint_eval_settings(loaded.checkpoint)
         size = loaded.spec.image_size
         self.input_spec = InputSpec(size, size, layout="NCHW", dtype="float32", color="RGB")
 

@@ -123,7 +123,7 @@ def markdown(report: ComparisonReport, plots: dict[str, str]) -> str:
 
 def write_report(report: ComparisonReport, out: Path) -> dict[str, Path]:
     """Write report.json, report.md and the plots into ``out``; returns their paths."""
-    from convert.compare_plots import write_plots
+    from compare.plots import write_plots
 
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(report, out)

@@ -141,16 +141,15 @@ def latency_ms(predictor: Predictor, images: Sequence[np.ndarray], warmup: int =
 
 
 def evaluate_reference(reference: TorchPredictor, reader: SampleReader, warmup: int = 2) -> ModelResult:
-    """The PyTorch row: :func:`train.evaluate.evaluate_model` on the CPU at the checkpoint's
-    evaluation batch size (what ``ssd-eval`` and ``ssd-train`` report), and its latency."""
+    """The PyTorch row: :func:`train.evaluate.evaluate_model` on the CPU with the checkpoint's
+    evaluation settings (what ``ssd-eval`` and ``ssd-train`` report), and its latency."""
     import torch
 
     from train.evaluate import evaluate_model
 
     result = ModelResult(name=reference.name, runtime=reference.runtime, precision=reference.precision,
                          path=str(reference.path), size_mb=reference.path.stat().st_size / 1e6)
-    result.metrics = evaluate_model(reference.model, reader, reference.spec, torch.device("cpu"),
-                                    batch_size=reference.eval_batch_size)
+    result.metrics = evaluate_model(reference.model, reader, reference.spec, torch.device("cpu"), **reference.eval_settings)
     result.latency_ms = latency_ms(reference, [s.image for s in reader.samples], warmup)
     return result
 

@@ -28,7 +28,7 @@ from edge_app.sources.synthetic import SyntheticScene
 from ssd.postprocess import Detections, decode_and_nms
 from ssd.preprocess import InputSpec, preprocess
 from ssd.priors import default_boxes
-from ssd.sidecar import OutputSpec, Sidecar, file_sha256, write_sidecar
+from ssd.sidecar import OutputSpec, RuntimeHints, Sidecar, file_sha256, write_sidecar
 from ssd.specs import TINY, SSDSpec
 
 NUM_CLASSES = 4
@@ -121,12 +121,16 @@ def read_video(path: str | Path) -> list[np.ndarray]:
 
 
 def make_sidecar(artifact: Path, fmt: str, runtime: str, precision: str, input_name: str, input_spec: InputSpec,
-                 outputs: dict[str, OutputSpec], spec: SSDSpec = TINY, extra: dict | None = None) -> Path:
+                 outputs: dict[str, OutputSpec], spec: SSDSpec = TINY, extra: dict | None = None,
+                 hints: RuntimeHints | None = None) -> Path:
+    """A sidecar as ``ssd-convert`` writes it (float OpenVINO IR gets the ``f32`` precision hint)."""
+    if hints is None:
+        hints = RuntimeHints(inference_precision="f32" if runtime == "openvino" and precision != "int8" else None)
     sidecar = Sidecar(
         format=fmt, runtime=runtime, precision=precision, artifact=artifact.name, input_name=input_name,
         input=input_spec, outputs=outputs, labels=list(LABELS), spec=spec, checkpoint_sha256="0" * 64,
         artifact_sha256=file_sha256(artifact), calibration_sha256=None,
-        tool_versions={"test": "edge_artifacts"}, extra=dict(extra or {}),
+        tool_versions={"test": "edge_artifacts"}, runtime_hints=hints, extra=dict(extra or {}),
     )
     return write_sidecar(sidecar, artifact)
 

@@ -198,3 +198,36 @@ def test_executed_precision_keeps_int8_where_the_provider_ran(tmp_path):
     assert executed_precision(trt, "onnxruntime TensorrtExecutionProvider") == ("int8", None)
     assert executed_precision(plain, "onnxruntime CPUExecutionProvider") == ("int8", None)
     assert executed_precision(trt, "onnxruntime CUDAExecutionProvider")[0] == "fp32"
+
+
+def test_train_eval_and_compare_report_one_map_for_one_checkpoint(pipeline, tmp_path):
+    """ssd-train's periodic evaluation, ssd-eval and ssd-compare's PyTorch row: one mAP."""
+    from train.checkpoint import read_checkpoint
+    from train.cli import main as train_main
+    from train.eval_cli import main as eval_main
+
+    overrides = {
+        "name": "t", "output_dir": str(tmp_path), "data.format": "voc", "data.root": str(pipeline["data"]),
+        "data.workers": 0, "optim.epochs": 1, "optim.batch_size": 8, "optim.lr": 0.01, "eval.every": 0,
+        "eval.batch_size": 4, "model.kwargs": "{width: 8}", "runtime.tensorboard": False, "runtime.threads": 1,
+    }
+    assert train_main(["--config", "tiny_synth", *[f"{k}={v}" for k, v in overrides.items()]]) == 0
+    checkpoint = tmp_path / "t" / "last.pt"
+    trained = read_checkpoint(checkpoint)["metrics"]
+    assert eval_main(["--checkpoint", str(checkpoint), "--data", str(pipeline["data"]), "--split", "val",
+                      "--json", str(tmp_path / "eval.json"), "--threads", "1"]) == 0
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    evaluated = {"map50": evaluated["mAP@0.5"], "map": evaluated["mAP@[.5:.95]"]}
+    from convert.cli import main as convert_main
+
+    artifacts = tmp_path / "artifacts"
+    assert convert_main(["--checkpoint", str(checkpoint), "--target", "onnx_fp32", "--out", str(artifacts),
+                         "--validate-images", "1"]) == 0
+    assert compare_main(["--checkpoint", str(checkpoint), "--artifacts", str(artifacts), "--data", str(pipeline["data"]),
+                         "--split", "val", "--out", str(tmp_path / "report"), "--threads", "1"]) == 0
+    row = json.loads((tmp_path / "report" / "report.json").read_text())["rows"][0]
+    assert row["name"] == "pytorch_fp32"
+    compared = {"map50": row["metrics"]["mAP@0.5"], "map": row["metrics"]["mAP@[.5:.95]"]}
+    assert trained["map50"] > 0, "a measurable mAP, so equality means something"
+    assert trained["map50"] == evaluated["map50"] == compared["map50"]
+    assert trained["map"] == evaluated["map"] == compared["map"]

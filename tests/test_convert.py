@@ -249,3 +249,34 @@ def test_reading_a_sidecar_and_running_an_artifact_need_no_torch(converted):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
+
+
+def test_convert_edge_and_compare_run_each_artifact_bit_identically(converted, reference):
+    """What ssd-convert validated is what ssd-edge deploys and what ssd-compare measures:
+    the same head outputs, bit for bit, for every format (OpenVINO FP16 IR included, which
+    this CPU's plugin would otherwise run in bf16)."""
+    from compare.predictors import ArtifactPredictor
+    from edge_app.app import opened_backend
+    from edge_app.cli import build_parser, options_from_args
+    from edge_app.detector import Detector
+
+    frame = reference[1][0]
+    for name, fmt in FORMATS.items():
+        path = converted["out"] / fmt.filename
+        ((validated_loc, validated_conf),) = run_artifact(path, [frame], threads=1)
+        # ssd-edge: its CLI's options, its backend (device AUTO), its detector's preprocessing
+        options = options_from_args(build_parser().parse_args(["--model", str(path), "--source", "synthetic://",
+                                                               "--threads", "1", "--output", "-"]))
+        with opened_backend(options) as backend:
+            edge_loc, edge_conf = backend.infer(Detector(backend, options.postprocess).preprocess(frame))
+        predictor = ArtifactPredictor(path, threads=1)
+        try:
+            compare_loc, compare_conf = predictor.infer(preprocess(frame, predictor.input_spec))
+            if fmt.runtime == "openvino" and fmt.precision != "int8":
+                precision = str(predictor.backend.compiled.get_property("INFERENCE_PRECISION_HINT"))
+                assert "float32" in precision, (name, precision)
+        finally:
+            predictor.close()
+        for got in ((edge_loc, edge_conf), (compare_loc, compare_conf)):
+            np.testing.assert_array_equal(got[0], validated_loc, err_msg=name)
+            np.testing.assert_array_equal(got[1], validated_conf, err_msg=name)

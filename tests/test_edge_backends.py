@@ -21,8 +21,8 @@ from edge_app.detector import Detector
 from edge_app.errors import BackendError
 from edge_app.outputs.jsonl import SCHEMA_KEYS
 from ssd.box_coding import pairwise_iou
-from ssd.preprocess import InputSpec, preprocess
 from ssd.postprocess import LIVE
+from ssd.preprocess import InputSpec, preprocess
 from ssd.sidecar import OutputSpec, SidecarError, file_sha256, read_sidecar, sidecar_path
 from tests import edge_artifacts as ea
 

@@ -91,9 +91,9 @@ class LossConfig:
 class EvalConfig:
     """every: evaluate every K epochs (and after the last); 0 = only after the last.
     best_metric: ``map50`` or ``map`` (mAP@[.5:.95]) decides which epoch is ``best.pt``.
-    batch_size: evaluation batch; ``ssd-eval`` and ``ssd-compare`` use the checkpoint's, so
-    they reproduce this run's figures exactly. The thresholds are :data:`ssd.postprocess.EVAL`,
-    those of every mAP the project reports; they are not a setting."""
+    batch_size: evaluation batch; ``ssd-eval`` and ``ssd-compare`` use the checkpoint's (and its
+    ``runtime.channels_last``), so they reproduce this run's figures exactly. The thresholds
+    are :data:`ssd.postprocess.EVAL`, those of every mAP the project reports; not a setting."""
 
     every: int = 1
     best_metric: str = "map50"

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         from train.checkpoint import load_model
         from train.data import open_dataset
         from train.distributed import resolve_device
-        from train.evaluate import eval_batch_size, evaluate_model
+        from train.evaluate import checkpoint_eval_settings, evaluate_model
 
         if args.threads > 0:
             torch.set_num_threads(args.threads)
@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             raise DatasetError(f"dataset classes {reader.label_names} differ from the checkpoint's {loaded.labels}")
         device = resolve_device(args.device)
         model = loaded.model.to(device)
-        batch_size = args.batch_size or eval_batch_size(loaded.checkpoint)
-        result = evaluate_model(model, reader, loaded.spec, device, batch_size=batch_size)
+        settings = checkpoint_eval_settings(loaded.checkpoint)
+        if args.batch_size:
+            settings["batch_size"] = args.batch_size
+        result = evaluate_model(model, reader, loaded.spec, device, **settings)
     except (CheckpointError, DatasetError, ConfigError, ValueError, RuntimeError) as exc:
         print(f"ssd-eval: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -2,9 +2,9 @@
 
 The one evaluation of a PyTorch model: ``ssd-train``'s periodic mAP, ``ssd-eval`` and the
 PyTorch row of ``ssd-compare`` all call :func:`evaluate_model`, with the thresholds of
-:data:`ssd.postprocess.EVAL` and the checkpoint's evaluation batch size
-(:func:`eval_batch_size`): a model's batched float results depend on the batch, so one
-checkpoint gives one mAP on one device.
+:data:`ssd.postprocess.EVAL` and the batch size and memory format the checkpoint's run
+evaluated with (:func:`checkpoint_eval_settings`): a model's float results depend on the
+batch and the memory format, so one checkpoint gives one mAP on one device.
 """
 
 from __future__ import annotations
@@ -62,10 +62,15 @@ def predict(
 DEFAULT_EVAL_BATCH_SIZE = 32
 
 
-def eval_batch_size(checkpoint: dict[str, Any]) -> int:
-    """The evaluation batch size the checkpoint was trained with (its ``eval.batch_size``)."""
+def checkpoint_eval_settings(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """``{"batch_size", "channels_last"}`` as the checkpoint's training run evaluated it (its
+    ``eval.batch_size`` and ``runtime.channels_last``): keyword arguments of :func:`predict`
+    that reproduce ``ssd-train``'s figures bit for bit on the same device."""
     config = checkpoint.get("config") or {}
-    return int((config.get("eval") or {}).get("batch_size", DEFAULT_EVAL_BATCH_SIZE))
+    return {
+        "batch_size": int((config.get("eval") or {}).get("batch_size", DEFAULT_EVAL_BATCH_SIZE)),
+        "channels_last": bool((config.get("runtime") or {}).get("channels_last", False)),
+    }
 
 
 def evaluate_model(model: nn.Module, reader: DetectionDataset, spec: SSDSpec, device: torch.device, **kwargs) -> EvalResult:
