@@ -151,6 +151,8 @@ class Sidecar:
     outputs: ``{"loc": OutputSpec, "conf": OutputSpec}``; ``loc`` is ``(N, P, 4)`` and
         ``conf`` ``(N, P, C)`` logits after dequantization.
     labels: foreground class names; model class ``c >= 1`` is ``labels[c - 1]``.
+    labels_sha256: :func:`labels_digest` of the checkpoint's label list; every reader checks
+        that ``labels`` still hash to it, so a sidecar whose class names were edited is refused.
     spec: the prior spec (:meth:`ssd.specs.SSDSpec.to_dict`), variances included.
     runtime_hints: how to run it as validated (:class:`RuntimeHints`).
     files: companion files the model needs beside it (OpenVINO ``.bin``, calibration tables):
@@ -170,6 +172,7 @@ class Sidecar:
     spec: SSDSpec
     checkpoint_sha256: str
     artifact_sha256: str
+    labels_sha256: str
     calibration_sha256: str | None = None
     tool_versions: dict[str, str] = field(default_factory=dict)
     runtime_hints: RuntimeHints = field(default_factory=RuntimeHints)
@@ -211,6 +214,7 @@ class Sidecar:
                 spec=SSDSpec.from_dict(data["spec"]),
                 checkpoint_sha256=str(data["checkpoint_sha256"]),
                 artifact_sha256=str(data["artifact_sha256"]),
+                labels_sha256=str(data["labels_sha256"]),
                 calibration_sha256=data.get("calibration_sha256"),
                 tool_versions=dict(data.get("tool_versions", {})),
                 runtime_hints=RuntimeHints.from_dict(dict(data.get("runtime_hints") or {})),
@@ -221,6 +225,11 @@ class Sidecar:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SidecarError(f"malformed sidecar ({type(exc).__name__}: {exc}); re-run ssd-convert") from None
+
+
+def labels_digest(labels: list[str] | tuple[str, ...]) -> str:
+    """sha256 of a label list (order and exact names), as JSON."""
+    return hashlib.sha256(json.dumps([str(x) for x in labels]).encode()).hexdigest()
 
 
 def sidecar_path(artifact: str | Path) -> Path:
@@ -273,6 +282,11 @@ def validate_sidecar(sidecar: Sidecar, artifact: str | Path, check_hash: bool = 
         raise SidecarError(f"{where} describes {sidecar.artifact!r}, not {artifact.name!r}; keep each sidecar with its model")
     if sidecar.precision not in PRECISIONS:
         raise SidecarError(f"{where}: unknown precision {sidecar.precision!r}")
+    if labels_digest(sidecar.labels) != sidecar.labels_sha256:
+        raise SidecarError(
+            f"{where}: its labels {sidecar.labels} are not the label list it was converted with (labels_sha256 differs); "
+            "class names come from the checkpoint: re-run ssd-convert instead of editing the sidecar"
+        )
     validate_runtime_hints(sidecar, artifact)
     if set(sidecar.outputs) != {"loc", "conf"}:
         raise SidecarError(f"{where}: outputs must be 'loc' and 'conf', got {sorted(sidecar.outputs)}")

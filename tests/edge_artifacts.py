@@ -28,7 +28,7 @@ from edge_app.sources.synthetic import SyntheticScene
 from ssd.postprocess import Detections, decode_and_nms
 from ssd.preprocess import InputSpec, preprocess
 from ssd.priors import default_boxes
-from ssd.sidecar import OutputSpec, RuntimeHints, Sidecar, file_sha256, write_sidecar
+from ssd.sidecar import OutputSpec, RuntimeHints, Sidecar, file_sha256, labels_digest, write_sidecar
 from ssd.specs import TINY, SSDSpec
 
 NUM_CLASSES = 4
@@ -129,6 +129,7 @@ def make_sidecar(artifact: Path, fmt: str, runtime: str, precision: str, input_n
     sidecar = Sidecar(
         format=fmt, runtime=runtime, precision=precision, artifact=artifact.name, input_name=input_name,
         input=input_spec, outputs=outputs, labels=list(LABELS), spec=spec, checkpoint_sha256="0" * 64,
+        labels_sha256=labels_digest(list(LABELS)),
         artifact_sha256=file_sha256(artifact), calibration_sha256=None,
         tool_versions={"test": "edge_artifacts"}, runtime_hints=hints, extra=dict(extra or {}),
     )

@@ -13,6 +13,7 @@ from ssd.sidecar import (
     Sidecar,
     SidecarError,
     file_sha256,
+    labels_digest,
     read_sidecar,
     sidecar_path,
     write_sidecar,
@@ -58,7 +59,7 @@ def _sidecar(artifact, spec=TINY, classes=("a", "b")):
         format="onnx_fp32", runtime="onnxruntime", precision="fp32", artifact=artifact.name,
         input_name="images", input=InputSpec(spec.image_size, spec.image_size),
         outputs={"loc": OutputSpec("loc", (1, p, 4)), "conf": OutputSpec("conf", (1, p, c))},
-        labels=list(classes), spec=spec, checkpoint_sha256="0" * 64,
+        labels=list(classes), spec=spec, checkpoint_sha256="0" * 64, labels_sha256=labels_digest(list(classes)),
         artifact_sha256=file_sha256(artifact), tool_versions={"onnx": "x"},
     )
 
@@ -197,4 +198,17 @@ def test_runtime_hints_are_typed_and_checked(tmp_path, hints, files, message):
         assert again == sidecar and "runtime_hints" in json.loads(path.read_text())
     else:
         with pytest.raises(SidecarError, match=message):
+            read_sidecar(artifact)
+
+
+def test_edited_labels_are_refused(tmp_path):
+    """The class names are bound to the label list the artifact was converted with."""
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"model bytes")
+    path = write_sidecar(_sidecar(artifact, classes=("cat", "dog")), artifact)
+    data = json.loads(path.read_text())
+    assert data["labels_sha256"] == labels_digest(["cat", "dog"])
+    for edited in (["dog", "cat"], ["cat", "wolf"], ["cat"]):
+        path.write_text(json.dumps({**data, "labels": edited}))
+        with pytest.raises(SidecarError, match="labels_sha256"):
             read_sidecar(artifact)
