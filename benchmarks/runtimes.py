@@ -70,29 +70,29 @@ def measure(artifacts: Path, threads: int, warmup: int, rounds: int, iters: int)
     from edge_app.backends import open_backend
     from ssd.preprocess import preprocess
 
-    runners = {}
+    backends = {}
     with captured():
         for name in [f for pair in PAIRS.values() for f in pair]:
-            runners[name] = open_backend(artifacts / FORMATS[name].filename, device="CPU", threads=threads)
-        runners["openvino_fp32_bf16"] = open_backend(artifacts / FORMATS["openvino_fp32"].filename, device="CPU",
+            backends[name] = open_backend(artifacts / FORMATS[name].filename, device="CPU", threads=threads)
+        backends["openvino_fp32_bf16"] = open_backend(artifacts / FORMATS["openvino_fp32"].filename, device="CPU",
                                                      threads=threads, inference_precision="bf16")
     rng = np.random.default_rng(0)
-    any_runner = next(iter(runners.values()))
-    size = any_runner.input_spec.height
+    any_backend = next(iter(backends.values()))
+    size = any_backend.input_spec.height
     frame = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    inputs = {name: preprocess(frame, r.input_spec) for name, r in runners.items()}
-    for name, r in runners.items():
+    inputs = {name: preprocess(frame, r.input_spec) for name, r in backends.items()}
+    for name, r in backends.items():
         for _ in range(warmup):
             r.infer(inputs[name])
-    samples: dict[str, list[float]] = {name: [] for name in runners}
+    samples: dict[str, list[float]] = {name: [] for name in backends}
     for _ in range(rounds):
-        for name, r in runners.items():
+        for name, r in backends.items():
             x = inputs[name]
             for _ in range(iters):
                 t0 = time.perf_counter()
                 r.infer(x)
                 samples[name].append(time.perf_counter() - t0)
-    for r in runners.values():
+    for r in backends.values():
         r.close()
     return {name: {"median_ms": 1e3 * statistics.median(s), "p10_ms": 1e3 * float(np.percentile(s, 10)),
                    "p90_ms": 1e3 * float(np.percentile(s, 90)), "runs": len(s)} for name, s in samples.items()}

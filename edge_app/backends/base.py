@@ -193,10 +193,11 @@ class Backend(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    #: ``((scale, zero_point) of loc, (scale, zero_point) of conf)``; ``None`` for float outputs.
+    #: Backends set it from the sidecar or, for TFLite, from the model's own parameters.
+    _quant: tuple[tuple[float | None, int | None], ...] = ((None, None), (None, None))
+
     def _dequantize(self, loc: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw runtime outputs -> float32 with the output quantization in :attr:`_quant`."""
         (ls, lz), (cs, cz) = self._quant
         return dequantize(loc, ls, lz), dequantize(conf, cs, cz)
-
-    #: ``[(scale, zero_point) of loc, (scale, zero_point) of conf]``; ``None`` for float outputs
-    _quant: list[tuple[float | None, int | None]] = [(None, None), (None, None)]
