@@ -1,7 +1,7 @@
 """One frame through one artifact: preprocess -> backend -> decode + NMS.
 
-This is the unit the streaming pipeline splits into stages, and the API other stages
-(e.g. accuracy comparison) use to run an artifact on a frame::
+This is the unit the streaming pipeline splits into stages, and the API a script uses to
+run an artifact on single frames::
 
     with open_backend(path, threads=2) as backend:
         detector = Detector(backend, LIVE._replace(score_threshold=0.3))
