@@ -216,6 +216,11 @@ def test_train_and_eval_cli_end_to_end(synth_root: Path, tmp_path: Path, capsys)
 
     data = json.loads(out_json.read_text())
     assert set(data["per_class_AP@0.5"]) == {"circle", "rectangle", "triangle", "star"} and data["num_images"] == 12
+    voc_json = tmp_path / "voc07.json"
+    assert eval_main(["--checkpoint", str(ckpt), "--data", str(synth_root), "--split", "val", "--metric", "voc07",
+                      "--json", str(voc_json)]) == 0
+    assert "AP@0.5 (voc07)" in capsys.readouterr().out
+    assert json.loads(voc_json.read_text())["metric"] == "voc07"
     assert eval_main(["--checkpoint", str(tmp_path / "missing.pt"), "--data", str(synth_root)]) == 2
     assert "missing.pt" in capsys.readouterr().err
     # resume a finished run with more epochs through the CLI

@@ -1,6 +1,8 @@
-"""``ssd-eval --checkpoint CKPT --data DIR --split SPLIT``: COCO-style mAP of a checkpoint.
+"""``ssd-eval --checkpoint CKPT --data DIR --split SPLIT [--metric coco|voc07|voc]``: mAP of a checkpoint.
 
-Prints mAP@0.5, mAP@[.5:.95], AR@100 and per-class AP; ``--json PATH`` also writes them.
+``coco`` (default): mAP@0.5, mAP@[.5:.95], AR@100 and per-class AP (pycocotools).
+``voc07``: Pascal VOC2007 11-point AP at IoU 0.5 (the SSD paper's VOC07-test figures);
+``voc``: VOC2010+ all-point AP (:mod:`train.voc_eval`). ``--json PATH`` also writes them.
 The dataset's class names must equal the checkpoint's labels (same order).
 """
 
@@ -26,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nms-iou", type=float, default=0.45)
     parser.add_argument("--top-k", type=int, default=200)
     parser.add_argument("--max-detections", type=int, default=100)
+    parser.add_argument("--metric", default="coco", choices=("coco", "voc07", "voc"),
+                        help="coco (pycocotools), voc07 (11-point, the SSD paper's), voc (VOC2010+ all-point)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     parser.add_argument("--json", help="also write the metrics to this JSON file")
@@ -52,9 +56,17 @@ def main(argv: list[str] | None = None) -> int:
             raise DatasetError(f"dataset classes {reader.label_names} differ from the checkpoint's {loaded.labels}")
         device = resolve_device(args.device)
         model = loaded.model.to(device)
-        result = evaluate_model(model, reader, loaded.spec, device, batch_size=args.batch_size,
-                                score_threshold=args.score_threshold, nms_iou=args.nms_iou,
-                                top_k=args.top_k, max_detections=args.max_detections)
+        options = dict(batch_size=args.batch_size, score_threshold=args.score_threshold, nms_iou=args.nms_iou,
+                       top_k=args.top_k, max_detections=args.max_detections)
+        if args.metric == "coco":
+            result = evaluate_model(model, reader, loaded.spec, device, **options)
+        else:
+            from train.evaluate import predict
+            from train.voc_eval import evaluate_voc
+
+            detections = predict(model, reader, loaded.spec, device, **options)
+            truths = [reader.annotation(i) for i in range(len(reader))]
+            result = evaluate_voc(truths, detections, reader.label_names, metric=args.metric)
     except (CheckpointError, DatasetError, ConfigError, ValueError, RuntimeError) as exc:
         print(f"ssd-eval: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
