@@ -50,13 +50,16 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """format: voc | coco | synth | auto. ``root`` holds the validation split and, unless
+    """format: voc | coco | synth | auto. labels: the foreground class names in model order
+    (empty: ``labels.txt`` in the root, else every name in the annotations, sorted; for COCO the
+    categories in id order); objects of other classes are dropped with one warning. ``root`` holds the validation split and, unless
     ``train_roots`` lists several folders (VOC 2007 + 2012), the training split too. For
     ``synth`` the dataset under ``root`` is generated (once) from ``synth``
     (:class:`train.data.synth.SynthConfig` fields)."""
 
     format: str = "synth"
     root: str = "data/synth"
+    labels: list[str] = field(default_factory=list)
     train_roots: list[str] = field(default_factory=list)
     train_split: str = "train"
     val_split: str = "val"

@@ -233,7 +233,7 @@ class Trainer:
                 ensure_dataset(d.root, SynthConfig(**d.synth))
             barrier()
         roots = d.train_roots or [d.root]
-        first = open_dataset(roots[0], d.train_split, d.format)
+        first = open_dataset(roots[0], d.train_split, d.format, label_names=list(d.labels) or None)
         names = list(first.label_names)
         rest = [open_dataset(r, d.train_split, d.format, label_names=names) for r in roots[1:]]
         train = ConcatReader([first, *rest]) if rest else first
