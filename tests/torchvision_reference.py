@@ -120,8 +120,16 @@ def backbones(out: str, seed: int = 0) -> None:
 
 
 def urls() -> None:
-    from torchvision.models import MobileNet_V2_Weights, MobileNet_V3_Large_Weights, VGG16_BN_Weights, VGG16_Weights
-    from torchvision.models.detection import SSD300_VGG16_Weights, SSDLite320_MobileNet_V3_Large_Weights
+    from torchvision.models import (
+        MobileNet_V2_Weights,
+        MobileNet_V3_Large_Weights,
+        VGG16_BN_Weights,
+        VGG16_Weights,
+    )
+    from torchvision.models.detection import (
+        SSD300_VGG16_Weights,
+        SSDLite320_MobileNet_V3_Large_Weights,
+    )
 
     print(json.dumps({
         "vgg16": VGG16_Weights.IMAGENET1K_V1.url,

@@ -37,7 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         from ssd.sidecar import file_sha256
         from train.checkpoint import save_checkpoint
         from train.models.pretrained import WeightsFetchError, resolve
-        from train.models.torchvision_import import TorchvisionImportError, build_imported, checkpoint_payload, get_detector
+        from train.models.torchvision_import import (
+            TorchvisionImportError,
+            build_imported,
+            checkpoint_payload,
+            get_detector,
+        )
         from train.models.weights import WeightsError, read_state_dict
 
         detector = get_detector(args.model)
