@@ -18,6 +18,8 @@ def parse_args(argv: list[str] | None = None) -> CompareOptions:
     parser.add_argument("--split", default="val", help="VOC ImageSets/Main/<split>.txt or COCO instances_<split>.json (default: val)")
     parser.add_argument("--format", default="auto", choices=("auto", "voc", "coco"), help="dataset layout (default: detect)")
     parser.add_argument("--out", type=Path, required=True, help="report folder, e.g. reports/NAME")
+    parser.add_argument("--metric", default="coco", choices=("coco", "voc07", "voc"),
+                        help="also report VOC07 11-point (the SSD paper's) or VOC2010+ all-point mAP beside COCO's")
     parser.add_argument("--threads", type=int, default=2, help="inference threads for every runtime (default 2)")
     parser.add_argument("--max-drop", type=float, default=None, help="flag INT8 artifacts losing more mAP@0.5 points")
     parser.add_argument("--strict", action="store_true", help="exit 1 when an artifact is flagged or fails")
@@ -25,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> CompareOptions:
     args = parser.parse_args(argv)
     return CompareOptions(
         checkpoint=args.checkpoint, artifacts=args.artifacts, data=args.data, split=args.split, out=args.out, format=args.format,
+        metric=args.metric,
         threads=args.threads, max_drop=args.max_drop, strict=args.strict, limit=args.limit,
     )
 

@@ -5,9 +5,9 @@ VOC or COCO). Each artifact runs through the edge app's own backend
 (:class:`compare.predictors.ArtifactPredictor`) on frames made by
 :func:`ssd.preprocess.preprocess`; its head outputs go through :func:`ssd.decode_and_nms`
 with :data:`ssd.postprocess.EVAL` and the COCO evaluator
-(:func:`train.coco_eval.evaluate_detections`). The PyTorch row is
-:func:`train.evaluate.evaluate_model` at the checkpoint's evaluation batch size, the very
-function ``ssd-train`` and ``ssd-eval`` report, so the three give one mAP. Latency is the
+(:func:`train.coco_eval.evaluate_detections`; with ``--metric voc07|voc`` VOC AP beside it).
+The PyTorch row is :func:`train.evaluate.predict` at the checkpoint's evaluation settings,
+the very predictions ``ssd-train`` and ``ssd-eval`` score, so the three give one mAP. Latency is the
 runtime's inference call alone, median over the images at a fixed thread count.
 """
 
@@ -27,6 +27,7 @@ from ssd.priors import default_boxes
 from ssd.sidecar import read_sidecar, sidecar_path
 from train.coco_eval import EvalResult, evaluate_detections
 from train.data import DetectionDataset, Sample
+from train.voc_eval import VOCResult
 
 MODEL_SUFFIXES = (".onnx", ".xml", ".tflite")
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
@@ -42,6 +43,7 @@ class ModelResult:
     path: str | None
     size_mb: float | None
     metrics: EvalResult | None = None
+    voc: VOCResult | None = None
     latency_ms: list[float] = field(default_factory=list, repr=False)
     error: str | None = None
     executed_by: str | None = None
@@ -104,12 +106,24 @@ def predict(
     return detections, latency
 
 
+def score(result: ModelResult, samples: Sequence, detections: list[Detections], label_names: Sequence[str],
+          metric: str = "coco") -> None:
+    """COCO metrics into ``result.metrics``, and with ``metric`` ``voc07``/``voc`` that VOC AP
+    too (``result.voc``), beside them."""
+    result.metrics = evaluate_detections(samples, detections, label_names)
+    if metric != "coco":
+        from train.voc_eval import evaluate_voc
+
+        result.voc = evaluate_voc(samples, detections, label_names, metric=metric)
+
+
 def evaluate_predictor(
     predictor: Predictor,
     samples: Sequence,
     label_names: Sequence[str],
     params: PostprocessParams = EVAL,
     warmup: int = 2,
+    metric: str = "coco",
 ) -> ModelResult:
     """Run one predictor over ``samples`` (with ``.image``, pixel ``.boxes``, ``.labels``...) and score it."""
     path = predictor.path
@@ -123,7 +137,7 @@ def evaluate_predictor(
     result.executed_by = getattr(predictor, "executed_by", None)
     result.note = getattr(predictor, "note", None)
     detections, result.latency_ms = predict(predictor, [s.image for s in samples], params, warmup)
-    result.metrics = evaluate_detections(samples, detections, label_names)
+    score(result, samples, detections, label_names, metric)
     return result
 
 
@@ -140,16 +154,17 @@ def latency_ms(predictor: Predictor, images: Sequence[np.ndarray], warmup: int =
     return times
 
 
-def evaluate_reference(reference: TorchPredictor, reader: SampleReader, warmup: int = 2) -> ModelResult:
-    """The PyTorch row: :func:`train.evaluate.evaluate_model` on the CPU with the checkpoint's
-    evaluation settings (what ``ssd-eval`` and ``ssd-train`` report), and its latency."""
+def evaluate_reference(reference: TorchPredictor, reader: SampleReader, warmup: int = 2, metric: str = "coco") -> ModelResult:
+    """The PyTorch row: :func:`train.evaluate.predict` on the CPU with the checkpoint's
+    evaluation settings, scored like ``ssd-eval`` and ``ssd-train`` score it, and its latency."""
     import torch
 
-    from train.evaluate import evaluate_model
+    from train.evaluate import predict
 
     result = ModelResult(name=reference.name, runtime=reference.runtime, precision=reference.precision,
                          path=str(reference.path), size_mb=reference.path.stat().st_size / 1e6)
-    result.metrics = evaluate_model(reference.model, reader, reference.spec, torch.device("cpu"), **reference.eval_settings)
+    detections = predict(reference.model, reader, reference.spec, torch.device("cpu"), **reference.eval_settings)
+    score(result, reader.samples, detections, reader.label_names, metric)
     result.latency_ms = latency_ms(reference, [s.image for s in reader.samples], warmup)
     return result
 
@@ -169,6 +184,7 @@ class CompareOptions:
     strict: a flag or a failed artifact makes the CLI exit non-zero.
     format: the dataset layout, ``voc``, ``coco`` or ``auto`` (:func:`train.data.open_dataset`).
     limit: evaluate only the first N images of the split.
+    metric: ``coco`` (always reported), or ``voc07``/``voc`` reported beside it.
     """
 
     checkpoint: Path
@@ -177,6 +193,7 @@ class CompareOptions:
     split: str
     out: Path
     format: str = "auto"
+    metric: str = "coco"
     threads: int = 2
     max_drop: float | None = None
     strict: bool = False
@@ -195,6 +212,7 @@ class ComparisonReport:
     num_images: int
     threads: int
     max_drop: float | None
+    metric: str = "coco"
 
     @property
     def reference(self) -> ModelResult:
@@ -206,6 +224,11 @@ class ComparisonReport:
         if row.metrics is None or ref is None:
             return None, None
         return 100 * (row.metrics.map50 - ref.map50), 100 * (row.metrics.map - ref.map)
+
+    def voc_delta(self, row: ModelResult) -> float | None:
+        """VOC mAP (``metric``) of ``row`` minus the reference's, in points; ``None`` without it."""
+        ref = self.reference.voc
+        return None if row.voc is None or ref is None else 100 * (row.voc.map - ref.map)
 
     def flag(self, row: ModelResult) -> str | None:
         """Why ``row`` is flagged, or ``None``."""
@@ -269,7 +292,7 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
     for index, (label, path) in enumerate(predictors, start=1):
         log(f"[{index}/{len(predictors)}] {label}")
         if path is None:
-            rows.append(evaluate_reference(reference, reader, warmup=options.warmup))
+            rows.append(evaluate_reference(reference, reader, warmup=options.warmup, metric=options.metric))
             continue
         try:
             predictor = ArtifactPredictor(path, options.threads)
@@ -277,7 +300,8 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
             if predictor.checkpoint_sha256 != reference.sha256:
                 raise ValueError(f"{path.name} was converted from another checkpoint (sha256 differs)")
             try:
-                rows.append(evaluate_predictor(predictor, samples, reference.labels, warmup=options.warmup))
+                rows.append(evaluate_predictor(predictor, samples, reference.labels, warmup=options.warmup,
+                                               metric=options.metric))
             finally:
                 predictor.close()
         except Exception as exc:  # one broken artifact must not hide the others' results
@@ -291,4 +315,5 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
         num_images=len(samples),
         threads=options.threads,
         max_drop=options.max_drop,
+        metric=options.metric,
     )

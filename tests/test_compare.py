@@ -231,3 +231,17 @@ def test_train_eval_and_compare_report_one_map_for_one_checkpoint(pipeline, tmp_
     assert trained["map50"] > 0, "a measurable mAP, so equality means something"
     assert trained["map50"] == evaluated["map50"] == compared["map50"]
     assert trained["map"] == evaluated["map"] == compared["map"]
+
+
+def test_compare_reports_voc07_beside_coco(pipeline, tmp_path, capsys):
+    out = tmp_path / "voc"
+    assert compare_main(["--checkpoint", str(pipeline["checkpoint"]), "--artifacts", str(pipeline["artifacts"]),
+                         "--data", str(pipeline["data"]), "--split", "val", "--out", str(out), "--threads", "1",
+                         "--metric", "voc07", "--limit", "6"]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("format"))
+    assert "mAP50 voc07" in header and "mAP50-95" in header
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    for row in rows:
+        assert row["voc"]["metric"] == "voc07" and row["metrics"]["mAP@0.5"] is not None
+        assert 0.0 <= row["voc"]["mAP@0.5 (voc07)"] <= 1.0
+    assert "mAP50 voc07" in (out / "report.md").read_text()

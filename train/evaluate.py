@@ -21,6 +21,10 @@ from ssd.specs import SSDSpec
 from train.coco_eval import EvalResult, evaluate_detections
 from train.data import DetectionDataset
 from train.loader import EvalSet, make_loader
+from train.voc_eval import VOCResult, evaluate_voc
+
+#: what :func:`evaluate_model` can report
+METRICS = ("coco", "voc07", "voc")
 
 
 @torch.no_grad()
@@ -73,9 +77,21 @@ def checkpoint_eval_settings(checkpoint: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def evaluate_model(model: nn.Module, reader: DetectionDataset, spec: SSDSpec, device: torch.device, **kwargs) -> EvalResult:
-    """COCO-style mAP of ``model`` on ``reader`` (difficult objects ignored)."""
-    detections = predict(model, reader, spec, device, **kwargs)
+def score_detections(reader: DetectionDataset, detections: list[Detections], metric: str = "coco") -> EvalResult | VOCResult:
+    """Score ``detections`` (one per image of ``reader``, in order) with ``metric``: ``coco``
+    (pycocotools: mAP@0.5, mAP@[.5:.95], AR, per-class AP), ``voc07`` (11-point) or ``voc``
+    (all-point VOC2010+ AP); difficult objects ignored."""
     truths = [reader.annotation(i) for i in range(len(reader))]
-    return evaluate_detections(truths, detections, reader.label_names)
+    if metric == "coco":
+        return evaluate_detections(truths, detections, reader.label_names)
+    return evaluate_voc(truths, detections, reader.label_names, metric=metric)
+
+
+def evaluate_model(model: nn.Module, reader: DetectionDataset, spec: SSDSpec, device: torch.device,
+                   metric: str = "coco", **kwargs) -> EvalResult | VOCResult:
+    """mAP of ``model`` on ``reader`` with ``metric`` (see :func:`score_detections`); ``kwargs``
+    go to :func:`predict`."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
+    return score_detections(reader, predict(model, reader, spec, device, **kwargs), metric)
 
