@@ -17,11 +17,18 @@ openvino_int8       .xml       openvino     int8   yes     nncf.quantize (or ...
 tflite_fp32         .tflite    tflite       fp32   no      litert_torch.convert, NHWC input
 tflite_int8         .tflite    tflite       int8   yes     PT2E full integer, int8 NHWC in, int8 out
 tensorrt_calib      .onnx      onnxruntime  int8   yes     FP32 ONNX + ORT calibrator TensorRT table
+tensorrt_qdq        .onnx      onnxruntime  int8   yes     ORT quantize_static QDQ for TensorRT (symmetric)
 ==================  =========  ===========  =====  ======  ==========================================
+
+The two TensorRT artifacts: ``tensorrt_qdq`` is explicit quantization (Q/DQ in the graph,
+symmetric int8, per-channel weights), what TensorRT 10.x (JetPack 6) expects and 8.6 (JetPack
+5.1, JetPack 6.0) also builds; ``tensorrt_calib`` is implicit quantization (FP32 graph plus a
+calibration table), which TensorRT 8.x (JetPack 5) builds and 10.x deprecates.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable
@@ -215,6 +222,41 @@ def check_tensorrt_calib(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -
                       kind="graph_and_table")
 
 
+def export_tensorrt_qdq(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    """TensorRT explicit quantization: :func:`convert.ort_quant.quantize_tensorrt_qdq` on the hub
+    graph, then :func:`convert.tensorrt_check.check_tensorrt_qdq` (recorded in the sidecar)."""
+    from convert.ort_quant import quantize_tensorrt_qdq
+    from convert.tensorrt_check import check_tensorrt_qdq, summary
+
+    ctx.require_calibration("tensorrt_qdq")
+    dst = stage / f"{stem}.onnx"
+    settings = quantize_tensorrt_qdq(ctx.hub_onnx(), dst, ctx.calibration_inputs(), ctx.work,
+                                     method=ctx.options.method("tensorrt"), verbose=ctx.options.verbose)
+    settings["calibration_images"] = ctx.num_calibration()
+    check = check_tensorrt_qdq(dst)
+    if not check.passed:
+        raise ConvertError(summary(check))
+    spec, outputs = _onnx_io(ctx)
+    hints = RuntimeHints(execution_provider="TensorrtExecutionProvider", tensorrt_check=check)
+    return Exported(dst, INPUT_NAME, spec, outputs, runtime_hints=hints, extra={**_batch_extra(ctx), "quantization": settings})
+
+
+def check_tensorrt_qdq_artifact(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Validation:
+    """The QDQ graph under ORT CPU against PyTorch (as every INT8 artifact), and the static
+    TensorRT check re-run on the staged file, which must equal the sidecar's record."""
+    from convert.tensorrt_check import check_tensorrt_qdq, summary
+
+    graph = check_runtime(ctx, artifact, sidecar)
+    check = check_tensorrt_qdq(artifact)
+    if not check.passed:
+        return Validation(False, summary(check), graph.metrics, kind=graph.kind)
+    if check != sidecar.runtime_hints.tensorrt_check:
+        return Validation(False, "the sidecar's TensorRT check does not describe this graph", graph.metrics, kind=graph.kind)
+    if not graph.passed:
+        return graph
+    return dataclasses.replace(graph, summary=f"{graph.summary}; {summary(check)}")
+
+
 # ---------------------------------------------------------------- OpenVINO
 
 
@@ -327,5 +369,8 @@ FORMATS: dict[str, Format] = {
         _row("tensorrt_calib", ".onnx", "onnxruntime", "int8", True, export_tensorrt_calib, _ONNX_TOOLS,
              "FP32 ONNX + TensorRT INT8 calibration table for ORT's TensorRT execution provider",
              check=check_tensorrt_calib),
+        _row("tensorrt_qdq", ".onnx", "onnxruntime", "int8", True, export_tensorrt_qdq, _ONNX_TOOLS,
+             "ONNX QDQ for TensorRT explicit quantization: symmetric int8, per-channel weights, Q/DQ on conv inputs",
+             check=check_tensorrt_qdq_artifact),
     )
 }
