@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from convert.context import ExportContext
 from convert.errors import ConvertError
 from convert.onnx_export import INPUT_NAME
@@ -173,7 +175,7 @@ def export_onnx_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
 
 
 def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exported:
-    from convert.ort_quant import tensorrt_table
+    from convert.ort_quant import read_table, tensorrt_table, write_native_table
 
     ctx.require_calibration("tensorrt_calib")
     dst = stage / f"{stem}.onnx"
@@ -188,6 +190,9 @@ def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exporte
         os.replace(table_dir / f"calibration.{kind}", target)
         companions.append(target)
     shutil.rmtree(table_dir, ignore_errors=True)
+    # the same ranges in TensorRT's own cache format, for trtexec --calib (README, Jetson)
+    native = write_native_table(read_table(companions[0]), stage / f"{stem}.calibration.trt")
+    companions.append(native)
     spec, outputs = _onnx_io(ctx)
     hints = RuntimeHints(execution_provider="TensorrtExecutionProvider",
                          tensorrt_calibration=TensorRTCalibration(table=companions[0].name, native=False))
@@ -195,6 +200,7 @@ def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exporte
         **_batch_extra(ctx),
         "calibration_table_text": companions[1].name,
         "calibration_ranges": companions[2].name,
+        "calibration_table_tensorrt": native.name,
         "calibrated_tensors": len(ranges),
         "quantization": {"tool": "onnxruntime.quantization.create_calibrator + write_calibration_table",
                          "calibrate_method": method, "calibration_images": ctx.num_calibration()},
@@ -204,7 +210,7 @@ def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exporte
 
 def check_tensorrt_calib(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Validation:
     """The ONNX graph under ORT CPU (FP32) against PyTorch, and the table's coverage."""
-    from convert.ort_quant import check_table, read_table, read_table_ranges
+    from convert.ort_quant import check_table, read_native_table, read_table, read_table_ranges
 
     graph = check_runtime(ctx, artifact, sidecar, precision="fp32")
     if not graph.passed:
@@ -215,6 +221,12 @@ def check_tensorrt_calib(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -
     table = read_table(artifact.with_name(calib.table))
     needed = read_table_ranges(artifact.with_name(sidecar.extra["calibration_ranges"]))
     problem = check_table(table, needed, artifact)
+    native_name = sidecar.extra.get("calibration_table_tensorrt")
+    if problem is None and native_name:
+        native = read_native_table(artifact.with_name(native_name))
+        off = [k for k, v in table.items() if k not in native or not np.isclose(native[k], v, rtol=1e-5, atol=0.0)]
+        if off:
+            problem = f"the TensorRT-format table {native_name} differs from the flatbuffers one for {off[:3]}"
     if problem:
         return Validation(False, problem, graph.metrics)
     return Validation(True, f"graph under ORT CPU: {graph.summary}; table covers all {sidecar.extra['calibrated_tensors']} "

@@ -314,3 +314,42 @@ def quantize_tensorrt_qdq(
         finally:
             pre.unlink(missing_ok=True)
     return settings
+
+
+#: the header of TensorRT's own calibration cache as TensorRT 8.6.1's entropy calibrator 2
+#: writes it (``trtexec --calib`` and ``trt_int8_use_native_calibration_table`` read it)
+NATIVE_TABLE_HEADER = "TRT-8601-EntropyCalibration2"
+
+
+def write_native_table(ranges: dict[str, float], path: Path, header: str = NATIVE_TABLE_HEADER) -> Path:
+    """Write ``{tensor: dynamic range}`` as TensorRT's native calibration cache.
+
+    One line per tensor, ``name: <scale>``, the scale ``range / 127`` as the 8 hex digits of
+    its float32 bits (big-endian), after a ``TRT-<version>-<calibrator>`` header: the text
+    TensorRT's own calibrators write, so ``trtexec --int8 --calib=<path>`` builds the same
+    INT8 engine from the same ranges as ONNX Runtime's TensorRT provider does from the
+    flatbuffers table. Written to a temp name, then renamed.
+    """
+    lines = [header]
+    for name, value in ranges.items():
+        scale = np.float32(max(float(value), 0.0) / 127.0)
+        lines.append(f"{name}: {scale.view(np.uint32):08x}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_native_table(path: Path) -> dict[str, float]:
+    """TensorRT's native calibration cache -> ``{tensor: dynamic range}`` (``scale * 127``)."""
+    lines = path.read_text().splitlines()
+    if not lines or not lines[0].startswith("TRT-"):
+        raise ConvertError(f"{path.name} is not a TensorRT calibration cache (no TRT- header)")
+    ranges = {}
+    for line in lines[1:]:
+        name, sep, value = line.rpartition(":")
+        if not sep:
+            continue
+        scale = np.array([int(value.strip(), 16)], dtype=np.uint32).view(np.float32)[0]
+        ranges[name] = float(scale) * 127.0
+    return ranges
