@@ -101,8 +101,10 @@ def executed_precision(sidecar: Sidecar, executed_by: str) -> tuple[str, str | N
     A TensorRT calibration artifact is an FP32 graph plus an INT8 table that only TensorRT
     reads: without the execution provider its sidecar names it runs in FP32, and counting it
     as INT8 would report a zero INT8 loss that nobody measured.
+    A QDQ artifact made for TensorRT carries its own scales and is INT8 under every provider.
     """
     provider = sidecar.runtime_hints.execution_provider
-    if sidecar.precision == "int8" and provider and provider not in executed_by:
+    table = sidecar.runtime_hints.tensorrt_calibration
+    if sidecar.precision == "int8" and table is not None and provider and provider not in executed_by:
         return "fp32", f"INT8 needs {provider}; ran the FP32 graph on {executed_by}"
     return sidecar.precision, None

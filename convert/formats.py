@@ -17,17 +17,26 @@ openvino_int8       .xml       openvino     int8   yes     nncf.quantize (or ...
 tflite_fp32         .tflite    tflite       fp32   no      litert_torch.convert, NHWC input
 tflite_int8         .tflite    tflite       int8   yes     PT2E full integer, int8 NHWC in, int8 out
 tensorrt_calib      .onnx      onnxruntime  int8   yes     FP32 ONNX + ORT calibrator TensorRT table
+tensorrt_qdq        .onnx      onnxruntime  int8   yes     ORT quantize_static QDQ for TensorRT (symmetric)
 ==================  =========  ===========  =====  ======  ==========================================
+
+The two TensorRT artifacts: ``tensorrt_qdq`` is explicit quantization (Q/DQ in the graph,
+symmetric int8, per-channel weights), what TensorRT 10.x (JetPack 6) expects and 8.6 (JetPack
+5.1, JetPack 6.0) also builds; ``tensorrt_calib`` is implicit quantization (FP32 graph plus a
+calibration table), which TensorRT 8.x (JetPack 5) builds and 10.x deprecates.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from convert.context import ExportContext
 from convert.errors import ConvertError
@@ -166,7 +175,7 @@ def export_onnx_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
 
 
 def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exported:
-    from convert.ort_quant import tensorrt_table
+    from convert.ort_quant import read_table, tensorrt_table, write_native_table
 
     ctx.require_calibration("tensorrt_calib")
     dst = stage / f"{stem}.onnx"
@@ -181,6 +190,9 @@ def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exporte
         os.replace(table_dir / f"calibration.{kind}", target)
         companions.append(target)
     shutil.rmtree(table_dir, ignore_errors=True)
+    # the same ranges in TensorRT's own cache format, for trtexec --calib (README, Jetson)
+    native = write_native_table(read_table(companions[0]), stage / f"{stem}.calibration.trt")
+    companions.append(native)
     spec, outputs = _onnx_io(ctx)
     hints = RuntimeHints(execution_provider="TensorrtExecutionProvider",
                          tensorrt_calibration=TensorRTCalibration(table=companions[0].name, native=False))
@@ -188,6 +200,7 @@ def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exporte
         **_batch_extra(ctx),
         "calibration_table_text": companions[1].name,
         "calibration_ranges": companions[2].name,
+        "calibration_table_tensorrt": native.name,
         "calibrated_tensors": len(ranges),
         "quantization": {"tool": "onnxruntime.quantization.create_calibrator + write_calibration_table",
                          "calibrate_method": method, "calibration_images": ctx.num_calibration()},
@@ -197,7 +210,7 @@ def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exporte
 
 def check_tensorrt_calib(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Validation:
     """The ONNX graph under ORT CPU (FP32) against PyTorch, and the table's coverage."""
-    from convert.ort_quant import check_table, read_table, read_table_ranges
+    from convert.ort_quant import check_table, read_native_table, read_table, read_table_ranges
 
     graph = check_runtime(ctx, artifact, sidecar, precision="fp32")
     if not graph.passed:
@@ -208,11 +221,52 @@ def check_tensorrt_calib(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -
     table = read_table(artifact.with_name(calib.table))
     needed = read_table_ranges(artifact.with_name(sidecar.extra["calibration_ranges"]))
     problem = check_table(table, needed, artifact)
+    native_name = sidecar.extra.get("calibration_table_tensorrt")
+    if problem is None and native_name:
+        native = read_native_table(artifact.with_name(native_name))
+        off = [k for k, v in table.items() if k not in native or not np.isclose(native[k], v, rtol=1e-5, atol=0.0)]
+        if off:
+            problem = f"the TensorRT-format table {native_name} differs from the flatbuffers one for {off[:3]}"
     if problem:
         return Validation(False, problem, graph.metrics)
     return Validation(True, f"graph under ORT CPU: {graph.summary}; table covers all {sidecar.extra['calibrated_tensors']} "
                       "tensors with finite ranges (the INT8 engine itself needs TensorRT on the device)", graph.metrics,
                       kind="graph_and_table")
+
+
+def export_tensorrt_qdq(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    """TensorRT explicit quantization: :func:`convert.ort_quant.quantize_tensorrt_qdq` on the hub
+    graph, then :func:`convert.tensorrt_check.check_tensorrt_qdq` (recorded in the sidecar)."""
+    from convert.ort_quant import quantize_tensorrt_qdq
+    from convert.tensorrt_check import check_tensorrt_qdq, summary
+
+    ctx.require_calibration("tensorrt_qdq")
+    dst = stage / f"{stem}.onnx"
+    settings = quantize_tensorrt_qdq(ctx.hub_onnx(), dst, ctx.calibration_inputs(), ctx.work,
+                                     method=ctx.options.method("tensorrt"), verbose=ctx.options.verbose)
+    settings["calibration_images"] = ctx.num_calibration()
+    check = check_tensorrt_qdq(dst)
+    if not check.passed:
+        raise ConvertError(summary(check))
+    spec, outputs = _onnx_io(ctx)
+    hints = RuntimeHints(execution_provider="TensorrtExecutionProvider", tensorrt_check=check)
+    return Exported(dst, INPUT_NAME, spec, outputs, runtime_hints=hints, extra={**_batch_extra(ctx), "quantization": settings})
+
+
+def check_tensorrt_qdq_artifact(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Validation:
+    """The QDQ graph under ORT CPU against PyTorch (as every INT8 artifact), and the static
+    TensorRT check re-run on the staged file, which must equal the sidecar's record."""
+    from convert.tensorrt_check import check_tensorrt_qdq, summary
+
+    graph = check_runtime(ctx, artifact, sidecar)
+    check = check_tensorrt_qdq(artifact)
+    if not check.passed:
+        return Validation(False, summary(check), graph.metrics, kind=graph.kind)
+    if check != sidecar.runtime_hints.tensorrt_check:
+        return Validation(False, "the sidecar's TensorRT check does not describe this graph", graph.metrics, kind=graph.kind)
+    if not graph.passed:
+        return graph
+    return dataclasses.replace(graph, summary=f"{graph.summary}; {summary(check)}")
 
 
 # ---------------------------------------------------------------- OpenVINO
@@ -327,5 +381,8 @@ FORMATS: dict[str, Format] = {
         _row("tensorrt_calib", ".onnx", "onnxruntime", "int8", True, export_tensorrt_calib, _ONNX_TOOLS,
              "FP32 ONNX + TensorRT INT8 calibration table for ORT's TensorRT execution provider",
              check=check_tensorrt_calib),
+        _row("tensorrt_qdq", ".onnx", "onnxruntime", "int8", True, export_tensorrt_qdq, _ONNX_TOOLS,
+             "ONNX QDQ for TensorRT explicit quantization: symmetric int8, per-channel weights, Q/DQ on conv inputs",
+             check=check_tensorrt_qdq_artifact),
     )
 }

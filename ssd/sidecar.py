@@ -80,22 +80,65 @@ class TensorRTCalibration:
 
 
 @dataclass(frozen=True)
+class TensorRTGraphCheck:
+    """What :mod:`convert.tensorrt_check` proved about a QDQ graph without TensorRT.
+
+    passed: every rule held (``problems`` is empty).
+    tensorrt: the TensorRT versions whose ONNX parser rules were checked, e.g. ``"8.6, 10.x"``.
+    opset: the graph's ONNX opset; ops: its operator types, sorted (all in the accepted set).
+    weighted_nodes: Conv / ConvTranspose / Gemm / MatMul nodes; quantized_nodes: those whose
+        data input and weight both come through DequantizeLinear (the rest run in float).
+    activation_pairs / weight_pairs: Q -> DQ pairs on activations (per tensor) and on weights
+        (per output channel).
+    problems: one line per broken rule (empty when ``passed``).
+    """
+
+    passed: bool
+    tensorrt: str
+    opset: int
+    ops: list[str] = field(default_factory=list)
+    weighted_nodes: int = 0
+    quantized_nodes: int = 0
+    activation_pairs: int = 0
+    weight_pairs: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorRTGraphCheck:
+        return cls(
+            passed=bool(data["passed"]),
+            tensorrt=str(data["tensorrt"]),
+            opset=int(data["opset"]),
+            ops=[str(x) for x in data.get("ops", [])],
+            weighted_nodes=int(data.get("weighted_nodes", 0)),
+            quantized_nodes=int(data.get("quantized_nodes", 0)),
+            activation_pairs=int(data.get("activation_pairs", 0)),
+            weight_pairs=int(data.get("weight_pairs", 0)),
+            problems=[str(x) for x in data.get("problems", [])],
+        )
+
+
+@dataclass(frozen=True)
 class RuntimeHints:
     """How a runtime must run the artifact to compute what was validated.
 
     inference_precision: OpenVINO ``INFERENCE_PRECISION_HINT`` (``f32``, ``bf16``, ``f16``) or
         ``None`` (the device's default). FP32 and FP16 IR carry ``f32``: OpenVINO's CPU plugin
         would otherwise run them in bf16 on CPUs with AVX512-BF16/AMX.
-    execution_provider: the ONNX Runtime provider the artifact's precision needs (a TensorRT
-        calibration artifact is INT8 only under ``TensorrtExecutionProvider``), or ``None``.
+    execution_provider: the ONNX Runtime provider the artifact is made for, or ``None``. A
+        TensorRT calibration artifact is INT8 only under ``TensorrtExecutionProvider`` (its
+        graph is FP32); a TensorRT QDQ artifact carries its own scales and is INT8 under any.
     provider_options: further options for that provider, beyond the ones the backend derives.
     tensorrt_calibration: the INT8 calibration table, for implicit-quantization artifacts.
+    tensorrt_check: for an explicit-quantization (QDQ) artifact made for TensorRT, the static
+        check of its graph against TensorRT's parser rules (:class:`TensorRTGraphCheck`).
     """
 
     inference_precision: str | None = None
     execution_provider: str | None = None
     provider_options: dict[str, Any] = field(default_factory=dict)
     tensorrt_calibration: TensorRTCalibration | None = None
+    tensorrt_check: TensorRTGraphCheck | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RuntimeHints:
@@ -105,6 +148,7 @@ class RuntimeHints:
             execution_provider=data.get("execution_provider"),
             provider_options=dict(data.get("provider_options") or {}),
             tensorrt_calibration=TensorRTCalibration.from_dict(calib) if calib else None,
+            tensorrt_check=TensorRTGraphCheck.from_dict(data["tensorrt_check"]) if data.get("tensorrt_check") else None,
         )
 
 
@@ -316,6 +360,9 @@ def validate_runtime_hints(sidecar: Sidecar, artifact: Path) -> None:
         _plain_name(calib.table, "TensorRT calibration table", artifact.name)
         if calib.table not in sidecar.files:
             raise SidecarError(f"{where}: its TensorRT calibration table {calib.table!r} is not among its checked files; re-run ssd-convert")
+        if hints.tensorrt_check is not None:
+            raise SidecarError(f"{where}: names both a TensorRT calibration table and a QDQ graph check; TensorRT takes a "
+                               "table only for a graph without Q/DQ nodes: re-run ssd-convert")
 
 
 def validate_companions(sidecar: Sidecar, artifact: Path, check_hash: bool = True) -> None:

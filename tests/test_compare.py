@@ -187,17 +187,21 @@ def test_executed_precision_keeps_int8_where_the_provider_ran(tmp_path):
     import dataclasses
 
     from compare.predictors import executed_precision
-    from ssd.sidecar import RuntimeHints
+    from ssd.sidecar import RuntimeHints, TensorRTCalibration
 
     from .test_preprocess_sidecar import _sidecar
 
     artifact = tmp_path / "model.onnx"
     artifact.write_bytes(b"model")
     plain = dataclasses.replace(_sidecar(artifact), precision="int8")
-    trt = dataclasses.replace(plain, runtime_hints=RuntimeHints(execution_provider="TensorrtExecutionProvider"))
+    trt = dataclasses.replace(plain, runtime_hints=RuntimeHints(
+        execution_provider="TensorrtExecutionProvider", tensorrt_calibration=TensorRTCalibration("model.table")))
     assert executed_precision(trt, "onnxruntime TensorrtExecutionProvider") == ("int8", None)
     assert executed_precision(plain, "onnxruntime CPUExecutionProvider") == ("int8", None)
     assert executed_precision(trt, "onnxruntime CUDAExecutionProvider")[0] == "fp32"
+    # a QDQ graph made for TensorRT carries its scales: INT8 under every provider
+    qdq = dataclasses.replace(plain, runtime_hints=RuntimeHints(execution_provider="TensorrtExecutionProvider"))
+    assert executed_precision(qdq, "onnxruntime CPUExecutionProvider") == ("int8", None)
 
 
 def test_train_eval_and_compare_report_one_map_for_one_checkpoint(pipeline, tmp_path):

@@ -74,7 +74,7 @@ def reference(converted):
 def test_targets_cover_the_issue():
     assert resolve_formats("intel") == ["openvino_fp32", "openvino_fp16", "openvino_int8"]
     assert set(resolve_formats("rpi")) == {"tflite_fp32", "tflite_int8", "onnx_int8"}
-    assert set(resolve_formats("jetson")) == {"onnx_fp32", "onnx_fp16", "tensorrt_calib"}
+    assert set(resolve_formats("jetson")) == {"onnx_fp32", "onnx_fp16", "tensorrt_calib", "tensorrt_qdq"}
     assert resolve_formats("all") == list(FORMATS) and set(TARGETS["all"]) == set(FORMATS)
     assert resolve_formats("rpi,onnx_fp32")[0] == "onnx_fp32"  # table order, not argument order
 
@@ -99,11 +99,12 @@ def test_every_format_is_produced_with_its_sidecar(converted):
         assert hint == ("f32" if fmt.runtime == "openvino" and fmt.precision in ("fp32", "fp16") else None), name
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staging leftovers"
     # progress lines and the summary table
-    assert any("[9/9] tensorrt_calib: ok" in line for line in converted["log"])
+    n = len(FORMATS)
+    assert any(f"[{n}/{n}] tensorrt_qdq: ok" in line for line in converted["log"])
     table = report.table()
     for header in ("format", "file", "size MB", "validation", "time s"):
         assert header in table.splitlines()[0]
-    assert "9/9 formats valid" in table
+    assert f"{n}/{n} formats valid" in table
 
 
 def test_sidecars_record_real_tensor_names(converted):
@@ -113,7 +114,7 @@ def test_sidecars_record_real_tensor_names(converted):
     from edge_app.backends.tflite_backend import make_interpreter
 
     out = converted["out"]
-    for name in ("onnx_fp32", "onnx_fp16", "onnx_int8", "tensorrt_calib"):
+    for name in ("onnx_fp32", "onnx_fp16", "onnx_int8", "tensorrt_calib", "tensorrt_qdq"):
         sc = read_sidecar(out / FORMATS[name].filename)
         session = create_session(out / sc.artifact)
         assert [i.name for i in session.get_inputs()] == [sc.input_name] == ["images"]
@@ -158,7 +159,7 @@ def test_int8_artifacts_agree_with_pytorch_detections(converted, reference):
     source, frames, refs = reference
     priors = default_boxes(source.spec)
     out = converted["out"]
-    for name in ("onnx_int8", "openvino_int8", "tflite_int8"):
+    for name in ("onnx_int8", "openvino_int8", "tflite_int8", "tensorrt_qdq"):
         outs = run_artifact(out / FORMATS[name].filename, frames)
         matched = same = total_ref = total_out = 0
         for (loc, conf), (ref_loc, ref_conf) in zip(outs, refs, strict=True):
@@ -177,7 +178,7 @@ def test_int8_outputs_are_not_clipped(converted, reference):
     out = converted["out"]
     ref_loc = np.concatenate([r[0] for r in refs])
     ref_conf = np.concatenate([r[1] for r in refs])
-    for name in ("onnx_int8", "openvino_int8", "tflite_int8"):
+    for name in ("onnx_int8", "openvino_int8", "tflite_int8", "tensorrt_qdq"):
         outs = run_artifact(out / FORMATS[name].filename, frames)
         loc = np.concatenate([o[0] for o in outs])
         conf = np.concatenate([o[1] for o in outs])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,14 @@ import pytest
 from edge_app.app import RunOptions, run
 from edge_app.backends import BackendOptions, open_backend
 from edge_app.backends.base import match_outputs
-from edge_app.backends.ort_backend import CPU, CUDA, TRT, select_providers
+from edge_app.backends.ort_backend import (
+    CPU,
+    CUDA,
+    TRT,
+    engine_cache_dir,
+    prepare_tensorrt_cache,
+    select_providers,
+)
 from edge_app.backends.tflite_backend import TFLiteBackend
 from edge_app.detector import Detector
 from edge_app.errors import BackendError
@@ -322,15 +330,31 @@ def test_onnxruntime_provider_order_and_tensorrt_int8_options(arts, tmp_path):
     assert trt["trt_int8_use_native_calibration_table"] is True
     # the sidecar's provider options are added, never over what the backend derives
     assert trt["trt_max_workspace_size"] == 1 << 30
-    assert trt["trt_engine_cache_path"] == str(tmp_path) and trt["trt_engine_cache_enable"]
+    # the engine cache: a folder per artifact + table content, beside the artifact
+    cache = Path(trt["trt_engine_cache_path"])
+    assert trt["trt_engine_cache_enable"] and cache == engine_cache_dir(sidecar, dst) and cache.parent == tmp_path / "trt_cache"
+    assert not cache.exists(), "select_providers writes nothing"
     assert [p for p, _ in select_providers([CUDA, CPU], "AUTO", sidecar, dst)] == [CUDA, CPU]
     assert [p for p, _ in select_providers(everything, "CPU", sidecar, dst)] == [CPU]
     assert [p for p, _ in select_providers([CPU], "AUTO", sidecar, dst)] == [CPU]
     with pytest.raises(BackendError, match="onnxruntime-gpu"):
         select_providers([CPU], "TENSORRT", sidecar, dst)
+    # ORT reads the table from the cache folder: the backend puts the checked table there
+    prepare_tensorrt_cache(providers, sidecar, dst)
+    assert (cache / "calib.table").read_text() == "TRT-table"
     (tmp_path / "calib.table").unlink()
     with pytest.raises(SidecarError, match="calib.table"):
-        select_providers(everything, "AUTO", sidecar, dst)
+        prepare_tensorrt_cache(providers, sidecar, dst)
+
+
+def test_tensorrt_refuses_a_qdq_graph_it_cannot_import(arts):
+    """onnx_int8 has asymmetric uint8 activations and no TensorRT check: TENSORRT says what to run
+    instead, AUTO goes to CUDA."""
+    sidecar = read_sidecar(arts.onnx_int8)
+    assert sidecar.runtime_hints.tensorrt_check is None
+    with pytest.raises(BackendError, match="model_tensorrt_qdq.onnx"):
+        select_providers([TRT, CUDA, CPU], "TENSORRT", sidecar, arts.onnx_int8)
+    assert [p for p, _ in select_providers([TRT, CUDA, CPU], "AUTO", sidecar, arts.onnx_int8)] == [CUDA, CPU]
 
 
 def test_fp32_artifact_gets_no_int8_tensorrt_options(arts):

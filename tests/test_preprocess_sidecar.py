@@ -179,6 +179,10 @@ def test_old_sidecars_are_refused_with_what_to_do(tmp_path):
         ({"tensorrt_calibration": {"table": "calib.flatbuffers"}}, {}, "not among its checked files"),
         ({"tensorrt_calibration": {"table": "calib.flatbuffers", "native": True}}, "table", None),
         ({"inference_precision": "f32"}, {}, None),
+        ({"tensorrt_check": {"passed": True, "tensorrt": "8.6, 10.x", "opset": 17, "ops": ["Conv"], "weighted_nodes": 1,
+                             "quantized_nodes": 1, "activation_pairs": 1, "weight_pairs": 1}}, {}, None),
+        ({"tensorrt_calibration": {"table": "calib.flatbuffers"}, "tensorrt_check": {"passed": True, "tensorrt": "10.x",
+                                                                                    "opset": 17}}, "table", "both"),
     ],
 )
 def test_runtime_hints_are_typed_and_checked(tmp_path, hints, files, message):
