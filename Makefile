@@ -23,7 +23,7 @@ SOURCE ?= synthetic://
 BCCD ?= ../shared/datasets/bccd
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint demo demo-steps train eval calibrate convert compare run bench bench-bccd clean
+.PHONY: help install reference-torchvision test test-fast lint demo demo-steps train eval calibrate convert compare run bench bench-bccd clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv once and install everything (no-op when current)
 
+# The torchvision parity tests compare against Debian's python3-torchvision (its own CPU torch,
+# under /usr/bin/python3, never in the venv). Installed when missing and we are root with apt;
+# otherwise a note, and those tests skip.
+reference-torchvision:
+	@if /usr/bin/python3 -c "import torchvision" 2>/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing python3-torchvision (the parity tests' reference)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torchvision >/dev/null) \
+			|| echo "note: apt-get install python3-torchvision failed; the torchvision parity tests will skip"; \
+	else echo "note: run 'sudo apt-get install python3-torchvision' for the torchvision parity tests (they skip without it)"; fi
+
 # One pytest process per stage: litert-torch starts JAX threads and OpenVINO's converter
 # forks a telemetry process; in one process the two crash (segfault). Every file not in a
 # named stage runs in the core stage, so no test file is ever left out.
@@ -47,7 +58,7 @@ DEMO_TESTS := $(wildcard tests/test_demo*.py)
 CORE_TESTS := $(filter-out $(TRAIN_TESTS) $(EDGE_TESTS) $(CONVERT_TESTS) $(DEMO_TESTS),$(wildcard tests/test_*.py))
 PYTEST_ARGS ?=
 
-test: install  ## run the whole test suite (one process per stage)
+test: install reference-torchvision  ## run the whole test suite (one process per stage)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(CORE_TESTS) $(TRAIN_TESTS)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(EDGE_TESTS)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(CONVERT_TESTS)
@@ -57,7 +68,7 @@ test-fast: install  ## the tests without the slow ones (the demo smoke test)
 	$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not slow"' DEMO_TESTS=
 
 lint: install  ## ruff
-	$(VENV)/bin/ruff check ssd train calibration convert edge_app benchmarks tests
+	$(VENV)/bin/ruff check ssd train calibration convert edge_app compare benchmarks tests
 
 # The demo's knobs; the smoke test shrinks them.
 DEMO ?= runs/demo

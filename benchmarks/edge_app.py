@@ -31,7 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from edge_app.app import RunOptions, run  # noqa: E402
+from edge_app.backends import BackendOptions  # noqa: E402
+from edge_app.pipeline import PipelineOptions  # noqa: E402
+from edge_app.sources import SourceOptions  # noqa: E402
 from edge_app.sources.synthetic import SyntheticScene  # noqa: E402
+from ssd.postprocess import LIVE  # noqa: E402
 from ssd.specs import TINY, SSDSpec  # noqa: E402
 
 
@@ -84,8 +88,9 @@ def overlap(model: Path, video: Path, threads: int, frames: int, rounds: int, sc
     """``rounds`` x (app FPS, backend-only FPS) for one artifact and thread count; medians."""
     results = []
     for _ in range(rounds):
-        results.append(run(RunOptions(model=model, source=str(video), loop=True, threads=threads, score=score,
-                                      hint=hint, benchmark=frames)))
+        results.append(run(RunOptions(model=model, source=str(video), capture=SourceOptions(loop=True),
+                                      backend=BackendOptions(threads=threads, hint=hint),
+                                      postprocess=LIVE._replace(score_threshold=score), benchmark=frames)))
     ratios = [r.fps / r.backend_fps for r in results]
     # ratio = busy / slowdown: how much of the wall time the backend was computing (1.0: it never
     # waited for the pipeline), and how much slower each inference ran beside capture and NMS
@@ -136,8 +141,10 @@ def rss_growth(model: Path, video: Path, frames: int, warmup: int, threads: int,
             marks["end"] = rss_bytes()
 
     start = time.perf_counter()
-    result = run(RunOptions(model=model, source=str(video), loop=True, threads=threads, warmup_frames=warmup,
-                            max_frames=frames, outputs=(str(workdir / "dets.jsonl"),), serve="127.0.0.1:0"),
+    result = run(RunOptions(model=model, source=str(video), capture=SourceOptions(loop=True),
+                            backend=BackendOptions(threads=threads),
+                            pipeline=PipelineOptions(warmup_frames=warmup, max_frames=frames),
+                            outputs=(str(workdir / "dets.jsonl"),), serve="127.0.0.1:0"),
                  observer=observer)
     growth = marks["end"] - marks["after_warmup"]
     return {

@@ -5,7 +5,7 @@
 For each model (random weights made trained-like by :func:`convert.testing.lively_model`
 with ``bn_gain=0.85``, so INT8 ranges are realistic and validation is meaningful), ``convert.export`` builds and validates the six artifacts
 from a small generated calibration set; then every artifact runs through its
-:func:`convert.runners.open_runner` runner at fixed threads: a warm-up, then ``--rounds``
+edge app backend (:func:`edge_app.backends.open_backend`, CPU) at fixed threads: a warm-up, then ``--rounds``
 rounds in which each artifact in turn runs ``--iters`` times, so all of them see the same
 machine load. Medians per inference, ratios FP32/INT8 per runtime. Writes JSON to
 ``benchmarks/results/runtimes.json`` and prints one line per model.
@@ -67,31 +67,33 @@ def measure(artifacts: Path, threads: int, warmup: int, rounds: int, iters: int)
     """Median and spread of one inference per artifact, interleaved over rounds."""
     from convert.formats import FORMATS
     from convert.quiet import captured
-    from convert.runners import open_runner
+    from edge_app.backends import open_backend
     from ssd.preprocess import preprocess
 
-    runners = {}
+    backends = {}
     with captured():
         for name in [f for pair in PAIRS.values() for f in pair]:
-            runners[name] = open_runner(artifacts / FORMATS[name].filename, threads=threads)
-        runners["openvino_fp32_bf16"] = open_runner(artifacts / FORMATS["openvino_fp32"].filename, threads=threads,
-                                                    inference_precision_hint="bf16")
+            backends[name] = open_backend(artifacts / FORMATS[name].filename, device="CPU", threads=threads)
+        backends["openvino_fp32_bf16"] = open_backend(artifacts / FORMATS["openvino_fp32"].filename, device="CPU",
+                                                     threads=threads, inference_precision="bf16")
     rng = np.random.default_rng(0)
-    any_runner = next(iter(runners.values()))
-    size = any_runner.sidecar.input.height
+    any_backend = next(iter(backends.values()))
+    size = any_backend.input_spec.height
     frame = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    inputs = {name: preprocess(frame, r.sidecar.input) for name, r in runners.items()}
-    for name, r in runners.items():
+    inputs = {name: preprocess(frame, r.input_spec) for name, r in backends.items()}
+    for name, r in backends.items():
         for _ in range(warmup):
-            r.infer_raw(inputs[name])
-    samples: dict[str, list[float]] = {name: [] for name in runners}
+            r.infer(inputs[name])
+    samples: dict[str, list[float]] = {name: [] for name in backends}
     for _ in range(rounds):
-        for name, r in runners.items():
+        for name, r in backends.items():
             x = inputs[name]
             for _ in range(iters):
                 t0 = time.perf_counter()
-                r.infer_raw(x)
+                r.infer(x)
                 samples[name].append(time.perf_counter() - t0)
+    for r in backends.values():
+        r.close()
     return {name: {"median_ms": 1e3 * statistics.median(s), "p10_ms": 1e3 * float(np.percentile(s, 10)),
                    "p90_ms": 1e3 * float(np.percentile(s, 90)), "runs": len(s)} for name, s in samples.items()}
 

@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     from torchao.quantization.pt2e import quantize_pt2e
 
     from calibration.sets import load_calibration_set
+    from compare.run import load_samples
     from convert import tflite_export
-    from convert.compare import load_samples
     from ssd.postprocess import EVAL, decode_and_nms
     from ssd.preprocess import InputSpec, preprocess
     from ssd.priors import default_boxes
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     model, spec = loaded.model.eval(), loaded.spec
     priors = default_boxes(spec)
     calibration = load_calibration_set(Path(args.calib))
-    samples = load_samples(Path(args.data), args.split, loaded.labels, None)
+    samples = load_samples(Path(args.data), args.split, loaded.labels, None).samples
     nhwc = InputSpec(spec.image_size, spec.image_size, layout="NHWC", dtype="float32", color="RGB")
     inputs = [torch.from_numpy(preprocess(s.image, nhwc)) for s in samples]
 

@@ -2,9 +2,13 @@
 
 Public entry points::
 
-    from convert import export, ConvertOptions, open_runner, FORMATS, TARGETS
+    from convert import export, ConvertOptions, FORMATS, TARGETS
     report = export("best.pt", "rpi", "artifacts/x", calib="calibration/sets/x")
-    loc, conf = open_runner(report.artifact("tflite_int8"))(frame_bgr)
+    backend = edge_app.backends.open_backend(report.artifact("tflite_int8"), device="CPU")
+
+Artifacts are validated by running them through :func:`edge_app.backends.open_backend`,
+the app's own runtime layer (:func:`convert.formats.run_artifact`): this package opens no
+runtime of its own.
 
 Heavy packages (torch, onnx, openvino, nncf, litert-torch) are imported inside the
 functions that use them; importing :mod:`convert` itself stays light.
@@ -14,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FORMATS", "TARGETS", "ConvertError", "ConvertOptions", "ConvertReport", "export", "open_runner"]
+__all__ = ["FORMATS", "TARGETS", "ConvertError", "ConvertOptions", "ConvertReport", "export"]
 
 
-def __getattr__(name: str) -> Any:  # lazy, so `import convert.runners` needs no torch
+def __getattr__(name: str) -> Any:  # lazy, so `import convert.errors` needs no torch
     if name in ("export", "ConvertReport"):
         from convert import pipeline
 
@@ -26,10 +30,6 @@ def __getattr__(name: str) -> Any:  # lazy, so `import convert.runners` needs no
         from convert.context import ConvertOptions
 
         return ConvertOptions
-    if name == "open_runner":
-        from convert.runners import open_runner
-
-        return open_runner
     if name == "FORMATS":
         from convert.formats import FORMATS
 

@@ -1,63 +1,84 @@
-"""mAP@0.5 on the calibration set's held-out images, for NNCF's accuracy control. Torch-free.
+"""mAP@0.5 on the calibration set's held-out images. Torch-free.
 
-Detections come from :func:`ssd.decode_and_nms` with an evaluation threshold (0.01, as for
-mAP), the metric from the training engineer's COCO evaluator
-(:func:`train.coco_eval.evaluate_detections`, pycocotools).
+Detections come from :func:`ssd.decode_and_nms` with :data:`ssd.postprocess.EVAL` (the
+thresholds of every mAP the project reports), the metric from the training engineer's
+COCO evaluator (:func:`train.coco_eval.evaluate_detections`, pycocotools). Used by NNCF's
+accuracy control, by conversion's held-out check of INT8 artifacts and by the
+calibration-method study.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from calibration.sets import Holdout
 from convert.errors import ConvertError
-from ssd.postprocess import decode_and_nms
+from ssd.postprocess import EVAL, decode_and_nms
 from ssd.priors import default_boxes
 from ssd.specs import SSDSpec
 
-EVAL_SCORE_THRESHOLD = 0.01
+#: one held-out image: ``(input (1, 3, S, S) float32 RGB pixels, GroundTruth in pixels)``
+HoldoutItem = tuple[np.ndarray, Any]
 
 
-def holdout_items(holdout: Holdout, image_size: int) -> list[tuple[np.ndarray, Any]]:
+def holdout_items(holdout: Holdout) -> list[HoldoutItem]:
     """``(input (1, 3, S, S) float32 pixels, GroundTruth in pixels)`` per held-out image."""
     try:
         from train.coco_eval import GroundTruth
     except ImportError as exc:
         raise ConvertError(f"the evaluator train.coco_eval cannot be imported ({exc}); install the [train] extra") from None
     items = []
+    height, width = holdout.inputs.shape[2:]
     for i in range(len(holdout)):
         boxes, labels, difficult = holdout.ground_truth(i)
-        gt = GroundTruth(boxes=boxes * np.float32(image_size), labels=labels, difficult=difficult, width=image_size, height=image_size)
+        gt = GroundTruth(boxes=boxes * np.array([width, height, width, height], np.float32), labels=labels,
+                         difficult=difficult, width=width, height=height)
         items.append((np.ascontiguousarray(holdout.inputs[i : i + 1], dtype=np.float32), gt))
     return items
 
 
-def map50(
-    infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-    items: Iterable[tuple[np.ndarray, Any]],
+def as_frame(x: np.ndarray) -> np.ndarray:
+    """A stored ``(1, 3, S, S)`` (or ``(3, S, S)``) RGB pixel input -> the BGR uint8 frame
+    :func:`ssd.preprocess.preprocess` takes (no resize happens: it is already model-sized)."""
+    chw = x[0] if x.ndim == 4 else x
+    return np.ascontiguousarray(chw.transpose(1, 2, 0)[:, :, ::-1]).astype(np.uint8)
+
+
+def map50_of_outputs(
+    outputs: Sequence[tuple[np.ndarray, np.ndarray]],
+    truths: Sequence[Any],
     spec: SSDSpec,
     labels: list[str],
 ) -> float:
-    """mAP@0.5 of ``infer(x) -> (loc, conf)`` over ``items``; 0.0 when undefined (no objects)."""
+    """mAP@0.5 of head outputs (one ``(loc, conf)`` per image); 0.0 when undefined (no objects)."""
     from train.coco_eval import evaluate_detections
 
     priors = default_boxes(spec)
-    detections, truths = [], []
-    for x, gt in items:
-        loc, conf = infer(x)
-        detections += decode_and_nms(loc, conf, priors, variances=spec.variances, score_threshold=EVAL_SCORE_THRESHOLD)
-        truths.append(gt)
-    value = float(evaluate_detections(truths, detections, labels).map50)
+    detections = []
+    for loc, conf in outputs:
+        detections += decode_and_nms(loc, conf, priors, variances=spec.variances, **EVAL._asdict())
+    value = float(evaluate_detections(list(truths), detections, labels).map50)
     return 0.0 if math.isnan(value) else value
 
 
-def openvino_map50_fn(spec: SSDSpec, labels: list[str], image_size: int) -> Callable[[Any, Iterable[Any]], float]:
-    """``validation_fn(compiled_model, items) -> mAP@0.5`` as ``nncf.quantize_with_accuracy_control`` wants."""
-    del image_size
+def map50(
+    infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    items: Iterable[HoldoutItem],
+    spec: SSDSpec,
+    labels: list[str],
+) -> float:
+    """mAP@0.5 of ``infer(x) -> (loc, conf)`` over ``items``."""
+    items = list(items)
+    return map50_of_outputs([infer(x) for x, _ in items], [gt for _, gt in items], spec, labels)
+
+
+def openvino_map50_fn(spec: SSDSpec, labels: list[str]) -> Callable[[Any, Iterable[Any]], float]:
+    """``validation_fn(compiled_model, items) -> mAP@0.5`` as ``nncf.quantize_with_accuracy_control``
+    wants (NNCF compiles the candidate models itself)."""
 
     def validate(compiled_model: Any, items: Iterable[Any]) -> float:
         loc_port, conf_port = compiled_model.output("loc"), compiled_model.output("conf")

@@ -17,11 +17,18 @@ openvino_int8       .xml       openvino     int8   yes     nncf.quantize (or ...
 tflite_fp32         .tflite    tflite       fp32   no      litert_torch.convert, NHWC input
 tflite_int8         .tflite    tflite       int8   yes     PT2E full integer, int8 NHWC in, int8 out
 tensorrt_calib      .onnx      onnxruntime  int8   yes     FP32 ONNX + ORT calibrator TensorRT table
+tensorrt_qdq        .onnx      onnxruntime  int8   yes     ORT quantize_static QDQ for TensorRT (symmetric)
 ==================  =========  ===========  =====  ======  ==========================================
+
+The two TensorRT artifacts: ``tensorrt_qdq`` is explicit quantization (Q/DQ in the graph,
+symmetric int8, per-channel weights), what TensorRT 10.x (JetPack 6) expects and 8.6 (JetPack
+5.1, JetPack 6.0) also builds; ``tensorrt_calib`` is implicit quantization (FP32 graph plus a
+calibration table), which TensorRT 8.x (JetPack 5) builds and 10.x deprecates.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable
@@ -29,15 +36,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from convert.context import ExportContext
 from convert.errors import ConvertError
 from convert.onnx_export import INPUT_NAME
 from convert.quiet import captured
-from convert.runners import open_runner
 from convert.validate import Validation, compare_outputs
-from ssd.preprocess import InputSpec
+from ssd.preprocess import InputSpec, preprocess
 from ssd.priors import default_boxes
-from ssd.sidecar import OutputSpec, Sidecar
+from ssd.sidecar import OutputSpec, RuntimeHints, Sidecar, TensorRTCalibration
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,8 @@ class Exported:
     artifact: the file a runtime opens; companions: files that must sit next to it.
     input_name / input: the runtime's input tensor name and what ``preprocess`` must produce.
     outputs: ``{"loc", "conf"}`` -> runtime tensor name, shape, dtype, quantization.
+    runtime_hints: how a runtime must run it (precision hint, TensorRT table, provider).
+    extra: provenance for the sidecar's ``extra`` (settings, exporter); never read to run it.
     """
 
     artifact: Path
@@ -54,6 +64,7 @@ class Exported:
     input: InputSpec
     outputs: dict[str, OutputSpec]
     companions: tuple[Path, ...] = ()
+    runtime_hints: RuntimeHints = field(default_factory=RuntimeHints)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,12 +117,26 @@ def _batch_extra(ctx: ExportContext) -> dict[str, Any]:
     return {"dynamic_batch": bool(ctx.options.dynamic_batch)}
 
 
+def run_artifact(artifact: Path, frames: list, threads: int | None = None, quiet: bool = True) -> list[tuple[Any, Any]]:
+    """Head outputs ``[(loc (1, P, 4), conf (1, P, C)) float32]`` of ``artifact`` on BGR ``frames``.
+
+    The artifact is opened by the edge app's own backend (:func:`edge_app.backends.open_backend`,
+    which reads and checks the sidecar) on the CPU, and each frame goes through
+    :func:`ssd.preprocess.preprocess` for the backend's input: exactly what ``ssd-edge`` and
+    ``ssd-compare`` run.
+    """
+    from edge_app.backends import open_backend
+
+    with captured(quiet):  # runtimes announce delegates etc. on fd 2
+        backend = open_backend(artifact, device="CPU", threads=threads)
+    with backend:
+        return [backend.infer(preprocess(frame, backend.input_spec)) for frame in frames]
+
+
 def check_runtime(ctx: ExportContext, artifact: Path, sidecar: Sidecar, precision: str | None = None) -> Validation:
-    """Load ``artifact`` in its runtime through its sidecar, feed the validation frames via
-    ``ssd.preprocess.preprocess(frame, sidecar.input)`` and compare with PyTorch."""
-    with captured(not ctx.options.verbose):  # runtimes announce delegates etc. on fd 2
-        runner = open_runner(artifact, threads=ctx.options.threads, sidecar=sidecar)
-    outputs = [runner(frame) for frame in ctx.validation_frames()]
+    """Run ``artifact`` through its sidecar in its runtime (:func:`run_artifact`) on the
+    validation frames and compare with PyTorch."""
+    outputs = run_artifact(artifact, ctx.validation_frames(), ctx.options.threads, quiet=not ctx.options.verbose)
     spec = ctx.source.spec
     return compare_outputs(precision or sidecar.precision, ctx.reference(), outputs, default_boxes(spec), spec.variances,
                            ctx.options.tolerances)
@@ -150,7 +175,7 @@ def export_onnx_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
 
 
 def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exported:
-    from convert.ort_quant import tensorrt_table
+    from convert.ort_quant import read_table, tensorrt_table, write_native_table
 
     ctx.require_calibration("tensorrt_calib")
     dst = stage / f"{stem}.onnx"
@@ -165,43 +190,83 @@ def export_tensorrt_calib(ctx: ExportContext, stage: Path, stem: str) -> Exporte
         os.replace(table_dir / f"calibration.{kind}", target)
         companions.append(target)
     shutil.rmtree(table_dir, ignore_errors=True)
+    # the same ranges in TensorRT's own cache format, for trtexec --calib (README, Jetson)
+    native = write_native_table(read_table(companions[0]), stage / f"{stem}.calibration.trt")
+    companions.append(native)
     spec, outputs = _onnx_io(ctx)
-    table = companions[0].name
+    hints = RuntimeHints(execution_provider="TensorrtExecutionProvider",
+                         tensorrt_calibration=TensorRTCalibration(table=companions[0].name, native=False))
     extra = {
         **_batch_extra(ctx),
-        "calibration_table": table,
         "calibration_table_text": companions[1].name,
-        "calibration_table_json": companions[2].name,
+        "calibration_ranges": companions[2].name,
+        "calibration_table_tensorrt": native.name,
         "calibrated_tensors": len(ranges),
         "quantization": {"tool": "onnxruntime.quantization.create_calibrator + write_calibration_table",
                          "calibrate_method": method, "calibration_images": ctx.num_calibration()},
-        "execution_provider": "TensorrtExecutionProvider",
-        "provider_options": {
-            "trt_int8_enable": True,
-            "trt_int8_calibration_table_name": table,
-            "trt_int8_use_native_calibration_table": False,
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": ".",
-        },
-        "provider_note": "the table name resolves against trt_engine_cache_path: set it to this folder",
     }
-    return Exported(dst, INPUT_NAME, spec, outputs, companions=tuple(companions), extra=extra)
+    return Exported(dst, INPUT_NAME, spec, outputs, companions=tuple(companions), runtime_hints=hints, extra=extra)
 
 
 def check_tensorrt_calib(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Validation:
     """The ONNX graph under ORT CPU (FP32) against PyTorch, and the table's coverage."""
-    from convert.ort_quant import check_table, read_table, read_table_ranges
+    from convert.ort_quant import check_table, read_native_table, read_table, read_table_ranges
 
     graph = check_runtime(ctx, artifact, sidecar, precision="fp32")
     if not graph.passed:
         return graph
-    table = read_table(artifact.with_name(sidecar.extra["calibration_table"]))
-    needed = read_table_ranges(artifact.with_name(sidecar.extra["calibration_table_json"]))
+    calib = sidecar.runtime_hints.tensorrt_calibration
+    if calib is None:
+        return Validation(False, "the sidecar names no TensorRT calibration table", graph.metrics)
+    table = read_table(artifact.with_name(calib.table))
+    needed = read_table_ranges(artifact.with_name(sidecar.extra["calibration_ranges"]))
     problem = check_table(table, needed, artifact)
+    native_name = sidecar.extra.get("calibration_table_tensorrt")
+    if problem is None and native_name:
+        native = read_native_table(artifact.with_name(native_name))
+        off = [k for k, v in table.items() if k not in native or not np.isclose(native[k], v, rtol=1e-5, atol=0.0)]
+        if off:
+            problem = f"the TensorRT-format table {native_name} differs from the flatbuffers one for {off[:3]}"
     if problem:
         return Validation(False, problem, graph.metrics)
     return Validation(True, f"graph under ORT CPU: {graph.summary}; table covers all {sidecar.extra['calibrated_tensors']} "
-                      "tensors with finite ranges (the INT8 engine itself needs TensorRT on the device)", graph.metrics)
+                      "tensors with finite ranges (the INT8 engine itself needs TensorRT on the device)", graph.metrics,
+                      kind="graph_and_table")
+
+
+def export_tensorrt_qdq(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    """TensorRT explicit quantization: :func:`convert.ort_quant.quantize_tensorrt_qdq` on the hub
+    graph, then :func:`convert.tensorrt_check.check_tensorrt_qdq` (recorded in the sidecar)."""
+    from convert.ort_quant import quantize_tensorrt_qdq
+    from convert.tensorrt_check import check_tensorrt_qdq, summary
+
+    ctx.require_calibration("tensorrt_qdq")
+    dst = stage / f"{stem}.onnx"
+    settings = quantize_tensorrt_qdq(ctx.hub_onnx(), dst, ctx.calibration_inputs(), ctx.work,
+                                     method=ctx.options.method("tensorrt"), verbose=ctx.options.verbose)
+    settings["calibration_images"] = ctx.num_calibration()
+    check = check_tensorrt_qdq(dst)
+    if not check.passed:
+        raise ConvertError(summary(check))
+    spec, outputs = _onnx_io(ctx)
+    hints = RuntimeHints(execution_provider="TensorrtExecutionProvider", tensorrt_check=check)
+    return Exported(dst, INPUT_NAME, spec, outputs, runtime_hints=hints, extra={**_batch_extra(ctx), "quantization": settings})
+
+
+def check_tensorrt_qdq_artifact(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Validation:
+    """The QDQ graph under ORT CPU against PyTorch (as every INT8 artifact), and the static
+    TensorRT check re-run on the staged file, which must equal the sidecar's record."""
+    from convert.tensorrt_check import check_tensorrt_qdq, summary
+
+    graph = check_runtime(ctx, artifact, sidecar)
+    check = check_tensorrt_qdq(artifact)
+    if not check.passed:
+        return Validation(False, summary(check), graph.metrics, kind=graph.kind)
+    if check != sidecar.runtime_hints.tensorrt_check:
+        return Validation(False, "the sidecar's TensorRT check does not describe this graph", graph.metrics, kind=graph.kind)
+    if not graph.passed:
+        return graph
+    return dataclasses.replace(graph, summary=f"{graph.summary}; {summary(check)}")
 
 
 # ---------------------------------------------------------------- OpenVINO
@@ -221,19 +286,18 @@ def _openvino(ctx: ExportContext, stage: Path, stem: str, precision: str) -> Exp
 
             if calib.holdout is None or len(calib.holdout) == 0:
                 raise ConvertError(f"--max-drop needs held-out images; {calib.root} has none (re-run ssd-calibrate with --holdout N)")
-            validation_items = holdout_items(calib.holdout, ctx.image_size)
-            validation_fn = openvino_map50_fn(ctx.source.spec, ctx.source.labels, ctx.image_size)
+            validation_items = holdout_items(calib.holdout)
+            validation_fn = openvino_map50_fn(ctx.source.spec, ctx.source.labels)
         model, settings = ovx.quantize_int8(model, inputs, ctx.options.method("openvino"), ctx.options.verbose,
                                             ctx.options.max_drop, validation_items, validation_fn)
         extra["quantization"] = {**settings, "calibration_images": len(inputs)}
     xml, binary = ovx.save_ir(model, stage / f"{stem}.xml", fp16=precision == "fp16")
     input_name, _ = ovx.output_names(model)
     spec, outputs = _onnx_io(ctx)
-    if precision in ("fp32", "fp16"):
-        # this CPU's plugin defaults to bf16 execution; FP32/FP16 IR is validated (and meant) in f32
-        extra["openvino"] = {"inference_precision_hint": "f32"}
-    extra["weights_file"] = binary.name
-    return Exported(xml, input_name, spec, outputs, companions=(binary,), extra=extra)
+    # OpenVINO's CPU plugin runs float IR in bf16 on CPUs with AVX512-BF16/AMX: FP32 and FP16 IR
+    # are validated (and meant to run) in f32, INT8 in the plugin's default
+    hints = RuntimeHints(inference_precision="f32" if precision in ("fp32", "fp16") else None)
+    return Exported(xml, input_name, spec, outputs, companions=(binary,), runtime_hints=hints, extra=extra)
 
 
 def export_openvino_fp32(ctx: ExportContext, stage: Path, stem: str) -> Exported:
@@ -317,13 +381,8 @@ FORMATS: dict[str, Format] = {
         _row("tensorrt_calib", ".onnx", "onnxruntime", "int8", True, export_tensorrt_calib, _ONNX_TOOLS,
              "FP32 ONNX + TensorRT INT8 calibration table for ORT's TensorRT execution provider",
              check=check_tensorrt_calib),
+        _row("tensorrt_qdq", ".onnx", "onnxruntime", "int8", True, export_tensorrt_qdq, _ONNX_TOOLS,
+             "ONNX QDQ for TensorRT explicit quantization: symmetric int8, per-channel weights, Q/DQ on conv inputs",
+             check=check_tensorrt_qdq_artifact),
     )
 }
-
-
-def get_format(name: str) -> Format:
-    """Look a format up by name; unknown -> one-line :class:`ConvertError`."""
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise ConvertError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}") from None

@@ -30,18 +30,12 @@ from convert.errors import ConvertError
 BACKEND_FORMAT = {"onnxruntime": "onnx_int8", "openvino": "openvino_int8", "tflite": "tflite_int8"}
 
 
-def _frame(x_chw: np.ndarray) -> np.ndarray:
-    """Stored RGB CHW pixels -> the BGR uint8 frame ``preprocess`` expects."""
-    return np.ascontiguousarray(x_chw.transpose(1, 2, 0)[:, :, ::-1]).astype(np.uint8)
-
-
 def study(checkpoint: Path, calib: Path, backends: list[str], images: int, log=print) -> list[dict]:
     """Rows ``{backend, method, f1, class_agreement, sqnr_conf_db, sqnr_loc_db, map50, seconds}``."""
     from calibration.sets import load_calibration_set
-    from convert.accuracy import holdout_items, map50
-    from convert.formats import FORMATS
+    from convert.accuracy import as_frame, holdout_items, map50, map50_of_outputs
+    from convert.formats import FORMATS, run_artifact
     from convert.pipeline import export
-    from convert.runners import open_runner
     from convert.source import load_source
     from convert.validate import compare_outputs
     from ssd.priors import default_boxes
@@ -50,10 +44,10 @@ def study(checkpoint: Path, calib: Path, backends: list[str], images: int, log=p
     source = load_source(checkpoint)
     if calib_set.holdout is not None and len(calib_set.holdout):
         inputs = calib_set.holdout.inputs[:images]
-        items = holdout_items(calib_set.holdout, source.image_size)[:images]
+        items = holdout_items(calib_set.holdout)[:images]
     else:
         inputs, items = calib_set.inputs[-images:], None
-    frames = [_frame(x) for x in inputs]
+    frames = [as_frame(x) for x in inputs]
     refs = [source.reference(x[None].astype(np.float32)) for x in inputs]
     priors = default_boxes(source.spec)
     ref_map = map50(lambda x: source.reference(x), items, source.spec, source.labels) if items else None
@@ -73,12 +67,12 @@ def study(checkpoint: Path, calib: Path, backends: list[str], images: int, log=p
                     rows.append(row)
                     log(f"{backend:12s} {method:12s} FAILED: {row['error']}")
                     continue
-                runner = open_runner(path)
-                outs = [runner(f) for f in frames]
+                outs = run_artifact(path, frames)
                 v = compare_outputs("int8", refs, outs, priors, source.spec.variances)
                 row.update({k: v.metrics.get(k) for k in ("f1", "class_agreement", "mean_iou", "sqnr_conf_db", "sqnr_loc_db")})
                 if items:
-                    row["map50"] = map50(lambda x, run=runner: run(_frame(x[0])), items, source.spec, source.labels)
+                    # frames are the held-out inputs, in the order of items
+                    row["map50"] = map50_of_outputs(outs, [gt for _, gt in items], source.spec, source.labels)
                     row["fp32_map50"] = ref_map
                 rows.append(row)
                 log(f"{backend:12s} {method:12s} F1 {row.get('f1') or float('nan'):.3f}  class {row.get('class_agreement') or float('nan'):.3f}  "

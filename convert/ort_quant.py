@@ -231,3 +231,125 @@ def check_table(table: dict[str, float], needed: dict[str, float], graph_path: P
     if uncovered:
         return f"the calibration table misses {len(uncovered)} graph tensors (e.g. {uncovered[:3]})"
     return None
+
+
+#: the ops whose inputs get Q/DQ in the TensorRT artifact: TensorRT's weighted operations
+#: (its placement guidance: quantize every input of a weighted op, not the outputs)
+TENSORRT_QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def quantize_tensorrt_qdq(
+    src: Path,
+    dst: Path,
+    inputs: np.ndarray,
+    work: Path,
+    method: str = "entropy",
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """A QDQ graph for TensorRT's explicit quantization (TensorRT 8.6 and 10.x).
+
+    ``quant_pre_process`` then ``quantize_static`` with what TensorRT imports and fuses:
+
+    - activations int8, symmetric (zero point 0): TensorRT's parser refuses any other zero
+      point and any uint8 Q/DQ;
+    - weights int8, symmetric, per output channel (axis 0 of a Conv kernel ``(K, C, R, S)``;
+      ``MatMul`` weights ``(K, N)`` on axis 1), kept float behind their own Q -> DQ pair
+      (``AddQDQPairToWeight``), the form NVIDIA's QAT exporters write and every TensorRT 8.x
+      parser reads;
+    - Q/DQ only on the inputs of the weighted ops (:data:`TENSORRT_QUANTIZED_OPS`), one
+      dedicated pair per consumer (``DedicatedQDQPair``) so each DQ fuses into its own
+      convolution; the outputs of Conv, the ReLU/Clip after it (fused into the convolution by
+      TensorRT) and everything else stay float;
+    - biases stay float (``QuantizeBias=False``): TensorRT 8.6's DequantizeLinear takes int8
+      only, not ORT's int32 bias.
+
+    Calibration reads the same set as every INT8 format, in chunks (``CalibStridedMinMax``).
+    Returns the settings used (for the sidecar's ``extra``).
+    """
+    quant = require("onnxruntime.quantization")
+    shape_inference = require("onnxruntime.quantization.shape_inference")
+    pre = work / "trt_qdq_preprocessed.onnx"
+    extra_options = {
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "AddQDQPairToWeight": True,
+        "DedicatedQDQPair": True,
+        "QuantizeBias": False,
+        "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+        "OpTypesToExcludeOutputQuantization": list(TENSORRT_QUANTIZED_OPS),
+        "CalibStridedMinMax": _stride(len(inputs)),
+    }
+    settings: dict[str, Any] = {
+        "format": "QDQ",
+        "target": "TensorRT explicit quantization (8.6, 10.x)",
+        "per_channel": True,
+        "weight_type": "int8",
+        "activation_type": "int8",
+        "symmetric": True,
+        "op_types_to_quantize": list(TENSORRT_QUANTIZED_OPS),
+        "calibrate_method": method,
+        "extra_options": {k: v for k, v in extra_options.items() if k != "CalibStridedMinMax"},
+        "pre_process": "onnxruntime.quantization.shape_inference.quant_pre_process",
+    }
+    with captured(not verbose) as log:
+        try:
+            shape_inference.quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+            quant.quantize_static(
+                str(pre),
+                str(dst),
+                calibration_reader(inputs),
+                quant_format=quant.QuantFormat.QDQ,
+                op_types_to_quantize=list(TENSORRT_QUANTIZED_OPS),
+                per_channel=True,
+                reduce_range=False,
+                activation_type=quant.QuantType.QInt8,
+                weight_type=quant.QuantType.QInt8,
+                calibrate_method=_method(method),
+                extra_options=extra_options,
+            )
+        except ConvertError:
+            raise
+        except Exception as exc:
+            raise ConvertError(f"TensorRT QDQ quantization failed: {type(exc).__name__}: {str(exc).strip()[:200]} {log.tail(2)}") from None
+        finally:
+            pre.unlink(missing_ok=True)
+    return settings
+
+
+#: the header of TensorRT's own calibration cache as TensorRT 8.6.1's entropy calibrator 2
+#: writes it (``trtexec --calib`` and ``trt_int8_use_native_calibration_table`` read it)
+NATIVE_TABLE_HEADER = "TRT-8601-EntropyCalibration2"
+
+
+def write_native_table(ranges: dict[str, float], path: Path, header: str = NATIVE_TABLE_HEADER) -> Path:
+    """Write ``{tensor: dynamic range}`` as TensorRT's native calibration cache.
+
+    One line per tensor, ``name: <scale>``, the scale ``range / 127`` as the 8 hex digits of
+    its float32 bits (big-endian), after a ``TRT-<version>-<calibrator>`` header: the text
+    TensorRT's own calibrators write, so ``trtexec --int8 --calib=<path>`` builds the same
+    INT8 engine from the same ranges as ONNX Runtime's TensorRT provider does from the
+    flatbuffers table. Written to a temp name, then renamed.
+    """
+    lines = [header]
+    for name, value in ranges.items():
+        scale = np.float32(max(float(value), 0.0) / 127.0)
+        lines.append(f"{name}: {scale.view(np.uint32):08x}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_native_table(path: Path) -> dict[str, float]:
+    """TensorRT's native calibration cache -> ``{tensor: dynamic range}`` (``scale * 127``)."""
+    lines = path.read_text().splitlines()
+    if not lines or not lines[0].startswith("TRT-"):
+        raise ConvertError(f"{path.name} is not a TensorRT calibration cache (no TRT- header)")
+    ranges = {}
+    for line in lines[1:]:
+        name, sep, value = line.rpartition(":")
+        if not sep:
+            continue
+        scale = np.array([int(value.strip(), 16)], dtype=np.uint32).view(np.float32)[0]
+        ranges[name] = float(scale) * 127.0
+    return ranges

@@ -19,6 +19,7 @@ written.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import platform
 import shutil
@@ -46,7 +47,9 @@ from convert.validate import Validation
 from ssd.sidecar import (
     Sidecar,
     SidecarError,
+    ValidationRecord,
     file_sha256,
+    labels_digest,
     read_sidecar,
     sidecar_path,
     write_sidecar,
@@ -108,19 +111,19 @@ class ConvertReport:
 
 
 def short_status(r: ArtifactResult) -> str:
-    """A compact validation cell for the summary table."""
+    """A compact validation cell for the summary table, by the kind of check that ran."""
     if r.error is not None:
         return "FAILED: " + (r.error if len(r.error) <= 60 else r.error[:57] + "...")
     v = r.validation
     if v is None:
         return "-"
     m = v.metrics
-    if "f1" in m:
+    if v.kind == "detections":
         text = f"F1 {m['f1']:.2f}, class {m['class_agreement']:.2f}, IoU {m['mean_iou']:.2f}"
-    elif v.summary.startswith("SQNR"):
+    elif v.kind == "sqnr":
         text = f"SQNR {min(m['sqnr_loc_db'], m['sqnr_conf_db']):.1f} dB (few PyTorch boxes)"
-    elif "max_rel_diff" in m:
-        text = f"max diff {m['max_rel_diff']:.1e}"
+    elif v.kind in ("output_diff", "graph_and_table"):
+        text = f"max diff {m['max_rel_diff']:.1e}" + (" + table" if v.kind == "graph_and_table" else "")
     else:
         text = v.summary[:60]
     return ("ok: " if v.passed else "FAILED: ") + text
@@ -143,7 +146,6 @@ def _sidecar(ctx: ExportContext, fmt: Format, exported: Exported, final_name: st
         "created_by": "ssd-convert",
         "arch": ctx.source.arch,
         "description": fmt.description,
-        "files": {p.name: file_sha256(p) for p in exported.companions},
         **exported.extra,
     }
     return Sidecar(
@@ -157,9 +159,12 @@ def _sidecar(ctx: ExportContext, fmt: Format, exported: Exported, final_name: st
         labels=list(ctx.source.labels),
         spec=ctx.source.spec,
         checkpoint_sha256=ctx.source.sha256,
+        labels_sha256=labels_digest(ctx.source.labels),
         artifact_sha256=file_sha256(exported.artifact),
         calibration_sha256=calib_sha,
         tool_versions=tool_versions(fmt.tools),
+        runtime_hints=exported.runtime_hints,
+        files={p.name: file_sha256(p) for p in exported.companions},
         extra=extra,
     )
 
@@ -200,11 +205,11 @@ def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> Arti
         if not validation.passed:
             raise ConvertError(f"{fmt.name}: validation failed: {validation.summary}")
         # record the check in the sidecar, then install
-        sidecar = Sidecar.from_dict({**sidecar.to_dict(), "extra": {**sidecar.extra, "validation": {
-            "passed": True, "summary": validation.summary, "images": len(ctx.validation_frames()),
-            "images_from": (ctx.calib.manifest_sha256 if ctx.calib is not None else "") or "seeded random frames",
-            "metrics": {k: (None if not np.isfinite(v) else float(v)) for k, v in validation.metrics.items()},
-        }}})
+        sidecar = dataclasses.replace(sidecar, validation=ValidationRecord(
+            kind=str(validation.kind), passed=True, summary=validation.summary, images=len(ctx.validation_frames()),
+            images_from=(ctx.calib.manifest_sha256 if ctx.calib is not None else "") or "seeded random frames",
+            metrics={k: (None if not np.isfinite(v) else float(v)) for k, v in validation.metrics.items()},
+        ))
         write_sidecar(sidecar, exported.artifact)
         files = [*exported.companions, exported.artifact]
         size = sum(p.stat().st_size for p in files) / 1e6

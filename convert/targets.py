@@ -10,7 +10,9 @@ from convert.formats import FORMATS
 TARGETS: dict[str, tuple[str, ...]] = {
     "intel": ("openvino_fp32", "openvino_fp16", "openvino_int8"),
     "rpi": ("tflite_fp32", "tflite_int8", "onnx_int8"),
-    "jetson": ("onnx_fp32", "onnx_fp16", "tensorrt_calib"),
+    # jetson: tensorrt_qdq for TensorRT 10.x / JetPack 6 (explicit quantization; 8.6 builds it too),
+    # tensorrt_calib for TensorRT 8.x / JetPack 5 (implicit quantization, deprecated in 10.x)
+    "jetson": ("onnx_fp32", "onnx_fp16", "tensorrt_calib", "tensorrt_qdq"),
     "all": tuple(FORMATS),
 }
 

@@ -232,9 +232,9 @@ def describe(path: Path) -> dict[str, Any]:
     with ``detail = {"name", "shape", "dtype", "scale", "zero_point"}``; scale/zero_point are
     ``None`` for float tensors.
     """
-    from convert.runners import _tflite_interpreter_class
+    from edge_app.backends.tflite_backend import make_interpreter
 
-    interpreter = _tflite_interpreter_class()(model_path=str(path))
+    interpreter, _ = make_interpreter(path)
     full = interpreter._get_full_signature_list()
     key = next(iter(full))
     by_index = {d["index"]: d for d in interpreter.get_input_details() + interpreter.get_output_details()}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ssd.box_coding import pairwise_iou
-from ssd.postprocess import Detections, decode_and_nms
+from ssd.postprocess import LIVE, Detections, PostprocessParams, decode_and_nms
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,9 @@ class Tolerances:
     fp32, fp16: max ``|out - ref|`` / max ``|ref|`` over ``loc`` and ``conf``.
     int8_min_f1, int8_min_class_agreement: detection agreement with PyTorch.
     min_sqnr_db: lowest SQNR of ``loc`` and ``conf`` accepted for INT8.
-    score_threshold, iou_threshold: the postprocess used for the detection comparison.
+    postprocess: the decode + NMS thresholds of the detection comparison (the app's
+        :data:`ssd.postprocess.LIVE` with a lower score threshold: detections a user sees).
+    match_iou: IoU that pairs an artifact's box with PyTorch's.
     min_reference_detections: fewer PyTorch detections than this -> SQNR-only check.
     """
 
@@ -41,19 +43,21 @@ class Tolerances:
     int8_min_f1: float = 0.5
     int8_min_class_agreement: float = 0.7
     min_sqnr_db: float = 8.0
-    score_threshold: float = 0.3
-    iou_threshold: float = 0.45
+    postprocess: PostprocessParams = LIVE._replace(score_threshold=0.3)
     match_iou: float = 0.5
     min_reference_detections: int = 5
 
 
 @dataclass(frozen=True)
 class Validation:
-    """Outcome of one artifact's check: ``passed``, a one-line ``summary`` and the figures."""
+    """Outcome of one artifact's check: ``passed``, a one-line ``summary``, the figures, and
+    which check it was (``kind``: one of :data:`ssd.sidecar.VALIDATION_KINDS`, or ``None``
+    when the outputs failed before any comparison, e.g. collapsed or misshapen)."""
 
     passed: bool
     summary: str
     metrics: dict[str, float] = field(default_factory=dict)
+    kind: str | None = None
 
 
 def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -104,9 +108,7 @@ def collapse_reason(loc: np.ndarray, conf: np.ndarray, ref_conf: np.ndarray) -> 
 
 
 def _detections(loc: np.ndarray, conf: np.ndarray, priors: np.ndarray, variances, tol: Tolerances) -> list[Detections]:
-    return decode_and_nms(
-        loc, conf, priors, variances=variances, score_threshold=tol.score_threshold, iou_threshold=tol.iou_threshold
-    )
+    return decode_and_nms(loc, conf, priors, variances=variances, **tol.postprocess._asdict())
 
 
 def compare_outputs(
@@ -146,7 +148,8 @@ def compare_outputs(
     if precision in ("fp32", "fp16"):
         limit = tol.fp32 if precision == "fp32" else tol.fp16
         ok = rel <= limit
-        return Validation(ok, f"max |diff| {rel:.2e} of output range ({'<=' if ok else '>'} {limit:g}) on {len(reference)} images", metrics)
+        return Validation(ok, f"max |diff| {rel:.2e} of output range ({'<=' if ok else '>'} {limit:g}) on {len(reference)} images",
+                          metrics, kind="output_diff")
 
     matched = same = 0
     ious: list[float] = []
@@ -161,8 +164,9 @@ def compare_outputs(
         return Validation(
             ok,
             f"{sqnr_text} ({'>=' if ok else '<'} {tol.min_sqnr_db:g}); PyTorch has only {n_ref} detections above "
-            f"{tol.score_threshold:g} on {len(reference)} images, too few to compare detections",
+            f"{tol.postprocess.score_threshold:g} on {len(reference)} images, too few to compare detections",
             metrics,
+            kind="sqnr",
         )
     f1 = 2.0 * matched / (n_ref + n_out)
     agreement = same / matched if matched else 0.0
@@ -173,4 +177,5 @@ def compare_outputs(
         f"detections F1 {f1:.2f} (need >= {tol.int8_min_f1:g}), class agreement {agreement:.2f} (need >= {tol.int8_min_class_agreement:g}), "
         f"matched IoU {metrics['mean_iou']:.2f}, {sqnr_text}; {matched}/{n_ref} PyTorch boxes matched on {len(reference)} images",
         metrics,
+        kind="detections",
     )

@@ -1,4 +1,4 @@
-"""``run(RunOptions) -> RunResult``: the whole app, under the thin ``ssd-edge`` CLI.
+"""``run(RunOptions) -> RunSummary``: the whole app, under the thin ``ssd-edge`` CLI.
 
 Opens the backend (validating the sidecar), the source and the outputs, runs the
 pipeline until the source ends, ``max_frames``, ``q`` in the window, or SIGINT/SIGTERM,
@@ -9,6 +9,7 @@ HTTP server) whatever ended the run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import signal
@@ -17,80 +18,57 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from edge_app.backends import Backend, BackendOptions, open_backend
-from edge_app.detector import Detector, PostprocessOptions
+from edge_app.detector import Detector
 from edge_app.outputs import build_outputs
 from edge_app.pipeline import Pipeline, PipelineOptions, PipelineStats
 from edge_app.sources import SourceOptions, make_source
+from ssd.postprocess import LIVE, PostprocessParams
 
 log = logging.getLogger("edge_app")
 
-T = TypeVar("T")
-
-
-def _fields_of(options: Any, cls: type[T]) -> T:
-    """The ``cls`` part of ``options``: ``cls`` built from the fields of the same names."""
-    return cls(**{f.name: getattr(options, f.name) for f in fields(cls)})  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunOptions(SourceOptions, BackendOptions):
-    """Everything ``ssd-edge`` takes; see ``ssd-edge --help`` for each flag.
-
-    The runtime fields (``device``, ``threads``, ``hint``, ...) are :class:`BackendOptions`'s and
-    the capture fields (``width``, ``fps``, ``loop``, ``reconnect``, ...) :class:`SourceOptions`',
-    with their defaults and checks.
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``ssd-edge`` takes, made of the option types of the parts it drives; see
+    ``ssd-edge --help`` for each flag.
 
     model: ``.onnx`` / ``.xml`` / ``.tflite`` artifact with its sidecar.
     source: a source URI (:mod:`edge_app.sources.uri`).
+    backend: how the runtime runs it (:class:`edge_app.backends.BackendOptions`).
+    capture: how the source captures (:class:`edge_app.sources.SourceOptions`).
+    postprocess: decode + NMS thresholds (:class:`ssd.PostprocessParams`, default ``LIVE``).
+    pipeline: how frames flow (:class:`edge_app.pipeline.PipelineOptions`).
     outputs: ``--output`` values (:mod:`edge_app.outputs`); empty: none.
     serve: ``[HOST:]PORT`` of the MJPEG server, or ``None``.
-    benchmark: count this many frames after a warm-up, then time the backend alone.
+    benchmark: count this many frames after a warm-up (at least 10), then time the backend alone.
     """
 
     model: Path
     source: str
+    backend: BackendOptions = field(default_factory=BackendOptions)
+    capture: SourceOptions = field(default_factory=SourceOptions)
+    postprocess: PostprocessParams = LIVE
+    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
     outputs: tuple[str, ...] = ()
     serve: str | None = None
-    score: float = 0.5
-    iou: float = 0.45
-    top_k: int = 400
-    max_detections: int = 100
-    realtime: bool | None = None
-    in_flight: int | None = None
-    max_frames: int | None = None
-    warmup_frames: int = 0
     benchmark: int | None = None
-    show_fps: bool = True
 
-    def backend_options(self) -> BackendOptions:
-        return _fields_of(self, BackendOptions)
-
-    def source_options(self) -> SourceOptions:
-        return _fields_of(self, SourceOptions)
-
-    def postprocess_options(self) -> PostprocessOptions:
-        return PostprocessOptions(score_threshold=self.score, iou_threshold=self.iou, top_k=self.top_k,
-                                  max_detections=self.max_detections)
-
-    def pipeline_options(self) -> PipelineOptions:
-        warmup = self.warmup_frames
-        max_frames = self.max_frames
-        if self.benchmark is not None:
-            warmup = max(warmup, 10)
-            max_frames = self.benchmark
-        return PipelineOptions(realtime=self.realtime, in_flight=self.in_flight, max_frames=max_frames,
-                               warmup_frames=warmup, show_fps=self.show_fps)
+    def effective_pipeline(self) -> PipelineOptions:
+        """:attr:`pipeline`, with ``--benchmark``'s frame count and warm-up applied."""
+        if self.benchmark is None:
+            return self.pipeline
+        return dataclasses.replace(self.pipeline, warmup_frames=max(self.pipeline.warmup_frames, 10),
+                                   max_frames=self.benchmark)
 
 
 @dataclass
-class RunResult:
+class RunSummary:
     """What a run did. Stage times are ``{"count", "mean_ms", "p50_ms", "p90_ms"}`` per stage
     (capture, preprocess, infer, postprocess (decode + NMS), output, latency (capture to output)).
     ``cores_used``: process CPU time / wall time while counting frames; ``backend_fps`` and
@@ -181,53 +159,68 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _close_all(outputs: list[Any]) -> None:
+    """Finalize every output, even when one of them fails to close."""
+    for output in outputs:
+        try:
+            output.close()
+        except Exception as exc:
+            log.error("closing %s failed: %s", type(output).__name__, exc)
+
+
+@contextlib.contextmanager
+def opened_backend(options: RunOptions) -> Iterator[Backend]:
+    """The run's backend, released on exit."""
+    backend = open_backend(options.model, options.backend)
+    try:
+        yield backend
+    finally:
+        backend.close()
+        # collect any reference cycle holding runtime objects here, on the main thread: if
+        # Python's GC ran it later on one of OpenVINO's callback threads, a destructor there
+        # would join its own thread and abort the process ("Resource deadlock avoided")
+        gc.collect()
+
+
 def run(
     options: RunOptions,
     stop: threading.Event | None = None,
     observer: Callable[[int, PipelineStats], None] | None = None,
-) -> RunResult:
+) -> RunSummary:
     """Run the app; returns when the source ends, a stop is requested, or ``max_frames`` are done.
+
+    Start-up checks come first, in this order: the model and its sidecar, the source, every
+    ``--output`` value, the MJPEG server's port; only then are output files opened, so a
+    failing start never truncates an existing output file. Whatever ends the run, outputs
+    are finalized, the source closed and the backend released, in that order.
 
     Raises :class:`ssd.sidecar.SidecarError` or :class:`edge_app.errors.EdgeAppError` (with
     a one-line message) when the model, sidecar, source or an output cannot be used.
     ``observer(processed, stats)`` is called after every frame (for monitors and benchmarks).
     """
     stop = stop or threading.Event()
-    with stop_on_signals(stop):
-        backend = open_backend(options.model, options.backend_options())
-        try:
-            detector = Detector(backend, options.postprocess_options())
-            source = make_source(options.source, options.source_options())
+    with stop_on_signals(stop), opened_backend(options) as backend:
+        detector = Detector(backend, options.postprocess)
+        with contextlib.ExitStack() as io:  # unwinds outputs first, then the source
+            source = make_source(options.source, options.capture)
             source.open()
-            try:
-                outputs = build_outputs(options.outputs, options.serve, fps=source.fps)
-                log.info("running %s on %s from %s", Path(options.model).name, backend.name, options.source)
-                try:
-                    stats = Pipeline(source, detector, outputs, options.pipeline_options()).run(stop, observer)
-                finally:
-                    for output in outputs:
-                        try:
-                            output.close()
-                        except Exception as exc:  # finalize every output even if one fails
-                            log.error("closing %s failed: %s", type(output).__name__, exc)
-            finally:
-                source.close()
-            backend_fps = backend_cores = None
-            if options.benchmark and not stop.is_set():
-                spec = backend.input_spec
-                frame = np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)
-                in_flight = options.in_flight or backend.max_in_flight
-                backend_fps, backend_cores = measure_backend(backend, detector.preprocess(frame), max(options.benchmark, 10),
-                                                             in_flight=in_flight)
-        finally:
-            backend.close()
-            # collect any reference cycle holding runtime objects here, on the main thread: if
-            # Python's GC ran it later on one of OpenVINO's callback threads, a destructor there
-            # would join its own thread and abort the process ("Resource deadlock avoided")
-            gc.collect()
-    return RunResult(
+            io.callback(source.close)
+            outputs = build_outputs(options.outputs, options.serve, fps=source.fps)
+            io.callback(_close_all, outputs)
+            log.info("running %s on %s from %s", Path(options.model).name, backend.name, options.source)
+            stats = Pipeline(source, detector, outputs, options.effective_pipeline()).run(stop, observer)
+        # the backend alone, after capture and outputs have stopped competing for the cores
+        backend_fps = backend_cores = None
+        if options.benchmark and not stop.is_set():
+            spec = backend.input_spec
+            frame = np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)
+            in_flight = options.pipeline.in_flight or backend.max_in_flight
+            backend_fps, backend_cores = measure_backend(backend, detector.preprocess(frame), max(options.benchmark, 10),
+                                                         in_flight=in_flight)
+    return RunSummary(
         model=str(options.model), backend=backend.name, source=options.source, frames=stats.frames,
         seconds=stats.seconds, fps=stats.fps, dropped=stats.dropped, corrupt=stats.corrupt,
         reconnects=stats.reconnects, ended_by=stats.ended_by, stages=stats.stage_summary(),
-        cores_used=stats.cores_used, backend_fps=backend_fps, backend_cores_used=backend_cores, threads=options.threads,
+        cores_used=stats.cores_used, backend_fps=backend_fps, backend_cores_used=backend_cores,
+        threads=options.backend.threads,
     )

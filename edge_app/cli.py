@@ -9,13 +9,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 
-from edge_app.app import RunOptions, RunResult, run
+from edge_app.app import RunOptions, RunSummary, run
+from edge_app.backends import BackendOptions
 from edge_app.errors import EdgeAppError
+from edge_app.pipeline import PipelineOptions
+from edge_app.sources import SourceOptions
+from ssd.postprocess import LIVE, PostprocessParams
 
 EXIT_USAGE = 2
 
@@ -47,10 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--cache-dir", default=None, help="TensorRT engine / OpenVINO model cache folder")
     rt.add_argument("--in-flight", type=int, default=None, help="frames in the backend at once (default: backend's)")
     det = p.add_argument_group("detections")
-    det.add_argument("--score", type=float, default=0.5, help="score threshold")
-    det.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
-    det.add_argument("--top-k", type=int, default=400, help="candidates entering NMS")
-    det.add_argument("--max-detections", type=int, default=100, help="detections per frame")
+    det.add_argument("--score", dest="score_threshold", type=float, default=LIVE.score_threshold, help="score threshold")
+    det.add_argument("--iou", dest="iou_threshold", type=float, default=LIVE.iou_threshold, help="NMS IoU threshold")
+    det.add_argument("--top-k", type=int, default=LIVE.top_k, help="candidates entering NMS")
+    det.add_argument("--max-detections", type=int, default=LIVE.max_detections, help="detections per frame")
     src = p.add_argument_group("source")
     src.add_argument("--width", type=int, default=None, help="camera capture width")
     src.add_argument("--height", type=int, default=None, help="camera capture height")
@@ -83,20 +88,25 @@ def default_outputs(benchmark: int | None) -> tuple[str, ...]:
     return ("window",) if display_available() else ("-",)
 
 
+def _fields(cls: type, args: argparse.Namespace) -> dict[str, object]:
+    """The parsed flags named like the fields of the dataclass or NamedTuple ``cls``."""
+    names = cls._fields if hasattr(cls, "_fields") else [f.name for f in dataclasses.fields(cls)]
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+
+
 def options_from_args(args: argparse.Namespace) -> RunOptions:
+    """The parsed flags as one :class:`RunOptions`, each part built from its own flags."""
     outputs = tuple(args.output) if args.output else default_outputs(args.benchmark)
     return RunOptions(
-        model=args.model, source=args.source, outputs=outputs, serve=args.serve, device=args.device,
-        threads=args.threads, hint=args.hint, num_requests=args.num_requests, xnnpack=args.xnnpack,
-        cache_dir=args.cache_dir, inference_precision=args.inference_precision, score=args.score, iou=args.iou, top_k=args.top_k,
-        max_detections=args.max_detections, width=args.width, height=args.height, fps=args.fps,
-        fourcc=args.fourcc, loop=args.loop, reconnect=args.reconnect, max_reconnects=args.max_reconnects,
-        realtime=args.realtime, in_flight=args.in_flight, max_frames=args.max_frames, benchmark=args.benchmark,
-        show_fps=args.show_fps,
+        model=args.model, source=args.source, outputs=outputs, serve=args.serve, benchmark=args.benchmark,
+        backend=BackendOptions(**_fields(BackendOptions, args)),
+        capture=SourceOptions(**_fields(SourceOptions, args)),
+        postprocess=PostprocessParams(**_fields(PostprocessParams, args)),
+        pipeline=PipelineOptions(**_fields(PipelineOptions, args)),
     )
 
 
-def format_report(result: RunResult) -> str:
+def format_report(result: RunSummary) -> str:
     """The ``--benchmark`` table: per-stage p50/p90, app FPS, backend-only FPS and their ratio."""
     lines = [
         f"ssd-edge benchmark: {Path(result.model).name} on {result.backend}, threads {result.threads or 'default'}, "

@@ -1,41 +1,33 @@
 """One frame through one artifact: preprocess -> backend -> decode + NMS.
 
-This is the unit the streaming pipeline splits into stages, and the API other stages
-(e.g. accuracy comparison) use to run an artifact on a frame::
+This is the unit the streaming pipeline splits into stages, and the API a script uses to
+run an artifact on single frames::
 
     with open_backend(path, threads=2) as backend:
-        detector = Detector(backend, PostprocessOptions(score_threshold=0.3))
+        detector = Detector(backend, LIVE._replace(score_threshold=0.3))
         dets = detector.detect(frame_bgr)   # ssd.Detections, boxes xyxy in [0, 1]
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from edge_app.backends.base import Backend
-from ssd.postprocess import Detections, decode_and_nms
+from ssd.postprocess import LIVE, Detections, PostprocessParams, decode_and_nms
 from ssd.preprocess import preprocess
 from ssd.priors import default_boxes
 
 
-@dataclass(frozen=True)
-class PostprocessOptions:
-    """Arguments of :func:`ssd.decode_and_nms`."""
-
-    score_threshold: float = 0.5
-    iou_threshold: float = 0.45
-    top_k: int = 400
-    max_detections: int = 100
-
-
 class Detector:
-    """Preprocessing, inference and decode + NMS for one backend; priors computed once."""
+    """Preprocessing, inference and decode + NMS for one backend; priors computed once.
 
-    def __init__(self, backend: Backend, post: PostprocessOptions | None = None) -> None:
+    ``post``: the thresholds (:class:`ssd.PostprocessParams`; the app's preset is
+    :data:`ssd.postprocess.LIVE`).
+    """
+
+    def __init__(self, backend: Backend, post: PostprocessParams = LIVE) -> None:
         self.backend = backend
-        self.post = post or PostprocessOptions()
+        self.post = post
         self.spec = backend.sidecar.spec
         self.priors = default_boxes(self.spec)  # (P, 4) cxcywh in [0, 1]
         self.labels = np.asarray(backend.sidecar.labels, dtype=object)  # class c -> labels[c - 1]
@@ -46,16 +38,7 @@ class Detector:
 
     def postprocess(self, loc: np.ndarray, conf: np.ndarray) -> Detections:
         """Head outputs of one image -> its :class:`ssd.Detections` (boxes xyxy in [0, 1])."""
-        return decode_and_nms(
-            loc,
-            conf,
-            self.priors,
-            variances=self.spec.variances,
-            score_threshold=self.post.score_threshold,
-            iou_threshold=self.post.iou_threshold,
-            top_k=self.post.top_k,
-            max_detections=self.post.max_detections,
-        )[0]
+        return decode_and_nms(loc, conf, self.priors, variances=self.spec.variances, **self.post._asdict())[0]
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         """The whole chain, synchronously."""

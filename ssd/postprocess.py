@@ -109,10 +109,10 @@ def decode_and_nms(
     priors: np.ndarray,
     *,
     variances: tuple[float, float] = DEFAULT_VARIANCES,
-    score_threshold: float = 0.5,
-    iou_threshold: float = 0.45,
-    top_k: int = 400,
-    max_detections: int = 200,
+    score_threshold: float = LIVE.score_threshold,
+    iou_threshold: float = LIVE.iou_threshold,
+    top_k: int = LIVE.top_k,
+    max_detections: int = LIVE.max_detections,
     conf_is_logits: bool = True,
 ) -> list[Detections]:
     """Turn a batch of head outputs into per-image detections.
@@ -125,6 +125,7 @@ def decode_and_nms(
         score_threshold: keep (prior, class) pairs whose probability is strictly above it.
         top_k: at most this many candidates per image enter NMS (highest scores).
         max_detections: at most this many detections per image leave NMS.
+        The threshold defaults are :data:`LIVE`'s; pass ``**EVAL._asdict()`` for mAP.
     Returns:
         One :class:`Detections` per image; boxes clipped to ``[0, 1]``.
     """

@@ -77,6 +77,21 @@ def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: str) -> n
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
+def dequantize(values: np.ndarray, scale: float | None, zero_point: int | None) -> np.ndarray:
+    """The inverse of :func:`quantize`: ``real = scale * (q - zero_point)`` in float32.
+
+    Integer ``values`` with a ``scale`` are dequantized (``zero_point`` ``None`` means 0);
+    anything else (float outputs, or integers without quantization parameters) is only cast.
+    """
+    if values.dtype.kind in "iu" and scale:
+        out = values.astype(np.float32)
+        if zero_point:
+            out -= np.float32(zero_point)
+        out *= np.float32(scale)
+        return out
+    return np.asarray(values, dtype=np.float32)
+
+
 def preprocess(frame_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Map one BGR uint8 frame ``(H, W, 3)`` to a batch-1 model input of ``spec.shape``."""
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
@@ -94,8 +109,3 @@ def preprocess(frame_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
             return np.ascontiguousarray(image)
         raise ValueError(f"an {spec.dtype} input needs a quantization scale and zero point in the sidecar")
     return np.ascontiguousarray(quantize(image.astype(np.float32), spec.scale, spec.zero_point, spec.dtype))
-
-
-def preprocess_batch(frames_bgr: list[np.ndarray], spec: InputSpec) -> np.ndarray:
-    """:func:`preprocess` for several frames, concatenated on the batch axis."""
-    return np.concatenate([preprocess(f, spec) for f in frames_bgr], axis=0)

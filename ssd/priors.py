@@ -23,7 +23,7 @@ def priors_per_map(spec: SSDSpec) -> list[np.ndarray]:
     """One ``(f*f*B, 4)`` float32 ``(cx, cy, w, h)`` array per feature map, largest map first.
 
     Within a map: row-major over ``(y, x)``, then the location's boxes in
-    :func:`_location_shapes` order. Clipped to ``[0, 1]`` when ``spec.clip``.
+    :func:`_location_shapes` order. Clipped to ``[0, 1]`` when ``spec.clip`` (only ``w, h`` when not ``spec.clip_centres``).
     """
     out = []
     for k, f in enumerate(spec.feature_maps):
@@ -37,8 +37,10 @@ def priors_per_map(spec: SSDSpec) -> list[np.ndarray]:
         boxes[..., 1] = cy[..., None]
         boxes[..., 2:] = shapes[None, None]
         boxes = boxes.reshape(-1, 4)
-        if spec.clip:
+        if spec.clip and spec.clip_centres:
             np.clip(boxes, 0.0, 1.0, out=boxes)
+        elif spec.clip:  # torchvision: only w, h
+            np.clip(boxes[:, 2:], 0.0, 1.0, out=boxes[:, 2:])
         out.append(boxes.astype(np.float32))
     return out
 

@@ -1,7 +1,11 @@
 """The JSON sidecar next to every artifact, and its validation. numpy-free, torch-free.
 
 The sidecar of ``model.onnx`` is ``model.onnx.json``. It records what the edge side needs
-to feed the model and read its outputs, and where the model came from.
+to feed the model and read its outputs, where the model came from, and everything a
+runtime needs to run it exactly as it was validated (:class:`RuntimeHints`): those are
+typed fields that the backends read, never free-form ``extra`` keys. ``extra`` holds only
+provenance for people (quantization settings, the exporter used), which no code reads to
+decide how to run the model.
 """
 
 from __future__ import annotations
@@ -16,8 +20,13 @@ from ssd.atomic import atomic_write_text
 from ssd.preprocess import InputSpec
 from ssd.specs import SSDSpec
 
-SIDECAR_VERSION = 1
+#: 2: runtime hints, companion files and the validation record became typed fields
+SIDECAR_VERSION = 2
 PRECISIONS = ("fp32", "fp16", "int8")
+#: OpenVINO ``INFERENCE_PRECISION_HINT`` values a sidecar may ask for
+INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
+#: how an artifact was checked against PyTorch (:class:`ValidationRecord.kind`)
+VALIDATION_KINDS = ("output_diff", "detections", "sqnr", "graph_and_table")
 
 
 class SidecarError(ValueError):
@@ -45,6 +54,134 @@ class OutputSpec:
         )
 
 
+def _plain_name(name: str, what: str, artifact_name: str) -> str:
+    """``name`` if it is a plain file name (no folder, not ``.``/``..``); else :class:`SidecarError`."""
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..") or "\\" in name:
+        raise SidecarError(f"sidecar of {artifact_name} names {what} {name!r}, which is not a plain file name; re-run ssd-convert")
+    return name
+
+
+@dataclass(frozen=True)
+class TensorRTCalibration:
+    """A TensorRT INT8 calibration table for a graph without Q/DQ nodes (implicit quantization).
+
+    table: plain file name of the table beside the artifact (ONNX Runtime's TensorRT provider
+        reads it from ``trt_engine_cache_path``); it is also listed in :attr:`Sidecar.files`.
+    native: whether the table is TensorRT's own format (``trt_int8_use_native_calibration_table``)
+        rather than ONNX Runtime's flatbuffers one.
+    """
+
+    table: str
+    native: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorRTCalibration:
+        return cls(table=str(data["table"]), native=bool(data.get("native", False)))
+
+
+@dataclass(frozen=True)
+class TensorRTGraphCheck:
+    """What :mod:`convert.tensorrt_check` proved about a QDQ graph without TensorRT.
+
+    passed: every rule held (``problems`` is empty).
+    tensorrt: the TensorRT versions whose ONNX parser rules were checked, e.g. ``"8.6, 10.x"``.
+    opset: the graph's ONNX opset; ops: its operator types, sorted (all in the accepted set).
+    weighted_nodes: Conv / ConvTranspose / Gemm / MatMul nodes; quantized_nodes: those whose
+        data input and weight both come through DequantizeLinear (the rest run in float).
+    activation_pairs / weight_pairs: Q -> DQ pairs on activations (per tensor) and on weights
+        (per output channel).
+    problems: one line per broken rule (empty when ``passed``).
+    """
+
+    passed: bool
+    tensorrt: str
+    opset: int
+    ops: list[str] = field(default_factory=list)
+    weighted_nodes: int = 0
+    quantized_nodes: int = 0
+    activation_pairs: int = 0
+    weight_pairs: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorRTGraphCheck:
+        return cls(
+            passed=bool(data["passed"]),
+            tensorrt=str(data["tensorrt"]),
+            opset=int(data["opset"]),
+            ops=[str(x) for x in data.get("ops", [])],
+            weighted_nodes=int(data.get("weighted_nodes", 0)),
+            quantized_nodes=int(data.get("quantized_nodes", 0)),
+            activation_pairs=int(data.get("activation_pairs", 0)),
+            weight_pairs=int(data.get("weight_pairs", 0)),
+            problems=[str(x) for x in data.get("problems", [])],
+        )
+
+
+@dataclass(frozen=True)
+class RuntimeHints:
+    """How a runtime must run the artifact to compute what was validated.
+
+    inference_precision: OpenVINO ``INFERENCE_PRECISION_HINT`` (``f32``, ``bf16``, ``f16``) or
+        ``None`` (the device's default). FP32 and FP16 IR carry ``f32``: OpenVINO's CPU plugin
+        would otherwise run them in bf16 on CPUs with AVX512-BF16/AMX.
+    execution_provider: the ONNX Runtime provider the artifact is made for, or ``None``. A
+        TensorRT calibration artifact is INT8 only under ``TensorrtExecutionProvider`` (its
+        graph is FP32); a TensorRT QDQ artifact carries its own scales and is INT8 under any.
+    provider_options: further options for that provider, beyond the ones the backend derives.
+    tensorrt_calibration: the INT8 calibration table, for implicit-quantization artifacts.
+    tensorrt_check: for an explicit-quantization (QDQ) artifact made for TensorRT, the static
+        check of its graph against TensorRT's parser rules (:class:`TensorRTGraphCheck`).
+    """
+
+    inference_precision: str | None = None
+    execution_provider: str | None = None
+    provider_options: dict[str, Any] = field(default_factory=dict)
+    tensorrt_calibration: TensorRTCalibration | None = None
+    tensorrt_check: TensorRTGraphCheck | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RuntimeHints:
+        calib = data.get("tensorrt_calibration")
+        return cls(
+            inference_precision=data.get("inference_precision"),
+            execution_provider=data.get("execution_provider"),
+            provider_options=dict(data.get("provider_options") or {}),
+            tensorrt_calibration=TensorRTCalibration.from_dict(calib) if calib else None,
+            tensorrt_check=TensorRTGraphCheck.from_dict(data["tensorrt_check"]) if data.get("tensorrt_check") else None,
+        )
+
+
+@dataclass(frozen=True)
+class ValidationRecord:
+    """The check ``ssd-convert`` ran before installing the artifact.
+
+    kind: ``output_diff`` (FP32/FP16: largest output difference from PyTorch), ``detections``
+        (INT8: detections matched to PyTorch's), ``sqnr`` (INT8 where PyTorch found too few
+        objects to compare detections) or ``graph_and_table`` (a TensorRT calibration artifact:
+        the FP32 graph under ONNX Runtime plus the table's coverage).
+    passed, summary, metrics: the outcome; images / images_from: what it ran on.
+    """
+
+    kind: str
+    passed: bool
+    summary: str
+    images: int = 0
+    images_from: str = ""
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationRecord:
+        return cls(
+            kind=str(data["kind"]),
+            passed=bool(data["passed"]),
+            summary=str(data.get("summary", "")),
+            images=int(data.get("images", 0)),
+            images_from=str(data.get("images_from", "")),
+            metrics={str(k): (None if v is None else float(v)) for k, v in dict(data.get("metrics", {})).items()},
+        )
+
+
 @dataclass(frozen=True)
 class Sidecar:
     """Metadata of one artifact.
@@ -58,7 +195,14 @@ class Sidecar:
     outputs: ``{"loc": OutputSpec, "conf": OutputSpec}``; ``loc`` is ``(N, P, 4)`` and
         ``conf`` ``(N, P, C)`` logits after dequantization.
     labels: foreground class names; model class ``c >= 1`` is ``labels[c - 1]``.
+    labels_sha256: :func:`labels_digest` of the checkpoint's label list; every reader checks
+        that ``labels`` still hash to it, so a sidecar whose class names were edited is refused.
     spec: the prior spec (:meth:`ssd.specs.SSDSpec.to_dict`), variances included.
+    runtime_hints: how to run it as validated (:class:`RuntimeHints`).
+    files: companion files the model needs beside it (OpenVINO ``.bin``, calibration tables):
+        plain file name -> sha256.
+    validation: the check ``ssd-convert`` ran (``None`` only while it is being written).
+    extra: provenance for people (quantization settings, exporter); no code reads it to run.
     """
 
     format: str
@@ -72,8 +216,12 @@ class Sidecar:
     spec: SSDSpec
     checkpoint_sha256: str
     artifact_sha256: str
+    labels_sha256: str
     calibration_sha256: str | None = None
     tool_versions: dict[str, str] = field(default_factory=dict)
+    runtime_hints: RuntimeHints = field(default_factory=RuntimeHints)
+    files: dict[str, str] = field(default_factory=dict)
+    validation: ValidationRecord | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = SIDECAR_VERSION
 
@@ -90,7 +238,14 @@ class Sidecar:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sidecar:
+        version = data.get("version")  # every sidecar ever written has one; none: malformed (below)
+        if isinstance(version, int) and version < SIDECAR_VERSION:
+            raise SidecarError(
+                f"sidecar of {data.get('artifact', 'this model')} has version {version}, written by an older ssd-convert; "
+                f"this build reads version {SIDECAR_VERSION}: re-run ssd-convert"
+            )
         try:
+            validation = data.get("validation")
             return cls(
                 format=str(data["format"]),
                 runtime=str(data["runtime"]),
@@ -103,13 +258,22 @@ class Sidecar:
                 spec=SSDSpec.from_dict(data["spec"]),
                 checkpoint_sha256=str(data["checkpoint_sha256"]),
                 artifact_sha256=str(data["artifact_sha256"]),
+                labels_sha256=str(data["labels_sha256"]),
                 calibration_sha256=data.get("calibration_sha256"),
                 tool_versions=dict(data.get("tool_versions", {})),
+                runtime_hints=RuntimeHints.from_dict(dict(data.get("runtime_hints") or {})),
+                files={str(k): str(v) for k, v in dict(data.get("files") or {}).items()},
+                validation=ValidationRecord.from_dict(validation) if validation else None,
                 extra=dict(data.get("extra", {})),
-                version=int(data.get("version", SIDECAR_VERSION)),
+                version=int(data["version"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SidecarError(f"malformed sidecar ({type(exc).__name__}: {exc}); re-run ssd-convert") from None
+
+
+def labels_digest(labels: list[str] | tuple[str, ...]) -> str:
+    """sha256 of a label list (order and exact names), as JSON."""
+    return hashlib.sha256(json.dumps([str(x) for x in labels]).encode()).hexdigest()
 
 
 def sidecar_path(artifact: str | Path) -> Path:
@@ -162,6 +326,12 @@ def validate_sidecar(sidecar: Sidecar, artifact: str | Path, check_hash: bool = 
         raise SidecarError(f"{where} describes {sidecar.artifact!r}, not {artifact.name!r}; keep each sidecar with its model")
     if sidecar.precision not in PRECISIONS:
         raise SidecarError(f"{where}: unknown precision {sidecar.precision!r}")
+    if labels_digest(sidecar.labels) != sidecar.labels_sha256:
+        raise SidecarError(
+            f"{where}: its labels {sidecar.labels} are not the label list it was converted with (labels_sha256 differs); "
+            "class names come from the checkpoint: re-run ssd-convert instead of editing the sidecar"
+        )
+    validate_runtime_hints(sidecar, artifact)
     if set(sidecar.outputs) != {"loc", "conf"}:
         raise SidecarError(f"{where}: outputs must be 'loc' and 'conf', got {sorted(sidecar.outputs)}")
     priors = sidecar.spec.num_priors
@@ -177,15 +347,29 @@ def validate_sidecar(sidecar: Sidecar, artifact: str | Path, check_hash: bool = 
     validate_companions(sidecar, artifact, check_hash)
 
 
+def validate_runtime_hints(sidecar: Sidecar, artifact: Path) -> None:
+    """Refuse runtime hints a backend could not apply as written."""
+    where = f"sidecar of {artifact.name}"
+    hints = sidecar.runtime_hints
+    if hints.inference_precision is not None and hints.inference_precision not in INFERENCE_PRECISIONS:
+        raise SidecarError(f"{where}: inference precision {hints.inference_precision!r} is not one of {INFERENCE_PRECISIONS}")
+    if sidecar.validation is not None and sidecar.validation.kind not in VALIDATION_KINDS:
+        raise SidecarError(f"{where}: validation kind {sidecar.validation.kind!r} is not one of {VALIDATION_KINDS}")
+    calib = hints.tensorrt_calibration
+    if calib is not None:
+        _plain_name(calib.table, "TensorRT calibration table", artifact.name)
+        if calib.table not in sidecar.files:
+            raise SidecarError(f"{where}: its TensorRT calibration table {calib.table!r} is not among its checked files; re-run ssd-convert")
+        if hints.tensorrt_check is not None:
+            raise SidecarError(f"{where}: names both a TensorRT calibration table and a QDQ graph check; TensorRT takes a "
+                               "table only for a graph without Q/DQ nodes: re-run ssd-convert")
+
+
 def validate_companions(sidecar: Sidecar, artifact: Path, check_hash: bool = True) -> None:
-    """Check the files a model needs beside it (``extra["files"]``: name -> sha256), e.g.
-    OpenVINO's ``.bin`` weights or a TensorRT calibration table."""
-    files = sidecar.extra.get("files") or {}
-    if not isinstance(files, dict):
-        raise SidecarError(f"sidecar of {artifact.name}: extra.files must map file names to sha256; re-run ssd-convert")
-    for name, digest in files.items():
-        if Path(name).name != name or name in ("", ".", ".."):
-            raise SidecarError(f"sidecar of {artifact.name} names companion {name!r}, which is not a plain file name")
+    """Check the files a model needs beside it (:attr:`Sidecar.files`: name -> sha256), e.g.
+    OpenVINO's ``.bin`` weights or a TensorRT calibration table: plain names, present, sha256."""
+    for name, digest in sidecar.files.items():
+        _plain_name(name, "companion", artifact.name)
         companion = artifact.with_name(name)
         if not companion.is_file():
             raise SidecarError(f"{artifact.name} needs {name} next to it; copy it along with the model")

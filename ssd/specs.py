@@ -27,6 +27,9 @@ class SSDSpec:
             ``image_size / feature_map`` (centres exactly tile the image).
         variances: the ``(centre, size)`` variances of the box coder.
         clip: clamp every prior's ``(cx, cy, w, h)`` to ``[0, 1]``.
+        clip_centres: with ``clip``, clamp the centres too (True, the default); False clamps
+            only ``w, h`` as torchvision's ``DefaultBoxGenerator`` does, whose SSD300 has centres
+            beyond the image (step 32 on the 10x10 map: 304 px at 300 px input).
     """
 
     name: str
@@ -37,6 +40,7 @@ class SSDSpec:
     steps: tuple[float, ...] | None = None
     variances: tuple[float, float] = DEFAULT_VARIANCES
     clip: bool = True
+    clip_centres: bool = True
 
     def __post_init__(self) -> None:
         k = len(self.feature_maps)
@@ -71,6 +75,7 @@ class SSDSpec:
             steps=None if data.get("steps") is None else tuple(float(s) for s in data["steps"]),
             variances=tuple(float(v) for v in data.get("variances", DEFAULT_VARIANCES)),  # type: ignore[arg-type]
             clip=bool(data.get("clip", True)),
+            clip_centres=bool(data.get("clip_centres", True)),
         )
 
 
@@ -123,7 +128,12 @@ TINY = SSDSpec(
     aspect_ratios=((2,), (2, 3), (2, 3), (2,)),
 )
 
-SPECS: dict[str, SSDSpec] = {s.name: s for s in (SSD300, SSD512, SSDLITE320, SSDLITE320_S08, TINY)}
+# SSD300 with the paper's COCO scales (21, 45, 99, 153, 207, 261, 315 px): torchvision's
+# ssd300_vgg16 DefaultBoxGenerator (scales 0.07 ... 1.05), whose COCO weights it fits.
+SSD300_COCO = replace(SSD300, name="ssd300_coco", scales=(0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05),
+                      clip_centres=False)
+
+SPECS: dict[str, SSDSpec] = {s.name: s for s in (SSD300, SSD512, SSDLITE320, SSDLITE320_S08, TINY, SSD300_COCO)}
 
 
 def get_spec(name: str) -> SSDSpec:
@@ -134,4 +144,4 @@ def get_spec(name: str) -> SSDSpec:
         raise KeyError(f"unknown SSD spec {name!r}; choose one of {sorted(SPECS)}") from None
 
 
-__all__ = ["SSDSpec", "SSD300", "SSD512", "SSDLITE320", "SSDLITE320_S08", "TINY", "SPECS", "get_spec", "linear_scales"]
+__all__ = ["SSDSpec", "SSD300", "SSD300_COCO", "SSD512", "SSDLITE320", "SSDLITE320_S08", "TINY", "SPECS", "get_spec", "linear_scales"]

@@ -28,7 +28,7 @@ from edge_app.sources.synthetic import SyntheticScene
 from ssd.postprocess import Detections, decode_and_nms
 from ssd.preprocess import InputSpec, preprocess
 from ssd.priors import default_boxes
-from ssd.sidecar import OutputSpec, Sidecar, file_sha256, write_sidecar
+from ssd.sidecar import OutputSpec, RuntimeHints, Sidecar, file_sha256, labels_digest, write_sidecar
 from ssd.specs import TINY, SSDSpec
 
 NUM_CLASSES = 4
@@ -121,12 +121,17 @@ def read_video(path: str | Path) -> list[np.ndarray]:
 
 
 def make_sidecar(artifact: Path, fmt: str, runtime: str, precision: str, input_name: str, input_spec: InputSpec,
-                 outputs: dict[str, OutputSpec], spec: SSDSpec = TINY, extra: dict | None = None) -> Path:
+                 outputs: dict[str, OutputSpec], spec: SSDSpec = TINY, extra: dict | None = None,
+                 hints: RuntimeHints | None = None) -> Path:
+    """A sidecar as ``ssd-convert`` writes it (float OpenVINO IR gets the ``f32`` precision hint)."""
+    if hints is None:
+        hints = RuntimeHints(inference_precision="f32" if runtime == "openvino" and precision != "int8" else None)
     sidecar = Sidecar(
         format=fmt, runtime=runtime, precision=precision, artifact=artifact.name, input_name=input_name,
         input=input_spec, outputs=outputs, labels=list(LABELS), spec=spec, checkpoint_sha256="0" * 64,
+        labels_sha256=labels_digest(list(LABELS)),
         artifact_sha256=file_sha256(artifact), calibration_sha256=None,
-        tool_versions={"test": "edge_artifacts"}, extra=dict(extra or {}),
+        tool_versions={"test": "edge_artifacts"}, runtime_hints=hints, extra=dict(extra or {}),
     )
     return write_sidecar(sidecar, artifact)
 
@@ -192,9 +197,9 @@ def _quiet():
 
 def _tflite_outputs(path: Path) -> list[tuple[str, str, tuple[int, ...], str, float | None, int | None]]:
     """``(signature key, tensor name, shape, dtype, scale, zero point)`` per output, in signature order."""
-    from ai_edge_litert.interpreter import Interpreter
+    from edge_app.backends.tflite_backend import make_interpreter
 
-    interp = Interpreter(model_path=os.fspath(path))
+    interp, _ = make_interpreter(path)
     runner = interp.get_signature_runner(next(iter(interp.get_signature_list())))
     rows = []
     for key, d in sorted(runner.get_output_details().items()):

@@ -8,15 +8,15 @@ import shutil
 import numpy as np
 import pytest
 
-from convert.compare import (
+from compare.cli import main as compare_main
+from compare.report import table, to_dict
+from compare.run import (
     ComparisonReport,
-    RunResult,
+    ModelResult,
     discover_artifacts,
     evaluate_predictor,
     load_samples,
 )
-from convert.compare_cli import main as compare_main
-from convert.compare_report import table, to_dict
 from ssd import TINY, default_boxes, encode
 from ssd.preprocess import InputSpec
 
@@ -114,7 +114,7 @@ class OraclePredictor:
 
 
 def test_perfect_predictions_score_one_and_empty_zero(pipeline):
-    samples = load_samples(pipeline["data"], "val", ["circle", "rectangle", "triangle", "star"], None)
+    samples = load_samples(pipeline["data"], "val", ["circle", "rectangle", "triangle", "star"], None).samples
     labels = ["circle", "rectangle", "triangle", "star"]
     assert sum(len(s.boxes) for s in samples) > 0
     perfect = evaluate_predictor(OraclePredictor(samples, 5), samples, labels)
@@ -161,8 +161,8 @@ def test_discover_orders_fp32_before_int8(pipeline):
     assert names == ["model_onnx_fp32.onnx", "model_onnx_int8.onnx"]
 
 
-def test_run_result_latency_median():
-    row = RunResult("x", "r", "fp32", None, None, latency_ms=[3.0, 1.0, 2.0])
+def test_model_result_latency_median():
+    row = ModelResult("x", "r", "fp32", None, None, latency_ms=[3.0, 1.0, 2.0])
     assert row.latency_p50 == 2.0
 
 
@@ -183,10 +183,69 @@ def test_tensorrt_table_without_tensorrt_counts_as_fp32(pipeline, tmp_path, caps
     assert "ok (see note)" in (out / "report.md").read_text()
 
 
-def test_executed_precision_keeps_int8_where_the_provider_ran():
-    from convert.compare import executed_precision
+def test_executed_precision_keeps_int8_where_the_provider_ran(tmp_path):
+    import dataclasses
 
-    extra = {"execution_provider": "TensorrtExecutionProvider"}
-    assert executed_precision("int8", extra, "onnxruntime TensorrtExecutionProvider") == ("int8", None)
-    assert executed_precision("int8", {}, "onnxruntime CPUExecutionProvider") == ("int8", None)
-    assert executed_precision("int8", extra, "onnxruntime CUDAExecutionProvider")[0] == "fp32"
+    from compare.predictors import executed_precision
+    from ssd.sidecar import RuntimeHints, TensorRTCalibration
+
+    from .test_preprocess_sidecar import _sidecar
+
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"model")
+    plain = dataclasses.replace(_sidecar(artifact), precision="int8")
+    trt = dataclasses.replace(plain, runtime_hints=RuntimeHints(
+        execution_provider="TensorrtExecutionProvider", tensorrt_calibration=TensorRTCalibration("model.table")))
+    assert executed_precision(trt, "onnxruntime TensorrtExecutionProvider") == ("int8", None)
+    assert executed_precision(plain, "onnxruntime CPUExecutionProvider") == ("int8", None)
+    assert executed_precision(trt, "onnxruntime CUDAExecutionProvider")[0] == "fp32"
+    # a QDQ graph made for TensorRT carries its scales: INT8 under every provider
+    qdq = dataclasses.replace(plain, runtime_hints=RuntimeHints(execution_provider="TensorrtExecutionProvider"))
+    assert executed_precision(qdq, "onnxruntime CPUExecutionProvider") == ("int8", None)
+
+
+def test_train_eval_and_compare_report_one_map_for_one_checkpoint(pipeline, tmp_path):
+    """ssd-train's periodic evaluation, ssd-eval and ssd-compare's PyTorch row: one mAP."""
+    from train.checkpoint import read_checkpoint
+    from train.cli import main as train_main
+    from train.eval_cli import main as eval_main
+
+    overrides = {
+        "name": "t", "output_dir": str(tmp_path), "data.format": "voc", "data.root": str(pipeline["data"]),
+        "data.workers": 0, "optim.epochs": 1, "optim.batch_size": 8, "optim.lr": 0.01, "eval.every": 0,
+        "eval.batch_size": 4, "model.kwargs": "{width: 8}", "runtime.tensorboard": False, "runtime.threads": 1,
+    }
+    assert train_main(["--config", "tiny_synth", *[f"{k}={v}" for k, v in overrides.items()]]) == 0
+    checkpoint = tmp_path / "t" / "last.pt"
+    trained = read_checkpoint(checkpoint)["metrics"]
+    assert eval_main(["--checkpoint", str(checkpoint), "--data", str(pipeline["data"]), "--split", "val",
+                      "--json", str(tmp_path / "eval.json"), "--threads", "1"]) == 0
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    evaluated = {"map50": evaluated["mAP@0.5"], "map": evaluated["mAP@[.5:.95]"]}
+    from convert.cli import main as convert_main
+
+    artifacts = tmp_path / "artifacts"
+    assert convert_main(["--checkpoint", str(checkpoint), "--target", "onnx_fp32", "--out", str(artifacts),
+                         "--validate-images", "1"]) == 0
+    assert compare_main(["--checkpoint", str(checkpoint), "--artifacts", str(artifacts), "--data", str(pipeline["data"]),
+                         "--split", "val", "--out", str(tmp_path / "report"), "--threads", "1"]) == 0
+    row = json.loads((tmp_path / "report" / "report.json").read_text())["rows"][0]
+    assert row["name"] == "pytorch_fp32"
+    compared = {"map50": row["metrics"]["mAP@0.5"], "map": row["metrics"]["mAP@[.5:.95]"]}
+    assert trained["map50"] > 0, "a measurable mAP, so equality means something"
+    assert trained["map50"] == evaluated["map50"] == compared["map50"]
+    assert trained["map"] == evaluated["map"] == compared["map"]
+
+
+def test_compare_reports_voc07_beside_coco(pipeline, tmp_path, capsys):
+    out = tmp_path / "voc"
+    assert compare_main(["--checkpoint", str(pipeline["checkpoint"]), "--artifacts", str(pipeline["artifacts"]),
+                         "--data", str(pipeline["data"]), "--split", "val", "--out", str(out), "--threads", "1",
+                         "--metric", "voc07", "--limit", "6"]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("format"))
+    assert "mAP50 voc07" in header and "mAP50-95" in header
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    for row in rows:
+        assert row["voc"]["metric"] == "voc07" and row["metrics"]["mAP@0.5"] is not None
+        assert 0.0 <= row["voc"]["mAP@0.5 (voc07)"] <= 1.0
+    assert "mAP50 voc07" in (out / "report.md").read_text()

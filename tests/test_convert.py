@@ -22,8 +22,7 @@ pytest.importorskip("litert_torch")
 from calibration.sets import load_calibration_set, write_calibration_set  # noqa: E402
 from calibration.testing import write_voc_dataset  # noqa: E402
 from convert import ConvertOptions, export  # noqa: E402
-from convert.formats import FORMATS  # noqa: E402
-from convert.runners import open_runner  # noqa: E402
+from convert.formats import FORMATS, run_artifact  # noqa: E402
 from convert.targets import TARGETS, resolve_formats  # noqa: E402
 from convert.testing import save_lively_checkpoint  # noqa: E402
 from convert.validate import match_detections  # noqa: E402
@@ -75,7 +74,7 @@ def reference(converted):
 def test_targets_cover_the_issue():
     assert resolve_formats("intel") == ["openvino_fp32", "openvino_fp16", "openvino_int8"]
     assert set(resolve_formats("rpi")) == {"tflite_fp32", "tflite_int8", "onnx_int8"}
-    assert set(resolve_formats("jetson")) == {"onnx_fp32", "onnx_fp16", "tensorrt_calib"}
+    assert set(resolve_formats("jetson")) == {"onnx_fp32", "onnx_fp16", "tensorrt_calib", "tensorrt_qdq"}
     assert resolve_formats("all") == list(FORMATS) and set(TARGETS["all"]) == set(FORMATS)
     assert resolve_formats("rpi,onnx_fp32")[0] == "onnx_fp32"  # table order, not argument order
 
@@ -89,27 +88,35 @@ def test_every_format_is_produced_with_its_sidecar(converted):
         assert path == out / fmt.filename and path.is_file()
         sidecar = read_sidecar(path)  # checks name, shapes and sha256
         assert (sidecar.format, sidecar.runtime, sidecar.precision) == (name, fmt.runtime, fmt.precision)
-        for companion, sha in sidecar.extra["files"].items():
+        for companion, sha in sidecar.files.items():
             assert file_sha256(out / companion) == sha
-        assert sidecar.extra["validation"]["passed"] is True
+        assert sidecar.validation is not None and sidecar.validation.passed is True
+        expected_kind = {"fp32": "output_diff", "fp16": "output_diff"}.get(fmt.precision, ("detections", "sqnr"))
+        if name == "tensorrt_calib":
+            expected_kind = "graph_and_table"
+        assert sidecar.validation.kind in (expected_kind if isinstance(expected_kind, tuple) else (expected_kind,)), name
+        hint = sidecar.runtime_hints.inference_precision
+        assert hint == ("f32" if fmt.runtime == "openvino" and fmt.precision in ("fp32", "fp16") else None), name
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staging leftovers"
     # progress lines and the summary table
-    assert any("[9/9] tensorrt_calib: ok" in line for line in converted["log"])
+    n = len(FORMATS)
+    assert any(f"[{n}/{n}] tensorrt_qdq: ok" in line for line in converted["log"])
     table = report.table()
     for header in ("format", "file", "size MB", "validation", "time s"):
         assert header in table.splitlines()[0]
-    assert "9/9 formats valid" in table
+    assert f"{n}/{n} formats valid" in table
 
 
 def test_sidecars_record_real_tensor_names(converted):
-    import onnxruntime as ort
     import openvino as ov
-    from ai_edge_litert.interpreter import Interpreter
+
+    from edge_app.backends.ort_backend import create_session
+    from edge_app.backends.tflite_backend import make_interpreter
 
     out = converted["out"]
-    for name in ("onnx_fp32", "onnx_fp16", "onnx_int8", "tensorrt_calib"):
+    for name in ("onnx_fp32", "onnx_fp16", "onnx_int8", "tensorrt_calib", "tensorrt_qdq"):
         sc = read_sidecar(out / FORMATS[name].filename)
-        session = ort.InferenceSession(str(out / sc.artifact), providers=["CPUExecutionProvider"])
+        session = create_session(out / sc.artifact)
         assert [i.name for i in session.get_inputs()] == [sc.input_name] == ["images"]
         assert {o.name for o in session.get_outputs()} == {sc.outputs["loc"].name, sc.outputs["conf"].name} == {"loc", "conf"}
         assert session.get_inputs()[0].type == "tensor(float)"
@@ -120,7 +127,7 @@ def test_sidecars_record_real_tensor_names(converted):
         assert {o.get_any_name() for o in model.outputs} >= {sc.outputs["loc"].name, sc.outputs["conf"].name}
     for name in ("tflite_fp32", "tflite_int8"):
         sc = read_sidecar(out / FORMATS[name].filename)
-        it = Interpreter(model_path=str(out / sc.artifact))
+        it, _ = make_interpreter(out / sc.artifact)
         (inp,) = it.get_input_details()
         assert inp["name"] == sc.input_name and list(inp["shape"]) == [1, 128, 128, 3] and sc.input.layout == "NHWC"
         details = {d["name"]: d for d in it.get_output_details()}
@@ -140,10 +147,9 @@ def test_fp_artifacts_match_pytorch_in_their_runtimes(converted, reference):
     out = converted["out"]
     limits = {"fp32": 1e-4, "fp16": 2e-2}
     for name in ("onnx_fp32", "onnx_fp16", "openvino_fp32", "openvino_fp16", "tflite_fp32", "tensorrt_calib"):
-        runner = open_runner(out / FORMATS[name].filename)
+        outs = run_artifact(out / FORMATS[name].filename, frames)
         limit = limits["fp32" if name == "tensorrt_calib" else FORMATS[name].precision]
-        for frame, (ref_loc, ref_conf) in zip(frames, refs, strict=True):
-            loc, conf = runner(frame)
+        for (loc, conf), (ref_loc, ref_conf) in zip(outs, refs, strict=True):
             scale = max(np.abs(ref_loc).max(), np.abs(ref_conf).max())
             assert np.abs(loc - ref_loc).max() / scale < limit, name
             assert np.abs(conf - ref_conf).max() / scale < limit, name
@@ -153,12 +159,12 @@ def test_int8_artifacts_agree_with_pytorch_detections(converted, reference):
     source, frames, refs = reference
     priors = default_boxes(source.spec)
     out = converted["out"]
-    for name in ("onnx_int8", "openvino_int8", "tflite_int8"):
-        runner = open_runner(out / FORMATS[name].filename)
+    for name in ("onnx_int8", "openvino_int8", "tflite_int8", "tensorrt_qdq"):
+        outs = run_artifact(out / FORMATS[name].filename, frames)
         matched = same = total_ref = total_out = 0
-        for frame, (ref_loc, ref_conf) in zip(frames, refs, strict=True):
+        for (loc, conf), (ref_loc, ref_conf) in zip(outs, refs, strict=True):
             ref = decode_and_nms(ref_loc, ref_conf, priors, score_threshold=0.3)[0]
-            det = decode_and_nms(*runner(frame), priors, score_threshold=0.3)[0]
+            det = decode_and_nms(loc, conf, priors, score_threshold=0.3)[0]
             m, s, _ = match_detections(ref, det, 0.5)
             matched, same, total_ref, total_out = matched + m, same + s, total_ref + len(ref.scores), total_out + len(det.scores)
         assert total_ref >= 20, "the lively tiny model detects things"
@@ -172,9 +178,8 @@ def test_int8_outputs_are_not_clipped(converted, reference):
     out = converted["out"]
     ref_loc = np.concatenate([r[0] for r in refs])
     ref_conf = np.concatenate([r[1] for r in refs])
-    for name in ("onnx_int8", "openvino_int8", "tflite_int8"):
-        runner = open_runner(out / FORMATS[name].filename)
-        outs = [runner(f) for f in frames]
+    for name in ("onnx_int8", "openvino_int8", "tflite_int8", "tensorrt_qdq"):
+        outs = run_artifact(out / FORMATS[name].filename, frames)
         loc = np.concatenate([o[0] for o in outs])
         conf = np.concatenate([o[1] for o in outs])
         for got, ref in ((loc, ref_loc), (conf, ref_conf)):
@@ -201,8 +206,11 @@ def test_tensorrt_table_sits_next_to_its_onnx_model(converted):
 
     out = converted["out"]
     sc = read_sidecar(out / "model_tensorrt_calib.onnx")
-    table = out / sc.extra["calibration_table"]
-    assert sc.extra["provider_options"]["trt_int8_calibration_table_name"] == table.name
+    calib = sc.runtime_hints.tensorrt_calibration
+    assert calib is not None and calib.native is False
+    assert sc.runtime_hints.execution_provider == "TensorrtExecutionProvider"
+    table = out / calib.table
+    assert calib.table in sc.files and file_sha256(table) == sc.files[calib.table]
     buf = table.read_bytes()
     parsed = TrtTable.TrtTable.GetRootAsTrtTable(buf, 0)
     keys = {parsed.Dict(i).Key().decode() for i in range(parsed.DictLength())}
@@ -229,12 +237,12 @@ def test_reading_a_sidecar_and_running_an_artifact_need_no_torch(converted):
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from ssd.sidecar import read_sidecar\n"
-        "from convert.runners import open_runner\n"
+        "from convert.formats import run_artifact\n"
         "import numpy as np\n"
         f"out = {str(converted['out'])!r}\n"
         "for name in ('model_onnx_int8.onnx', 'model_tflite_int8.tflite', 'model_openvino_int8.xml'):\n"
         "    sc = read_sidecar(out + '/' + name)\n"
-        "    loc, conf = open_runner(out + '/' + name, sidecar=sc)(np.zeros((128, 128, 3), np.uint8))\n"
+        "    ((loc, conf),) = run_artifact(out + '/' + name, [np.zeros((128, 128, 3), np.uint8)])\n"
         "    assert loc.shape == (1, sc.spec.num_priors, 4) and conf.dtype == np.float32\n"
         "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
         "print('ok')\n"
@@ -242,3 +250,34 @@ def test_reading_a_sidecar_and_running_an_artifact_need_no_torch(converted):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
+
+
+def test_convert_edge_and_compare_run_each_artifact_bit_identically(converted, reference):
+    """What ssd-convert validated is what ssd-edge deploys and what ssd-compare measures:
+    the same head outputs, bit for bit, for every format (OpenVINO FP16 IR included, which
+    this CPU's plugin would otherwise run in bf16)."""
+    from compare.predictors import ArtifactPredictor
+    from edge_app.app import opened_backend
+    from edge_app.cli import build_parser, options_from_args
+    from edge_app.detector import Detector
+
+    frame = reference[1][0]
+    for name, fmt in FORMATS.items():
+        path = converted["out"] / fmt.filename
+        ((validated_loc, validated_conf),) = run_artifact(path, [frame], threads=1)
+        # ssd-edge: its CLI's options, its backend (device AUTO), its detector's preprocessing
+        options = options_from_args(build_parser().parse_args(["--model", str(path), "--source", "synthetic://",
+                                                               "--threads", "1", "--output", "-"]))
+        with opened_backend(options) as backend:
+            edge_loc, edge_conf = backend.infer(Detector(backend, options.postprocess).preprocess(frame))
+        predictor = ArtifactPredictor(path, threads=1)
+        try:
+            compare_loc, compare_conf = predictor.infer(preprocess(frame, predictor.input_spec))
+            if fmt.runtime == "openvino" and fmt.precision != "int8":
+                precision = str(predictor.backend.compiled.get_property("INFERENCE_PRECISION_HINT"))
+                assert "float32" in precision, (name, precision)
+        finally:
+            predictor.close()
+        for got in ((edge_loc, edge_conf), (compare_loc, compare_conf)):
+            np.testing.assert_array_equal(got[0], validated_loc, err_msg=name)
+            np.testing.assert_array_equal(got[1], validated_conf, err_msg=name)

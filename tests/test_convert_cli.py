@@ -32,9 +32,10 @@ def test_cli_converts_prints_progress_and_summary(tmp_path, capsys):
     assert sc.extra["quantization"]["calibrate_method"] == "percentile"
     assert sc.outputs["loc"].shape[0] == -1 and sc.extra["dynamic_batch"] is True
     # a dynamic-batch artifact runs a batch of 2
-    from convert.runners import open_runner
+    from edge_app.backends import open_backend
 
-    loc, conf = open_runner(out / "model_onnx_fp32.onnx").infer(images[:2].astype(np.float32))
+    with open_backend(out / "model_onnx_fp32.onnx", device="CPU") as backend:
+        loc, conf = backend.infer(images[:2].astype(np.float32))
     assert loc.shape[0] == 2 and conf.shape[0] == 2
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,14 +16,22 @@ import pytest
 from edge_app.app import RunOptions, run
 from edge_app.backends import BackendOptions, open_backend
 from edge_app.backends.base import match_outputs
-from edge_app.backends.ort_backend import CPU, CUDA, TRT, select_providers
+from edge_app.backends.ort_backend import (
+    CPU,
+    CUDA,
+    TRT,
+    engine_cache_dir,
+    prepare_tensorrt_cache,
+    select_providers,
+)
 from edge_app.backends.tflite_backend import TFLiteBackend
 from edge_app.detector import Detector
 from edge_app.errors import BackendError
 from edge_app.outputs.jsonl import SCHEMA_KEYS
 from ssd.box_coding import pairwise_iou
+from ssd.postprocess import LIVE
 from ssd.preprocess import InputSpec, preprocess
-from ssd.sidecar import OutputSpec, SidecarError, read_sidecar, sidecar_path
+from ssd.sidecar import OutputSpec, SidecarError, file_sha256, read_sidecar, sidecar_path
 from tests import edge_artifacts as ea
 
 FP32 = ["onnx_fp32", "openvino_fp32", "tflite_fp32"]
@@ -43,7 +52,8 @@ def reference(arts):
 
 def run_app(artifact, video, tmp_path, score: float = ea.SCORE) -> list[dict]:
     out = tmp_path / "dets.jsonl"
-    result = run(RunOptions(model=artifact, source=str(video), outputs=(str(out),), threads=1, score=score))
+    result = run(RunOptions(model=artifact, source=str(video), outputs=(str(out),), backend=BackendOptions(threads=1),
+                            postprocess=LIVE._replace(score_threshold=score)))
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert result.frames == len(records) and result.dropped == 0 and result.ended_by == "end"
     return records
@@ -308,22 +318,43 @@ def test_outputs_fall_back_to_shape_when_names_differ(arts):
 def test_onnxruntime_provider_order_and_tensorrt_int8_options(arts, tmp_path):
     dst = _copy_artifact(arts.onnx_int8, tmp_path)
     (tmp_path / "calib.table").write_text("TRT-table")
-    _edit_sidecar(dst, extra={"trt_int8_calibration_table": "calib.table"})
+    _edit_sidecar(dst, runtime_hints={"tensorrt_calibration": {"table": "calib.table", "native": True},
+                                      "provider_options": {"trt_max_workspace_size": 1 << 30, "trt_engine_cache_path": "/tmp"}},
+                  files={"calib.table": file_sha256(tmp_path / "calib.table")})
     sidecar = read_sidecar(dst)
     everything = [TRT, CUDA, CPU]
     providers = select_providers(everything, "AUTO", sidecar, dst)
     assert [p for p, _ in providers] == [TRT, CUDA, CPU]
     trt = providers[0][1]
     assert trt["trt_int8_enable"] and trt["trt_int8_calibration_table_name"] == "calib.table"
-    assert trt["trt_engine_cache_path"] == str(tmp_path) and trt["trt_engine_cache_enable"]
+    assert trt["trt_int8_use_native_calibration_table"] is True
+    # the sidecar's provider options are added, never over what the backend derives
+    assert trt["trt_max_workspace_size"] == 1 << 30
+    # the engine cache: a folder per artifact + table content, beside the artifact
+    cache = Path(trt["trt_engine_cache_path"])
+    assert trt["trt_engine_cache_enable"] and cache == engine_cache_dir(sidecar, dst) and cache.parent == tmp_path / "trt_cache"
+    assert not cache.exists(), "select_providers writes nothing"
     assert [p for p, _ in select_providers([CUDA, CPU], "AUTO", sidecar, dst)] == [CUDA, CPU]
     assert [p for p, _ in select_providers(everything, "CPU", sidecar, dst)] == [CPU]
     assert [p for p, _ in select_providers([CPU], "AUTO", sidecar, dst)] == [CPU]
     with pytest.raises(BackendError, match="onnxruntime-gpu"):
         select_providers([CPU], "TENSORRT", sidecar, dst)
+    # ORT reads the table from the cache folder: the backend puts the checked table there
+    prepare_tensorrt_cache(providers, sidecar, dst)
+    assert (cache / "calib.table").read_text() == "TRT-table"
     (tmp_path / "calib.table").unlink()
     with pytest.raises(SidecarError, match="calib.table"):
-        select_providers(everything, "AUTO", sidecar, dst)
+        prepare_tensorrt_cache(providers, sidecar, dst)
+
+
+def test_tensorrt_refuses_a_qdq_graph_it_cannot_import(arts):
+    """onnx_int8 has asymmetric uint8 activations and no TensorRT check: TENSORRT says what to run
+    instead, AUTO goes to CUDA."""
+    sidecar = read_sidecar(arts.onnx_int8)
+    assert sidecar.runtime_hints.tensorrt_check is None
+    with pytest.raises(BackendError, match="model_tensorrt_qdq.onnx"):
+        select_providers([TRT, CUDA, CPU], "TENSORRT", sidecar, arts.onnx_int8)
+    assert [p for p, _ in select_providers([TRT, CUDA, CPU], "AUTO", sidecar, arts.onnx_int8)] == [CUDA, CPU]
 
 
 def test_fp32_artifact_gets_no_int8_tensorrt_options(arts):
@@ -331,7 +362,7 @@ def test_fp32_artifact_gets_no_int8_tensorrt_options(arts):
     assert "trt_int8_enable" not in providers[0][1] and not providers[0][1]["trt_fp16_enable"]
 
 
-class _FakeInterpreter:
+class _StubTFLiteRuntime:
     """A full-integer model's interface: int8 input and outputs with their own quantization."""
 
     def __init__(self, loc_shape, conf_shape):
@@ -381,7 +412,7 @@ def test_tflite_int8_input_and_outputs_use_the_models_quantization(arts):
     spec = InputSpec(128, 128, layout="NHWC", dtype="int8", scale=0.9, zero_point=0)  # stale sidecar values
     sidecar = type(sidecar)(**{**sidecar.__dict__, "input": spec, "outputs": {
         "loc": OutputSpec("output_0", (1, p, 4), "int8"), "conf": OutputSpec("output_1", (1, p, 4), "int8")}})
-    fake = _FakeInterpreter((1, p, 4), (1, p, 4))
+    fake = _StubTFLiteRuntime((1, p, 4), (1, p, 4))
     backend = TFLiteBackend(arts.tflite_int8, sidecar, BackendOptions(), interpreter=fake)
     assert (backend.input_spec.scale, backend.input_spec.zero_point) == (0.5, -10)  # the model's, not the sidecar's
     frame = np.full((60, 80, 3), 100, np.uint8)

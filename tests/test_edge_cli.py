@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge_app.cli import build_parser, main, options_from_args
+from ssd.postprocess import LIVE
 from tests import edge_artifacts as ea
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,16 +88,19 @@ def test_cli_flags_map_onto_run_options(arts):
         ["--model", "m.xml", "--source", "0", "--device", "GPU", "--threads", "3", "--score", "0.3",
          "--hint", "THROUGHPUT", "--serve", "0.0.0.0:9000", "-o", "x.avi", "-o", "-", "--every-frame", "--width", "640"])
     opts = options_from_args(args)
-    assert opts.model == Path("m.xml") and opts.device == "GPU" and opts.threads == 3 and opts.score == 0.3
-    assert opts.outputs == ("x.avi", "-") and opts.serve == "0.0.0.0:9000" and opts.realtime is False
-    assert opts.backend_options().hint == "THROUGHPUT" and opts.source_options().width == 640
+    assert opts.model == Path("m.xml") and opts.backend.device == "GPU" and opts.backend.threads == 3
+    assert opts.postprocess == LIVE._replace(score_threshold=0.3)
+    assert opts.outputs == ("x.avi", "-") and opts.serve == "0.0.0.0:9000" and opts.pipeline.realtime is False
+    assert opts.backend.hint == "THROUGHPUT" and opts.capture.width == 640
     bench = options_from_args(build_parser().parse_args(["--model", "m.onnx", "--source", "0", "--benchmark", "50"]))
-    assert bench.outputs == () and bench.pipeline_options().max_frames == 50
+    assert bench.outputs == () and bench.effective_pipeline().max_frames == 50
+    assert bench.postprocess == LIVE, "the CLI's defaults are the LIVE preset"
 
 
 def test_sigint_in_process_stops_cleanly(arts, tmp_path):
     """A signal delivered to this process ends run() through the same handler and finalizes outputs."""
     from edge_app.app import RunOptions, run
+    from edge_app.backends import BackendOptions
 
     out = tmp_path / "sigint.jsonl"
 
@@ -106,7 +110,7 @@ def test_sigint_in_process_stops_cleanly(arts, tmp_path):
 
     before = signal.getsignal(signal.SIGINT)
     result = run(RunOptions(model=arts.onnx_fp32, source="synthetic://?width=96&height=64", outputs=(str(out),),
-                            threads=1), observer=fire)
+                            backend=BackendOptions(threads=1)), observer=fire)
     assert signal.getsignal(signal.SIGINT) is before  # handlers restored
     assert result.ended_by == "stop" and result.frames >= 4
     assert len(out.read_text().splitlines()) == result.frames

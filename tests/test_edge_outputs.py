@@ -121,8 +121,8 @@ def test_mjpeg_server_serves_the_latest_frame():
 def test_output_selection(tmp_path, monkeypatch):
     outs = build_outputs([str(tmp_path / "a.jsonl"), str(tmp_path / "b.avi")], serve="127.0.0.1:0")
     try:
-        assert [type(o).__name__ for o in outs] == ["JsonLinesOutput", "VideoFileOutput", "MjpegOutput"]
-        assert [o.needs_image for o in outs] == [False, True, True]
+        assert [type(o).__name__ for o in outs] == ["MjpegOutput", "JsonLinesOutput", "VideoFileOutput"]
+        assert [o.needs_image for o in outs] == [True, False, True]
     finally:
         for o in outs:
             o.close()
@@ -131,3 +131,21 @@ def test_output_selection(tmp_path, monkeypatch):
     monkeypatch.setattr(window_mod, "display_available", lambda: False)
     with pytest.raises(OutputError, match="no display"):
         make_output("window")
+
+
+def test_a_busy_port_fails_before_any_output_file_is_touched(tmp_path):
+    """The server binds first: a port in use must not empty an existing JSON-lines file."""
+    import socket
+
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"frame": 0}\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(OutputError):
+            build_outputs([str(good), str(tmp_path / "new.avi")], serve=f"127.0.0.1:{port}")
+    assert good.read_text() == '{"frame": 0}\n'
+    with pytest.raises(OutputError, match="--output"):  # an unknown value is refused before anything opens
+        build_outputs([str(good), "out.gif"])
+    assert good.read_text() == '{"frame": 0}\n'

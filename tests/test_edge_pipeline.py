@@ -17,7 +17,7 @@ from edge_app.pipeline import Pipeline, PipelineOptions
 from edge_app.sources.base import Frame, FrameSource
 from edge_app.stats import WINDOW, StageTimes
 from ssd.preprocess import InputSpec
-from ssd.sidecar import OutputSpec, Sidecar
+from ssd.sidecar import OutputSpec, Sidecar, labels_digest
 from ssd.specs import TINY
 
 P = TINY.num_priors
@@ -27,7 +27,7 @@ def fake_sidecar() -> Sidecar:
     return Sidecar(
         format="fake", runtime="fake", precision="fp32", artifact="fake.onnx", input_name="images",
         input=InputSpec(128, 128), outputs={"loc": OutputSpec("loc", (1, P, 4)), "conf": OutputSpec("conf", (1, P, 3))},
-        labels=["a", "b"], spec=TINY, checkpoint_sha256="0", artifact_sha256="0",
+        labels=["a", "b"], spec=TINY, checkpoint_sha256="0", artifact_sha256="0", labels_sha256=labels_digest(["a", "b"]),
     )
 
 

@@ -13,6 +13,7 @@ from ssd.sidecar import (
     Sidecar,
     SidecarError,
     file_sha256,
+    labels_digest,
     read_sidecar,
     sidecar_path,
     write_sidecar,
@@ -58,7 +59,7 @@ def _sidecar(artifact, spec=TINY, classes=("a", "b")):
         format="onnx_fp32", runtime="onnxruntime", precision="fp32", artifact=artifact.name,
         input_name="images", input=InputSpec(spec.image_size, spec.image_size),
         outputs={"loc": OutputSpec("loc", (1, p, 4)), "conf": OutputSpec("conf", (1, p, c))},
-        labels=list(classes), spec=spec, checkpoint_sha256="0" * 64,
+        labels=list(classes), spec=spec, checkpoint_sha256="0" * 64, labels_sha256=labels_digest(list(classes)),
         artifact_sha256=file_sha256(artifact), tool_versions={"onnx": "x"},
     )
 
@@ -146,11 +147,72 @@ def test_companion_files_are_checked(tmp_path, mutate, files, message):
     artifact, weights = tmp_path / "model.xml", tmp_path / "model.bin"
     artifact.write_bytes(b"<net/>")
     weights.write_bytes(b"weights")
-    sidecar = dataclasses.replace(_sidecar(artifact), extra={"files": files or {"model.bin": file_sha256(weights)}})
+    sidecar = dataclasses.replace(_sidecar(artifact), files=files or {"model.bin": file_sha256(weights)})
     write_sidecar(sidecar, artifact)
     mutate(weights)
     if message is None:
-        assert read_sidecar(artifact).extra["files"] == {"model.bin": file_sha256(weights)}
+        assert read_sidecar(artifact).files == {"model.bin": file_sha256(weights)}
     else:
         with pytest.raises(SidecarError, match=message):
+            read_sidecar(artifact)
+
+
+def test_old_sidecars_are_refused_with_what_to_do(tmp_path):
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"model bytes")
+    path = write_sidecar(_sidecar(artifact), artifact)
+    data = json.loads(path.read_text())
+    for version in (0, 1):
+        old = {k: v for k, v in data.items() if k not in ("runtime_hints", "files", "validation")}
+        old["version"] = version
+        path.write_text(json.dumps({**old, "extra": {"files": {}, "openvino": {"inference_precision_hint": "f32"}}}))
+        with pytest.raises(SidecarError, match=r"older ssd-convert.*re-run ssd-convert"):
+            read_sidecar(artifact)
+
+
+@pytest.mark.parametrize(
+    "hints, files, message",
+    [
+        ({"inference_precision": "f64"}, {}, "inference precision"),
+        ({"tensorrt_calibration": {"table": "/etc/shadow"}}, {}, "not a plain file name"),
+        ({"tensorrt_calibration": {"table": "../../calib.flatbuffers"}}, {}, "not a plain file name"),
+        ({"tensorrt_calibration": {"table": "calib.flatbuffers"}}, {}, "not among its checked files"),
+        ({"tensorrt_calibration": {"table": "calib.flatbuffers", "native": True}}, "table", None),
+        ({"inference_precision": "f32"}, {}, None),
+        ({"tensorrt_check": {"passed": True, "tensorrt": "8.6, 10.x", "opset": 17, "ops": ["Conv"], "weighted_nodes": 1,
+                             "quantized_nodes": 1, "activation_pairs": 1, "weight_pairs": 1}}, {}, None),
+        ({"tensorrt_calibration": {"table": "calib.flatbuffers"}, "tensorrt_check": {"passed": True, "tensorrt": "10.x",
+                                                                                    "opset": 17}}, "table", "both"),
+    ],
+)
+def test_runtime_hints_are_typed_and_checked(tmp_path, hints, files, message):
+    import dataclasses
+
+    from ssd.sidecar import RuntimeHints
+
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"model bytes")
+    if files == "table":
+        (tmp_path / "calib.flatbuffers").write_bytes(b"table")
+        files = {"calib.flatbuffers": file_sha256(tmp_path / "calib.flatbuffers")}
+    sidecar = dataclasses.replace(_sidecar(artifact), runtime_hints=RuntimeHints.from_dict(hints), files=files)
+    path = write_sidecar(sidecar, artifact)
+    if message is None:
+        again = read_sidecar(artifact)
+        assert again == sidecar and "runtime_hints" in json.loads(path.read_text())
+    else:
+        with pytest.raises(SidecarError, match=message):
+            read_sidecar(artifact)
+
+
+def test_edited_labels_are_refused(tmp_path):
+    """The class names are bound to the label list the artifact was converted with."""
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"model bytes")
+    path = write_sidecar(_sidecar(artifact, classes=("cat", "dog")), artifact)
+    data = json.loads(path.read_text())
+    assert data["labels_sha256"] == labels_digest(["cat", "dog"])
+    for edited in (["dog", "cat"], ["cat", "wolf"], ["cat"]):
+        path.write_text(json.dumps({**data, "labels": edited}))
+        with pytest.raises(SidecarError, match="labels_sha256"):
             read_sidecar(artifact)

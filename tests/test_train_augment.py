@@ -79,11 +79,18 @@ def test_expand_keeps_content_under_the_boxes() -> None:
 
 @pytest.mark.parametrize("min_iou", [0.1, 0.5, 0.9])
 def test_crop_respects_min_iou_and_keeps_centre_inside_boxes(min_iou: float) -> None:
+    cropped = 0
     for seed in range(20):
         image, boxes, labels = _scene(seed)
-        crop, kept, kept_labels = random_crop(image, boxes, labels, np.random.default_rng(seed), min_ious=(min_iou,))
+        # one large object too, so a patch can reach IoU 0.9 with something (small boxes alone never let it)
+        boxes = np.concatenate([boxes, [[4, 3, 112, 86]]]).astype(np.float32)
+        labels = np.concatenate([labels, [1]])
+        # enough trials that even IoU 0.9 finds patches on these scenes (the default 50 rarely does)
+        crop, kept, kept_labels = random_crop(image, boxes, labels, np.random.default_rng(seed), min_ious=(min_iou,),
+                                              trials=1000)
         if crop.shape == image.shape:
             continue  # no valid patch found: image unchanged
+        cropped += 1
         h, w = crop.shape[:2]
         assert (kept >= 0).all() and (kept[:, 2] <= w).all() and (kept[:, 3] <= h).all()
         assert len(kept) >= 1
@@ -98,6 +105,7 @@ def test_crop_respects_min_iou_and_keeps_centre_inside_boxes(min_iou: float) -> 
         inside = (centres[:, 0] > x) & (centres[:, 0] < x + w) & (centres[:, 1] > y) & (centres[:, 1] < y + h)
         assert inside.sum() == len(kept)
         np.testing.assert_array_equal(kept_labels, labels[inside])
+    assert cropped >= 3, f"only {cropped} of 20 scenes were cropped at min IoU {min_iou}: the checks above never ran"
 
 
 def test_crop_option_none_keeps_the_image() -> None:

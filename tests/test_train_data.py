@@ -196,3 +196,40 @@ def test_readers_and_evaluator_import_without_torch() -> None:
     code = ("import sys, train.data.voc, train.data.coco, train.data.synth, train.data, train.coco_eval; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_coco_reader_honours_declared_labels(tmp_path: Path) -> None:
+    _write_coco(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = open_dataset(tmp_path, "val", label_names=["dog"])
+    assert ds.label_names == ["dog"] and ds.category_ids == [18]
+    assert ds.annotation(1).labels.tolist() == [1]  # the person (category 1) is dropped
+    assert any("categories not in ['dog']" in str(w.message) for w in caught)
+    reordered = open_dataset(tmp_path, "val", label_names=["dog", "person"])
+    assert reordered.annotation(1).labels.tolist() == [1, 2]
+    with pytest.raises(DatasetError, match="no category 'cat'"):
+        open_dataset(tmp_path, "val", label_names=["cat"])
+
+
+def test_ssd_split_writes_seeded_splits_and_data_labels_train(small_voc: Path, tmp_path: Path, capsys) -> None:
+    from train.config import load_config
+    from train.split_cli import main as split_main
+
+    root = tmp_path / "mine"
+    shutil.copytree(small_voc / "Annotations", root / "Annotations")
+    shutil.copytree(small_voc / "JPEGImages", root / "JPEGImages")
+    assert split_main(["--data", str(root), "--val", "0.25", "--seed", "1"]) == 0
+    main = root / "ImageSets" / "Main"
+    train = main.joinpath("train.txt").read_text().split()
+    val = main.joinpath("val.txt").read_text().split()
+    assert len(train) == 6 and len(val) == 2 and not set(train) & set(val)
+    assert sorted(main.joinpath("trainval.txt").read_text().split()) == sorted(train + val)
+    assert split_main(["--data", str(root)]) == 2 and "--force" in capsys.readouterr().err
+    assert split_main(["--data", str(root), "--val", "0.25", "--seed", "1", "--force"]) == 0
+    assert main.joinpath("val.txt").read_text().split() == val  # same seed, same split
+    # labels declared in the config (here a subset, in a chosen order) reach the reader
+    cfg = load_config("own_dataset_template", [f"data.root={root}", "data.labels=[star, circle]"])
+    assert cfg.data.labels == ["star", "circle"]
+    reader = open_dataset(root, "train", cfg.data.format, label_names=cfg.data.labels)
+    assert reader.label_names == ["star", "circle"]

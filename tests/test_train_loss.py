@@ -76,6 +76,24 @@ def test_every_ground_truth_gets_a_prior() -> None:
         assert len(differs) <= valid.sum()
 
 
+def test_stacks_of_near_identical_boxes_all_get_a_prior() -> None:
+    """20 cases of 4..12 near-identical boxes stacked on one spot: the old 3-round forcing left
+    some without any positive prior; every one must get its own."""
+    priors = default_boxes(get_spec("tiny"))
+    pxy = cxcywh_to_xyxy(torch.from_numpy(priors))
+    rng = np.random.default_rng(0)
+    for case in range(20):
+        g = int(rng.integers(4, 13))
+        centre = rng.uniform(0.3, 0.7, 2)
+        side = rng.uniform(0.1, 0.4)
+        jitter = rng.uniform(-0.004, 0.004, (g, 4))
+        boxes = (np.concatenate([centre - side / 2, centre + side / 2])[None] + jitter).astype(np.float32)
+        labels = np.arange(1, g + 1)[None]  # one class per box: a hit is unambiguous
+        _, mlabels = match(torch.from_numpy(boxes[None]), torch.from_numpy(labels), pxy, 0.5)
+        got = set(mlabels[0].unique().tolist()) - {0}
+        assert got == set(range(1, g + 1)), f"case {case}: boxes {sorted(set(range(1, g + 1)) - got)} got no prior"
+
+
 def test_hard_negative_mining_keeps_three_per_positive() -> None:
     torch.manual_seed(0)
     ce = torch.rand(3, 50)

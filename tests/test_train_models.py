@@ -84,8 +84,9 @@ def test_tiny_exports_to_onnx_and_matches_torch() -> None:
     torch.onnx.export(model, (x,), buf, dynamo=False, input_names=["images"], output_names=["loc", "conf"], opset_version=17)
     proto = onnx.load_from_string(buf.getvalue())
     assert [o.name for o in proto.graph.output] == ["loc", "conf"]
-    ort = pytest.importorskip("onnxruntime")
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    from edge_app.backends.ort_backend import create_session
+
+    session = create_session(buf.getvalue())
     loc, conf = session.run(None, {"images": x.numpy()})
     with torch.no_grad():
         ref_loc, ref_conf = model(x)
@@ -127,12 +128,25 @@ def test_mobilenet_backbone_weights_from_torchvision_keys(tmp_path) -> None:
         assert torch.equal(target.state_dict()[key], source.state_dict()[key])
 
 
+def _torchvision_vgg16_features() -> dict[str, torch.Tensor]:
+    """torchvision's vgg16 ``features`` keys written out from its "D" config (not from this
+    project's model): conv at 0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28; ReLU and pools between."""
+    out, index, cin = {}, 0, 3
+    for v in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"):
+        if v == "M":
+            index += 1
+            continue
+        out[f"features.{index}.weight"] = torch.randn(v, cin, 3, 3)
+        out[f"features.{index}.bias"] = torch.randn(v)
+        index, cin = index + 2, v
+    return out
+
+
 def test_vgg_backbone_weights_report_missing_and_unexpected(tmp_path) -> None:
     source = build_model("ssd300_vgg16", 3)
     base = source.features.vgg_base_len
-    tv = {k.removeprefix("features.vgg."): v.clone() for k, v in source.state_dict().items()
-          if k.startswith("features.vgg.") and int(k.split(".")[2]) < base}
-    tv = {"features." + k: v for k, v in tv.items()}
+    tv = _torchvision_vgg16_features()
+    assert sorted(tv)[-1] == "features.7.weight" and "features.28.weight" in tv
     tv["classifier.6.weight"] = torch.zeros(1000, 4096)
     path = tmp_path / "vgg16.pth"
     torch.save({"state_dict": tv}, path)
@@ -142,7 +156,8 @@ def test_vgg_backbone_weights_report_missing_and_unexpected(tmp_path) -> None:
     assert report.unexpected == ["classifier.6.weight"]
     assert report.missing == [f"features.vgg.{base + 1}.bias", f"features.vgg.{base + 1}.weight",
                               f"features.vgg.{base + 3}.bias", f"features.vgg.{base + 3}.weight"]
-    assert torch.equal(target.features.vgg[21].weight, source.features.vgg[21].weight)  # conv4_3
+    assert torch.equal(target.features.vgg[21].weight, tv["features.21.weight"])  # conv4_3
+    assert torch.equal(target.features.vgg[28].bias, tv["features.28.bias"])  # conv5_3
     assert "missing" in report.summary() and "unexpected" in report.summary()
 
 

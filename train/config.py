@@ -32,24 +32,34 @@ class ModelConfig:
     """arch: registry key; spec: prior spec name (None = the arch's own); spec_overrides:
     :class:`ssd.specs.SSDSpec` fields to change (e.g. smaller ``scales`` for small objects; give
     a new ``name``), kept in every checkpoint; kwargs: builder arguments (``width``,
-    ``batch_norm``); backbone_weights: local torchvision state dict."""
+    ``batch_norm``); backbone_weights: ImageNet backbone to start from: ``imagenet`` (the arch's
+    torchvision ImageNet weights, fetched and hash-checked), a name in
+    :data:`train.models.pretrained.REGISTRY`, an http(s)/file URL or a local torchvision state
+    dict; ``scratch`` or null trains from random init. init_weights: a whole model to start
+    from (a checkpoint of ``ssd-train``/``ssd-import``, or a torchvision detector name such as
+    ``ssdlite320_mobilenet_v3_large_coco``): tensors of matching name and shape load, so another
+    class count re-initializes the classification heads."""
 
     arch: str = "tiny"
     spec: str | None = None
     spec_overrides: dict[str, Any] = field(default_factory=dict)
     kwargs: dict[str, Any] = field(default_factory=dict)
     backbone_weights: str | None = None
+    init_weights: str | None = None
 
 
 @dataclass
 class DataConfig:
-    """format: voc | coco | synth | auto. ``root`` holds the validation split and, unless
+    """format: voc | coco | synth | auto. labels: the foreground class names in model order
+    (empty: ``labels.txt`` in the root, else every name in the annotations, sorted; for COCO the
+    categories in id order); objects of other classes are dropped with one warning. ``root`` holds the validation split and, unless
     ``train_roots`` lists several folders (VOC 2007 + 2012), the training split too. For
     ``synth`` the dataset under ``root`` is generated (once) from ``synth``
     (:class:`train.data.synth.SynthConfig` fields)."""
 
     format: str = "synth"
     root: str = "data/synth"
+    labels: list[str] = field(default_factory=list)
     train_roots: list[str] = field(default_factory=list)
     train_split: str = "train"
     val_split: str = "val"
@@ -90,15 +100,14 @@ class LossConfig:
 @dataclass
 class EvalConfig:
     """every: evaluate every K epochs (and after the last); 0 = only after the last.
-    best_metric: ``map50`` or ``map`` (mAP@[.5:.95]) decides which epoch is ``best.pt``."""
+    best_metric: ``map50`` or ``map`` (mAP@[.5:.95]) decides which epoch is ``best.pt``.
+    batch_size: evaluation batch; ``ssd-eval`` and ``ssd-compare`` use the checkpoint's (and its
+    ``runtime.channels_last``), so they reproduce this run's figures exactly. The thresholds
+    are :data:`ssd.postprocess.EVAL`, those of every mAP the project reports; not a setting."""
 
     every: int = 1
     best_metric: str = "map50"
     batch_size: int = 32
-    score_threshold: float = 0.01
-    nms_iou: float = 0.45
-    top_k: int = 200
-    max_detections: int = 100
 
 
 @dataclass

@@ -1,6 +1,9 @@
-"""``ssd-eval --checkpoint CKPT --data DIR --split SPLIT``: COCO-style mAP of a checkpoint.
+"""``ssd-eval --checkpoint CKPT --data DIR --split SPLIT [--metric coco|voc07|voc]``: mAP of a checkpoint.
 
-Prints mAP@0.5, mAP@[.5:.95], AR@100 and per-class AP; ``--json PATH`` also writes them.
+``coco`` (default): mAP@0.5, mAP@[.5:.95], AR@100 and per-class AP (pycocotools).
+``voc07``: Pascal VOC2007 11-point AP at IoU 0.5 (the SSD paper's VOC07-test figures);
+``voc``: VOC2010+ all-point AP (:mod:`train.voc_eval`). ``--json PATH`` also writes them.
+The thresholds are :data:`ssd.postprocess.EVAL` (as in ``ssd-train`` and ``ssd-compare``).
 The dataset's class names must equal the checkpoint's labels (same order).
 """
 
@@ -21,11 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="dataset folder (VOC layout or COCO with annotations/)")
     parser.add_argument("--split", default="val", help="split name (VOC ImageSets/Main/<split>.txt, COCO instances_<split>.json)")
     parser.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "synth"))
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--score-threshold", type=float, default=0.01)
-    parser.add_argument("--nms-iou", type=float, default=0.45)
-    parser.add_argument("--top-k", type=int, default=200)
-    parser.add_argument("--max-detections", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="evaluation batch (default: the checkpoint's eval.batch_size, which reproduces ssd-train's figures)")
+    parser.add_argument("--metric", default="coco", choices=("coco", "voc07", "voc"),
+                        help="coco (pycocotools), voc07 (11-point, the SSD paper's), voc (VOC2010+ all-point)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     parser.add_argument("--json", help="also write the metrics to this JSON file")
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         from train.checkpoint import load_model
         from train.data import open_dataset
         from train.distributed import resolve_device
-        from train.evaluate import evaluate_model
+        from train.evaluate import checkpoint_eval_settings, evaluate_model
 
         if args.threads > 0:
             torch.set_num_threads(args.threads)
@@ -52,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             raise DatasetError(f"dataset classes {reader.label_names} differ from the checkpoint's {loaded.labels}")
         device = resolve_device(args.device)
         model = loaded.model.to(device)
-        result = evaluate_model(model, reader, loaded.spec, device, batch_size=args.batch_size,
-                                score_threshold=args.score_threshold, nms_iou=args.nms_iou,
-                                top_k=args.top_k, max_detections=args.max_detections)
+        settings = checkpoint_eval_settings(loaded.checkpoint)
+        if args.batch_size:
+            settings["batch_size"] = args.batch_size
+        result = evaluate_model(model, reader, loaded.spec, device, metric=args.metric, **settings)
     except (CheckpointError, DatasetError, ConfigError, ValueError, RuntimeError) as exc:
         print(f"ssd-eval: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2

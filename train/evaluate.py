@@ -1,18 +1,30 @@
-"""Run a model over a dataset split and score it with :func:`train.coco_eval.evaluate_detections`."""
+"""Run a model over a dataset split and score it with :func:`train.coco_eval.evaluate_detections`.
+
+The one evaluation of a PyTorch model: ``ssd-train``'s periodic mAP, ``ssd-eval`` and the
+PyTorch row of ``ssd-compare`` all call :func:`evaluate_model`, with the thresholds of
+:data:`ssd.postprocess.EVAL` and the batch size and memory format the checkpoint's run
+evaluated with (:func:`checkpoint_eval_settings`): a model's float results depend on the
+batch and the memory format, so one checkpoint gives one mAP on one device.
+"""
 
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 from torch import nn
 
-from ssd.postprocess import Detections, decode_and_nms
+from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
 from ssd.priors import default_boxes
 from ssd.specs import SSDSpec
 from train.coco_eval import EvalResult, evaluate_detections
 from train.data import DetectionDataset
 from train.loader import EvalSet, make_loader
+from train.voc_eval import VOCResult, evaluate_voc
+
+#: what :func:`evaluate_model` can report
+METRICS = ("coco", "voc07", "voc")
 
 
 @torch.no_grad()
@@ -23,10 +35,7 @@ def predict(
     device: torch.device,
     batch_size: int = 32,
     workers: int = 0,
-    score_threshold: float = 0.01,
-    nms_iou: float = 0.45,
-    top_k: int = 200,
-    max_detections: int = 100,
+    params: PostprocessParams = EVAL,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> list[Detections]:
@@ -48,16 +57,41 @@ def predict(
             with amp:
                 loc, conf = model(images)
             out += decode_and_nms(loc.float().cpu().numpy(), conf.float().cpu().numpy(), priors,
-                                  variances=spec.variances, score_threshold=score_threshold,
-                                  iou_threshold=nms_iou, top_k=top_k, max_detections=max_detections)
+                                  variances=spec.variances, **params._asdict())
     finally:
         model.train(was_training)
     return out
 
 
-def evaluate_model(model: nn.Module, reader: DetectionDataset, spec: SSDSpec, device: torch.device, **kwargs) -> EvalResult:
-    """COCO-style mAP of ``model`` on ``reader`` (difficult objects ignored)."""
-    detections = predict(model, reader, spec, device, **kwargs)
+DEFAULT_EVAL_BATCH_SIZE = 32
+
+
+def checkpoint_eval_settings(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """``{"batch_size", "channels_last"}`` as the checkpoint's training run evaluated it (its
+    ``eval.batch_size`` and ``runtime.channels_last``): keyword arguments of :func:`predict`
+    that reproduce ``ssd-train``'s figures bit for bit on the same device."""
+    config = checkpoint.get("config") or {}
+    return {
+        "batch_size": int((config.get("eval") or {}).get("batch_size", DEFAULT_EVAL_BATCH_SIZE)),
+        "channels_last": bool((config.get("runtime") or {}).get("channels_last", False)),
+    }
+
+
+def score_detections(reader: DetectionDataset, detections: list[Detections], metric: str = "coco") -> EvalResult | VOCResult:
+    """Score ``detections`` (one per image of ``reader``, in order) with ``metric``: ``coco``
+    (pycocotools: mAP@0.5, mAP@[.5:.95], AR, per-class AP), ``voc07`` (11-point) or ``voc``
+    (all-point VOC2010+ AP); difficult objects ignored."""
     truths = [reader.annotation(i) for i in range(len(reader))]
-    return evaluate_detections(truths, detections, reader.label_names)
+    if metric == "coco":
+        return evaluate_detections(truths, detections, reader.label_names)
+    return evaluate_voc(truths, detections, reader.label_names, metric=metric)
+
+
+def evaluate_model(model: nn.Module, reader: DetectionDataset, spec: SSDSpec, device: torch.device,
+                   metric: str = "coco", **kwargs) -> EvalResult | VOCResult:
+    """mAP of ``model`` on ``reader`` with ``metric`` (see :func:`score_detections`); ``kwargs``
+    go to :func:`predict`."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, not {metric!r}")
+    return score_detections(reader, predict(model, reader, spec, device, **kwargs), metric)
 

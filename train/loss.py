@@ -29,7 +29,10 @@ def match(
 
     1. Every ground truth takes its best prior (forced match). When several want the same
        prior, the highest-indexed one keeps it and the others take their best still-free prior
-       in the next round (``rounds`` rounds, a fixed count: no host sync).
+       in the next round. ``rounds`` rounds run without a host sync; then, while a ground truth
+       that overlaps a free prior is still without one (stacks of near-identical boxes), more
+       rounds run, one sync each. Each round settles at least one of them, so every ground
+       truth that overlaps some prior not taken by another gets one.
     2. Every other prior takes the ground truth it overlaps most if that IoU is
        ``>= iou_threshold``, else the background.
 
@@ -50,13 +53,24 @@ def match(
     forced = torch.full((n, p), -1, dtype=torch.long, device=gt_labels.device)
     done = ~valid
     work = iou
-    for _ in range(rounds):
-        best_prior = work.argmax(dim=2)  # (N, G)
-        claim = torch.where(done, torch.full_like(g_index, -1), g_index)
+
+    def one_round() -> None:
+        nonlocal forced, done, work
+        best_iou, best_prior = work.max(dim=2)  # (N, G)
+        wants = ~done & (best_iou > 0)  # a ground truth without overlap left claims nothing
+        claim = torch.where(wants, g_index, torch.full_like(g_index, -1))
         cand = torch.full_like(forced, -1).scatter_reduce(1, best_prior, claim, reduce="amax", include_self=True)
         forced = torch.where((cand >= 0) & (forced < 0), cand, forced)
-        done = done | (forced.gather(1, best_prior) == g_index)
+        done = done | (wants & (forced.gather(1, best_prior) == g_index))
         work = work.masked_fill((forced >= 0)[:, None, :], -2.0)
+
+    for _ in range(rounds):
+        one_round()
+    for _ in range(g):  # rarely entered: at most one more round per ground truth
+        pending = ~done & (work.max(dim=2).values > 0)
+        if not bool(pending.any()):
+            break
+        one_round()
     is_forced = forced >= 0
     matched = torch.where(is_forced, forced, best_gt)
     matched_iou = torch.where(is_forced, torch.full_like(best_gt_iou, 2.0), best_gt_iou)

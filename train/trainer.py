@@ -146,10 +146,8 @@ class Trainer:
         # model, loss, optimizer
         self.model = build_model(arch, len(self.labels) + 1, self.spec, **cfg.model.kwargs)
         self._check_prior_count()
-        if cfg.model.backbone_weights and resume is None:
-            from train.models.weights import load_backbone_weights
-
-            self.log(load_backbone_weights(self.model, arch, cfg.model.backbone_weights).summary())
+        if resume is None:
+            self._load_starting_weights()
         self.memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
         self.model.to(self.device, memory_format=self.memory_format)
         self.loss_fn = MultiBoxLoss(default_boxes(self.spec), self.spec.variances, cfg.loss.iou_threshold,
@@ -175,6 +173,44 @@ class Trainer:
         self.tb = TensorBoard(self.run_dir / "tb" if (cfg.runtime.tensorboard and self.dist.is_main) else None,
                               purge_step=self.step if resume is not None else None)
 
+    def _load_starting_weights(self) -> None:
+        """ImageNet backbone and/or a whole starting model, each with a log line saying what loaded."""
+        from train.models.pretrained import resolve
+        from train.models.weights import load_backbone_weights
+
+        m = self.cfg.model
+        backbone = (m.backbone_weights or "scratch").strip()
+        if backbone.lower() in ("scratch", "none", "null", ""):
+            if not m.init_weights:
+                self.log("model.backbone_weights is scratch: training from random init (model.backbone_weights=imagenet "
+                         "starts from torchvision's ImageNet weights)")
+        else:
+            path, what = resolve(backbone, m.arch, m.kwargs, progress=self.dist.is_main)
+            self.log(f"backbone weights: {what}")
+            self.log(load_backbone_weights(self.model, m.arch, path).summary())
+        if m.init_weights:
+            from train.models.torchvision_import import DETECTORS
+            from train.models.weights import load_init_weights
+
+            path, what = resolve(m.init_weights, m.arch, m.kwargs, progress=self.dist.is_main)
+            self.log(f"starting weights: {what}")
+            tv = [d for d in DETECTORS.values() if d.arch == m.arch and d.coco_weights == m.init_weights]
+            if tv:  # a torchvision detector file: import it first (same arch)
+                path = self._import_torchvision(tv[0].torchvision_name, path)
+            report = load_init_weights(self.model, path)
+            self.log(report.summary())
+
+    def _import_torchvision(self, name: str, path: Path) -> Path:
+        import tempfile
+
+        from train.models.torchvision_import import build_imported, checkpoint_payload
+        from train.models.weights import read_state_dict
+
+        model, detector, labels = build_imported(name, read_state_dict(path))
+        out = Path(tempfile.mkdtemp(prefix="ssd_import_")) / "imported.pt"
+        save_checkpoint(checkpoint_payload(model, detector, labels, str(path), ""), out)
+        return out
+
     def _check_prior_count(self) -> None:
         """One dry forward: the heads must emit exactly one box per prior of the spec."""
         size = self.spec.image_size
@@ -197,7 +233,7 @@ class Trainer:
                 ensure_dataset(d.root, SynthConfig(**d.synth))
             barrier()
         roots = d.train_roots or [d.root]
-        first = open_dataset(roots[0], d.train_split, d.format)
+        first = open_dataset(roots[0], d.train_split, d.format, label_names=list(d.labels) or None)
         names = list(first.label_names)
         rest = [open_dataset(r, d.train_split, d.format, label_names=names) for r in roots[1:]]
         train = ConcatReader([first, *rest]) if rest else first
@@ -268,9 +304,7 @@ class Trainer:
         """COCO-style mAP of the current weights on the validation split (call on rank 0)."""
         e = self.cfg.eval
         return evaluate_model(self.model, self.val_reader, self.spec, self.device, batch_size=e.batch_size,
-                              workers=0, score_threshold=e.score_threshold, nms_iou=e.nms_iou, top_k=e.top_k,
-                              max_detections=e.max_detections, autocast_dtype=self.amp_dtype,
-                              channels_last=self.cfg.runtime.channels_last)
+                              workers=0, autocast_dtype=self.amp_dtype, channels_last=self.cfg.runtime.channels_last)
 
     def fit(self, stop_after_epochs: int | None = None) -> list[dict[str, Any]]:
         """Train from ``self.epoch`` to ``optim.epochs`` (or for ``stop_after_epochs`` more); returns the history."""

@@ -1,5 +1,10 @@
 """Runtime backends behind one protocol, chosen by the artifact's suffix and sidecar.
 
+This is the only code in the project that opens a runtime: the edge app, conversion's
+validation, the calibration-method study, ``ssd-compare`` and the benchmarks all call
+:func:`open_backend`, so what was validated is what is deployed (pass ``device="CPU"``
+where a result must be reproducible).
+
     backend = open_backend("artifacts/model_onnx_int8.onnx", threads=2)
     loc, conf = backend.infer(preprocess(frame_bgr, backend.input_spec))   # float32
 
@@ -18,7 +23,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from edge_app.backends.base import Backend, BackendOptions, InferResult, dequantize
+from edge_app.backends.base import Backend, BackendOptions, InferResult
 from edge_app.errors import BackendError
 from ssd.sidecar import SidecarError, read_sidecar
 
@@ -60,4 +65,4 @@ def open_backend(path: str | Path, options: BackendOptions | None = None, **over
     return cls(path, sidecar, options)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendOptions", "InferResult", "dequantize", "open_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendOptions", "InferResult", "open_backend"]

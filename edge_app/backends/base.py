@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ssd.preprocess import InputSpec
+from ssd.preprocess import InputSpec, dequantize
 from ssd.sidecar import OutputSpec, Sidecar, SidecarError
 
 log = logging.getLogger("edge_app.backends")
@@ -40,9 +40,11 @@ class BackendOptions:
     xnnpack: TFLite: use the XNNPACK delegate (the default CPU fast path).
     cache_dir: where TensorRT engines / OpenVINO compiled blobs are cached (``None``:
         TensorRT caches next to the artifact, OpenVINO does not cache).
-    inference_precision: OpenVINO ``INFERENCE_PRECISION_HINT`` (``f32``, ``bf16``, ``f16``);
-        ``None``: ``f32`` on the CPU for an FP32 artifact (OpenVINO would otherwise run it in
-        bf16 on CPUs that have AVX512-BF16/AMX, about 1% off), the device's default otherwise.
+    inference_precision: OpenVINO ``INFERENCE_PRECISION_HINT`` (``f32``, ``bf16``, ``f16``) on
+        every device; ``None``: on the CPU the precision the artifact was validated in (its
+        sidecar's :attr:`ssd.sidecar.RuntimeHints.inference_precision`, ``f32`` for FP32 and
+        FP16 IR, which OpenVINO would otherwise run in bf16 on CPUs with AVX512-BF16/AMX),
+        the device's default elsewhere.
     """
 
     device: str = "AUTO"
@@ -66,17 +68,6 @@ class InferResult(NamedTuple):
     loc: np.ndarray
     conf: np.ndarray
     seconds: float
-
-
-def dequantize(values: np.ndarray, scale: float | None, zero_point: int | None) -> np.ndarray:
-    """``real = scale * (q - zero_point)`` in float32; float inputs are only cast."""
-    if values.dtype.kind in "iu" and scale:
-        out = values.astype(np.float32)
-        if zero_point:
-            out -= np.float32(zero_point)
-        out *= np.float32(scale)
-        return out
-    return values.astype(np.float32, copy=False)
 
 
 def check_input(sidecar: Sidecar, name: str, shape: tuple[int, ...], dtype: str, artifact: Path) -> None:
@@ -201,3 +192,12 @@ class Backend(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    #: ``((scale, zero_point) of loc, (scale, zero_point) of conf)``; ``None`` for float outputs.
+    #: Backends set it from the sidecar or, for TFLite, from the model's own parameters.
+    _quant: tuple[tuple[float | None, int | None], ...] = ((None, None), (None, None))
+
+    def _dequantize(self, loc: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw runtime outputs -> float32 with the output quantization in :attr:`_quant`."""
+        (ls, lz), (cs, cz) = self._quant
+        return dequantize(loc, ls, lz), dequantize(conf, cs, cz)

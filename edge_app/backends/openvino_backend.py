@@ -16,15 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.backends.base import (
-    Backend,
-    BackendOptions,
-    InferResult,
-    check_input,
-    dequantize,
-    match_outputs,
-)
+from edge_app.backends.base import Backend, BackendOptions, InferResult, check_input, match_outputs
 from edge_app.errors import BackendError, require
+from ssd.preprocess import dequantize
 from ssd.sidecar import Sidecar, SidecarError
 
 log = logging.getLogger("edge_app.backends")
@@ -44,16 +38,17 @@ def compile_config(options: BackendOptions) -> dict[str, str]:
     return config
 
 
-def cpu_properties(options: BackendOptions, artifact_precision: str) -> dict[str, str]:
+def cpu_properties(options: BackendOptions, sidecar: Sidecar) -> dict[str, str]:
     """Properties of the CPU device: ``INFERENCE_NUM_THREADS`` and ``INFERENCE_PRECISION_HINT``.
 
-    An FP32 artifact runs in f32 unless told otherwise (OpenVINO would pick bf16 on CPUs
-    with AVX512-BF16/AMX, about 1% off).
+    The precision is the one asked for, else the one the artifact was validated in (its
+    sidecar's runtime hint: ``f32`` for FP32 and FP16 IR, which OpenVINO would otherwise run
+    in bf16 on CPUs with AVX512-BF16/AMX, about 1% off).
     """
     props = {}
     if options.threads:
         props["INFERENCE_NUM_THREADS"] = str(int(options.threads))
-    precision = options.inference_precision or ("f32" if artifact_precision == "fp32" else None)
+    precision = options.inference_precision or sidecar.runtime_hints.inference_precision
     if precision:
         props["INFERENCE_PRECISION_HINT"] = precision
     return props
@@ -102,7 +97,7 @@ class OpenVinoBackend(Backend):
                 "hint: use --device AUTO, or install the GPU/NPU driver for Intel graphics or the Core Ultra NPU"
             )
         # core properties of each concrete device, so they also reach the device AUTO picks
-        cpu = cpu_properties(options, sidecar.precision)
+        cpu = cpu_properties(options, sidecar)
         if cpu and "CPU" in available:
             core.set_property("CPU", cpu)
         if options.inference_precision:

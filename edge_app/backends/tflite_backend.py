@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.backends.base import Backend, BackendOptions, check_input, dequantize, match_outputs
+from edge_app.backends.base import Backend, BackendOptions, check_input, match_outputs
 from edge_app.errors import BackendError, MissingDependency
 from ssd.sidecar import Sidecar, SidecarError
 
@@ -51,6 +51,25 @@ def load_interpreter_module() -> tuple[Any, str]:
     )
 
 
+def make_interpreter(path: Path, threads: int | None = None, xnnpack: bool = True) -> tuple[Any, str]:
+    """A LiteRT/TFLite interpreter over ``path`` (not yet allocated) and its module's name.
+
+    The one place the project creates an interpreter: the backend, and the converter reading
+    an exported model's tensor details, share the module order of :data:`INTERPRETER_MODULES`.
+    """
+    module, module_name = load_interpreter_module()
+    kwargs: dict[str, Any] = {"model_path": os.fspath(path), "num_threads": threads}
+    if not xnnpack:
+        resolver = getattr(module, "OpResolverType", None)
+        if resolver is None:
+            raise BackendError(f"{module_name} cannot switch XNNPACK off; drop --no-xnnpack")
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        return module.Interpreter(**kwargs), module_name
+    except (ValueError, RuntimeError) as exc:
+        raise BackendError(f"LiteRT cannot load {path.name}: {str(exc).splitlines()[0]}") from None
+
+
 def _quant(detail: dict[str, Any]) -> tuple[float | None, int | None]:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     params = detail.get("quantization_parameters") or {}
@@ -68,7 +87,7 @@ class TFLiteBackend(Backend):
         if options.device.upper() not in ("AUTO", "CPU"):
             raise BackendError(f"the TFLite backend runs on the CPU (with XNNPACK); --device {options.device} is not supported")
         if interpreter is None:
-            interpreter, module_name = self._make_interpreter(path, options)
+            interpreter, module_name = make_interpreter(path, options.threads, options.xnnpack)
         else:
             module_name = type(interpreter).__module__
         self.interpreter = interpreter
@@ -95,20 +114,6 @@ class TFLiteBackend(Backend):
         self.name = f"tflite ({module_name}{'' if options.xnnpack else ', no XNNPACK'})"
 
     @staticmethod
-    def _make_interpreter(path: Path, options: BackendOptions) -> tuple[Any, str]:
-        module, module_name = load_interpreter_module()
-        kwargs: dict[str, Any] = {"model_path": os.fspath(path), "num_threads": options.threads}
-        if not options.xnnpack:
-            resolver = getattr(module, "OpResolverType", None)
-            if resolver is None:
-                raise BackendError(f"{module_name} cannot switch XNNPACK off; drop --no-xnnpack")
-            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        try:
-            return module.Interpreter(**kwargs), module_name
-        except (ValueError, RuntimeError) as exc:
-            raise BackendError(f"LiteRT cannot load {path.name}: {str(exc).splitlines()[0]}") from None
-
-    @staticmethod
     def _signature_aliases(interpreter: Any) -> dict[str, str]:
         """Signature output keys (``output_0``) -> tensor names, so a sidecar may name either."""
         aliases: dict[str, str] = {}
@@ -131,5 +136,4 @@ class TFLiteBackend(Backend):
             self.interpreter.invoke()
             loc = self.interpreter.get_tensor(self._output_index[0])
             conf = self.interpreter.get_tensor(self._output_index[1])
-        (ls, lz), (cs, cz) = self._quant
-        return dequantize(loc, ls, lz), dequantize(conf, cs, cz)
+        return self._dequantize(loc, conf)

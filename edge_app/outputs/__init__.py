@@ -21,38 +21,60 @@ from edge_app.outputs.base import FrameResult, Output
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
-def make_output(spec: str, fps: float | None = None) -> Output:
-    """One ``--output`` value -> an :class:`Output`."""
+def describe_output(spec: str) -> str:
+    """The kind of one ``--output`` value: ``window``, ``jsonl`` or ``video``; opens nothing.
+
+    Raises :class:`OutputError` for a value that is none of them.
+    """
     text = spec.strip()
     if text.lower() == "window":
-        from edge_app.outputs.window import WindowOutput
-
-        return WindowOutput()
+        return "window"
     if text in ("-", "stdout") or text.lower().endswith(JSONL_SUFFIXES):
-        from edge_app.outputs.jsonl import JsonLinesOutput
-
-        return JsonLinesOutput(text)
-    from edge_app.outputs.video import FOURCC_BY_SUFFIX, VideoFileOutput
+        return "jsonl"
+    from edge_app.outputs.video import FOURCC_BY_SUFFIX
 
     if os.path.splitext(text)[1].lower() in FOURCC_BY_SUFFIX:
-        return VideoFileOutput(text, fps=fps)
+        return "video"
     raise OutputError(
         f"--output {spec!r}: use window, - (JSON lines on stdout), a .jsonl file, or a video file "
         f"({', '.join(FOURCC_BY_SUFFIX)})"
     )
 
 
+def make_output(spec: str, fps: float | None = None) -> Output:
+    """One ``--output`` value -> an :class:`Output`."""
+    kind, text = describe_output(spec), spec.strip()
+    if kind == "window":
+        from edge_app.outputs.window import WindowOutput
+
+        return WindowOutput()
+    if kind == "jsonl":
+        from edge_app.outputs.jsonl import JsonLinesOutput
+
+        return JsonLinesOutput(text)
+    from edge_app.outputs.video import VideoFileOutput
+
+    return VideoFileOutput(text, fps=fps)
+
+
 def build_outputs(specs: Iterable[str], serve: str | None = None, fps: float | None = None) -> list[Output]:
-    """All outputs of a run; on an error the ones already made are closed."""
+    """All outputs of a run; on an error the ones already made are closed.
+
+    The MJPEG server binds first, so a port in use fails before any output file is opened
+    (and truncated).
+    """
+    specs = list(specs)
+    for spec in specs:  # refuse an unknown --output before anything is opened
+        describe_output(spec)
     outputs: list[Output] = []
     try:
-        for spec in specs:
-            outputs.append(make_output(spec, fps))
         if serve:
             from edge_app.outputs.mjpeg import MjpegOutput, parse_serve
 
             host, port = parse_serve(serve)
             outputs.append(MjpegOutput(host, port))
+        for spec in specs:
+            outputs.append(make_output(spec, fps))
     except BaseException:
         for out in outputs:
             out.close()
@@ -60,4 +82,4 @@ def build_outputs(specs: Iterable[str], serve: str | None = None, fps: float | N
     return outputs
 
 
-__all__ = ["FrameResult", "Output", "build_outputs", "make_output"]
+__all__ = ["FrameResult", "Output", "build_outputs", "describe_output", "make_output"]

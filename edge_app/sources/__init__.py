@@ -6,41 +6,36 @@
 
 from __future__ import annotations
 
+from edge_app.errors import SourceError
 from edge_app.sources.base import Frame, FrameSource, SourceCounters, SourceOptions, as_bgr
 from edge_app.sources.uri import SCHEMES, SourceURI, parse_source
 
+#: URI scheme -> (module, class) of its source; every scheme of :data:`SCHEMES` is here
+SOURCE_CLASSES: dict[str, tuple[str, str]] = {
+    "v4l2": ("edge_app.sources.opencv", "V4L2Source"),
+    "file": ("edge_app.sources.opencv", "VideoFileSource"),
+    "rtsp": ("edge_app.sources.opencv", "StreamSource"),
+    "rtsps": ("edge_app.sources.opencv", "StreamSource"),
+    "http": ("edge_app.sources.opencv", "StreamSource"),
+    "https": ("edge_app.sources.opencv", "StreamSource"),
+    "csi": ("edge_app.sources.opencv", "CSISource"),
+    "picam": ("edge_app.sources.picam", "PicamSource"),
+    "images": ("edge_app.sources.images", "ImageFolderSource"),
+    "synthetic": ("edge_app.sources.synthetic", "SyntheticSource"),
+}
+
 
 def make_source(uri: str, options: SourceOptions | None = None) -> FrameSource:
-    """Build (without opening) the source a URI names."""
+    """Build (without opening) the source a URI names; :class:`SourceError` for an unknown scheme."""
+    import importlib
+
     options = options or SourceOptions()
     parsed = parse_source(uri)
-    if parsed.scheme == "v4l2":
-        from edge_app.sources.opencv import V4L2Source
-
-        return V4L2Source(uri, parsed, options)
-    if parsed.scheme == "file":
-        from edge_app.sources.opencv import VideoFileSource
-
-        return VideoFileSource(uri, parsed, options)
-    if parsed.scheme in ("rtsp", "rtsps", "http", "https"):
-        from edge_app.sources.opencv import StreamSource
-
-        return StreamSource(uri, parsed, options)
-    if parsed.scheme == "csi":
-        from edge_app.sources.opencv import CSISource
-
-        return CSISource(uri, parsed, options)
-    if parsed.scheme == "picam":
-        from edge_app.sources.picam import PicamSource
-
-        return PicamSource(uri, parsed, options)
-    if parsed.scheme == "images":
-        from edge_app.sources.images import ImageFolderSource
-
-        return ImageFolderSource(uri, parsed, options)
-    from edge_app.sources.synthetic import SyntheticSource
-
-    return SyntheticSource(uri, parsed, options)
+    if parsed.scheme not in SOURCE_CLASSES:
+        raise SourceError(f"source {uri!r}: no source for scheme {parsed.scheme!r}; use one of {', '.join(SOURCE_CLASSES)}")
+    module_name, class_name = SOURCE_CLASSES[parsed.scheme]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(uri, parsed, options)
 
 
 def open_source(uri: str, options: SourceOptions | None = None) -> FrameSource:
@@ -52,6 +47,7 @@ def open_source(uri: str, options: SourceOptions | None = None) -> FrameSource:
 
 __all__ = [
     "SCHEMES",
+    "SOURCE_CLASSES",
     "Frame",
     "FrameSource",
     "SourceCounters",

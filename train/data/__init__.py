@@ -78,7 +78,7 @@ def open_dataset(root: str | Path, split: str, fmt: str = "auto", label_names: l
     if fmt in ("voc", "synth"):
         return VOCDataset(root, split, label_names=label_names)
     if fmt == "coco":
-        return COCODataset(root, split)
+        return COCODataset(root, split, label_names=label_names)
     raise DatasetError(f"unknown dataset format {fmt!r}; choose voc, coco, synth or auto")
 
 

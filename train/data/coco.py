@@ -2,8 +2,10 @@
 
 Layout: ``<root>/annotations/instances_<split>.json`` with images in ``<root>/<split>/``
 (COCO 2017), or pass ``annotation_file`` and ``image_dir`` explicitly. Category ids map to
-contiguous model labels ``1..C-1`` in ascending id order; ``label_names`` are the category
-names in that order. ``bbox`` ``[x, y, w, h]`` becomes pixel xyxy, clipped to the image;
+contiguous model labels ``1..C-1`` in ascending id order and ``label_names`` are the category
+names in that order, unless ``label_names`` is given: then label ``c`` is the category named
+``label_names[c - 1]``, objects of other categories are dropped with one warning, and a name
+no category has is an error. ``bbox`` ``[x, y, w, h]`` becomes pixel xyxy, clipped to the image;
 degenerate boxes are dropped with one warning; ``iscrowd`` objects become ``difficult``
 (ignored by the evaluator, and dropped for training like VOC's difficult objects).
 """
@@ -32,6 +34,7 @@ class COCODataset:
         split: str,
         annotation_file: str | Path | None = None,
         image_dir: str | Path | None = None,
+        label_names: list[str] | None = None,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -46,6 +49,13 @@ class COCODataset:
             annotations = data.get("annotations", [])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"annotation file {ann_path} is not COCO instances JSON ({type(exc).__name__}: {exc})") from None
+        if label_names is not None:
+            by_name = {str(c["name"]): c for c in categories}
+            absent = [n for n in label_names if n not in by_name]
+            if absent:
+                raise DatasetError(f"annotation file {ann_path} has no category {absent[0]!r}; its categories are "
+                                   f"{sorted(by_name)}")
+            categories = [by_name[n] for n in label_names]
         self.category_ids = [int(c["id"]) for c in categories]
         self.label_names = [str(c["name"]) for c in categories]
         label_of = {cid: i + 1 for i, cid in enumerate(self.category_ids)}
@@ -56,6 +66,8 @@ class COCODataset:
         self._files: list[str] = []
         self._annotations: list[Sample] = []
         degenerate: list[str] = []
+        other = [str(a["image_id"]) for a in annotations if int(a["category_id"]) not in label_of]
+        warn_dropped(f"COCO {ann_path.name}", other, f"objects of categories not in {self.label_names}")
         for img in sorted(images, key=lambda im: int(im["id"])):
             iid = int(img["id"])
             width, height = int(img["width"]), int(img["height"])

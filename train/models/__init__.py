@@ -7,7 +7,10 @@ arch                        spec         builder keyword arguments
 ``ssd300_vgg16``            ssd300       ``batch_norm`` (VGG16-BN variant, default False)
 ``ssd512_vgg16``            ssd512       ``batch_norm``
 ``ssdlite320_mobilenetv2``  ssdlite320   ``width`` (MobileNetV2 width multiplier, default 1.0)
+``ssdlite320_mobilenetv3_large``  ssdlite320   ``reduced_tail`` (default True: torchvision's COCO detector)
 ==========================  ===========  ============================================
+
+``ssd300_vgg16`` / ``ssd512_vgg16`` also take ``normalization`` (``imagenet`` or ``mean_only``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from ssd.specs import SSDSpec, get_spec
 from train.models.mobilenet import ssdlite320_mobilenetv2
+from train.models.mobilenetv3 import ssdlite320_mobilenetv3_large
 from train.models.ssd import SSD
 from train.models.tiny import tiny_ssd
 from train.models.vgg import ssd300_vgg16, ssd512_vgg16
@@ -28,6 +32,7 @@ ARCHS: dict[str, tuple[Callable[..., SSD], str]] = {
     "ssd300_vgg16": (ssd300_vgg16, "ssd300"),
     "ssd512_vgg16": (ssd512_vgg16, "ssd512"),
     "ssdlite320_mobilenetv2": (ssdlite320_mobilenetv2, "ssdlite320"),
+    "ssdlite320_mobilenetv3_large": (ssdlite320_mobilenetv3_large, "ssdlite320"),
 }
 
 

@@ -33,23 +33,24 @@ def conv_bn_act(
     padding: int | None = None,
     groups: int = 1,
     act: type[nn.Module] | None = nn.ReLU6,
+    eps: float = 1e-5,
 ) -> nn.Sequential:
-    """``Conv2d(bias=False) -> BatchNorm2d -> act``; keys ``0`` (conv) and ``1`` (bn) as in torchvision."""
+    """``Conv2d(bias=False) -> BatchNorm2d(eps) -> act``; keys ``0`` (conv) and ``1`` (bn) as in torchvision."""
     if padding is None:
         padding = (kernel - 1) // 2
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
+        nn.BatchNorm2d(cout, eps=eps),
     ]
     if act is not None:
         layers.append(act(inplace=True))
     return nn.Sequential(*layers)
 
 
-def separable_head(in_channels: int, out_channels: int) -> nn.Module:
+def separable_head(in_channels: int, out_channels: int, eps: float = 1e-5) -> nn.Module:
     """SSDLite predictor: depthwise 3x3 conv-BN-ReLU6, then a pointwise 1x1 conv with bias."""
     return nn.Sequential(
-        conv_bn_act(in_channels, in_channels, 3, groups=in_channels),
+        conv_bn_act(in_channels, in_channels, 3, groups=in_channels, eps=eps),
         nn.Conv2d(in_channels, out_channels, kernel_size=1),
     )
 

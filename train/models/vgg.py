@@ -19,7 +19,7 @@ from torch import nn
 
 from ssd.specs import SSD300, SSD512, SSDSpec
 from train.models.layers import L2Norm, init_kaiming, init_xavier
-from train.models.ssd import SSD
+from train.models.ssd import IMAGENET_MEAN_255, IMAGENET_STD_255, SSD
 
 # torchvision's "D" configuration: channels, "M" = max-pool.
 VGG16_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
@@ -37,7 +37,7 @@ def _vgg16_layers(batch_norm: bool) -> tuple[list[nn.Module], int]:
             # pool3 rounds up so 75 -> 38 (300 px) like the paper's Caffe model.
             layers.append(nn.MaxPool2d(2, 2, ceil_mode=(pools == 3)))
             continue
-        layers.append(nn.Conv2d(cin, int(v), 3, padding=1, bias=not batch_norm))
+        layers.append(nn.Conv2d(cin, int(v), 3, padding=1))  # torchvision's vgg16_bn keeps its conv biases too
         if batch_norm:
             layers.append(nn.BatchNorm2d(int(v)))
         layers.append(nn.ReLU(inplace=True))
@@ -66,8 +66,9 @@ class VGG16Features(nn.Module):
         act = [nn.ReLU(inplace=True)]
         bn = (lambda c: [nn.BatchNorm2d(c)]) if batch_norm else (lambda c: [])
         layers += [nn.MaxPool2d(3, stride=1, padding=1)]  # pool5
-        layers += [nn.Conv2d(512, 1024, 3, padding=6, dilation=6, bias=not batch_norm), *bn(1024), *act]  # conv6
-        layers += [nn.Conv2d(1024, 1024, 1, bias=not batch_norm), *bn(1024), nn.ReLU(inplace=True)]  # conv7
+        # conv6 / conv7 keep a bias with BN too: they take the subsampled fc6 / fc7 biases
+        layers += [nn.Conv2d(512, 1024, 3, padding=6, dilation=6), *bn(1024), *act]  # conv6
+        layers += [nn.Conv2d(1024, 1024, 1), *bn(1024), nn.ReLU(inplace=True)]  # conv7
         self.vgg = nn.Sequential(*layers)
         self.l2norm = L2Norm(512, scale=20.0)
 
@@ -106,21 +107,40 @@ class VGG16Features(nn.Module):
         return maps
 
 
-def _vgg_ssd(num_classes: int, spec: SSDSpec, batch_norm: bool) -> SSD:
+# Input normalization on 0..255 RGB pixels: (mean, std).
+NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    # torchvision's ImageNet classifiers (vgg16, vgg16_bn IMAGENET1K_V1)
+    "imagenet": (IMAGENET_MEAN_255, IMAGENET_STD_255),
+    # mean subtraction only, as the paper's Caffe model and torchvision's ssd300_vgg16
+    # (image_mean 0.48235, 0.45882, 0.40784; image_std 1/255)
+    "mean_only": ((0.48235 * 255, 0.45882 * 255, 0.40784 * 255), (1.0, 1.0, 1.0)),
+}
+
+
+def _vgg_ssd(num_classes: int, spec: SSDSpec, batch_norm: bool, normalization: str) -> SSD:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {sorted(NORMALIZATIONS)}, not {normalization!r}")
     features = VGG16Features(spec.image_size, batch_norm=batch_norm)
     if len(features.out_channels) != len(spec.feature_maps):
         raise ValueError(f"VGG16 SSD{spec.image_size} has {len(features.out_channels)} maps; spec {spec.name!r} has {len(spec.feature_maps)}")
-    model = SSD(features, features.out_channels, spec, num_classes)
+    mean, std = NORMALIZATIONS[normalization]
+    model = SSD(features, features.out_channels, spec, num_classes, mean=mean, std=std)
     init_xavier(model.loc_heads)
     init_xavier(model.conf_heads)
     return model
 
 
-def ssd300_vgg16(num_classes: int, spec: SSDSpec = SSD300, batch_norm: bool = False) -> SSD:
-    """The paper's SSD300; ``batch_norm=True`` adds BN after every conv (for training from scratch)."""
-    return _vgg_ssd(num_classes, spec, batch_norm)
+def ssd300_vgg16(num_classes: int, spec: SSDSpec = SSD300, batch_norm: bool = False,
+                 normalization: str = "imagenet") -> SSD:
+    """The paper's SSD300; ``batch_norm=True`` adds BN after every conv (for training from scratch).
+
+    ``normalization``: ``"imagenet"`` (mean/std of torchvision's classifiers, for ImageNet
+    backbones) or ``"mean_only"`` (torchvision's ``ssd300_vgg16`` detector; see :data:`NORMALIZATIONS`).
+    """
+    return _vgg_ssd(num_classes, spec, batch_norm, normalization)
 
 
-def ssd512_vgg16(num_classes: int, spec: SSDSpec = SSD512, batch_norm: bool = False) -> SSD:
+def ssd512_vgg16(num_classes: int, spec: SSDSpec = SSD512, batch_norm: bool = False,
+                 normalization: str = "imagenet") -> SSD:
     """The paper's SSD512 (extra conv12_2: 4x4, pad 1 -> 1x1)."""
-    return _vgg_ssd(num_classes, spec, batch_norm)
+    return _vgg_ssd(num_classes, spec, batch_norm, normalization)

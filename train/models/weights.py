@@ -1,13 +1,15 @@
-"""Backbone weights from a local torchvision-style state dict (never a download).
+"""Backbone weights from a torchvision state dict file (:mod:`train.models.pretrained` fetches
+named ones), and whole-model starting weights for fine-tuning (:func:`load_init_weights`).
 
 ``vgg16`` / ``vgg16_bn``: ``features.N.*`` -> ``features.vgg.N.*`` (conv1_1 ... conv5_3);
 ``classifier.0`` (fc6) and ``classifier.3`` (fc7) are subsampled into ``conv6``/``conv7``
 as in the paper (fc6 ``(4096, 25088)`` -> ``(1024, 512, 3, 3)``: every 4th filter, every
-3rd tap of the 7x7 kernel; fc7 ``(4096, 4096)`` -> ``(1024, 1024, 1, 1)``). The BN variant's
-conv6/conv7 have no bias, so there only the weights are taken.
+3rd tap of the 7x7 kernel; fc7 ``(4096, 4096)`` -> ``(1024, 1024, 1, 1)``), biases included.
+``vgg16_bn``'s conv biases are kept; the BN variant's batch norms after conv6/conv7 have no
+counterpart in the file and stay at their init (reported as missing).
 
-``mobilenet_v2``: ``features.*`` -> ``features.features.*`` (identical layout); the
-classifier is unused.
+``mobilenet_v2`` / ``mobilenet_v3_large``: ``features.*`` -> ``features.features.*``
+(identical layout); the classifier is unused.
 
 The report lists what was loaded, which backbone parameters the file did not provide
 (``missing``), which file keys have no place in the model (``unexpected``) and which keys
@@ -37,18 +39,19 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
+    what: str = "backbone weights"
 
     def summary(self) -> str:
         def head(keys: list[str]) -> str:
             return ", ".join(keys[:4]) + (f", ... ({len(keys)} in all)" if len(keys) > 4 else "")
 
-        lines = [f"backbone weights: {len(self.loaded)} tensors loaded"]
+        lines = [f"{self.what}: {len(self.loaded)} tensors loaded"]
         if self.missing:
             lines.append(f"  missing (kept at init): {head(self.missing)}")
         if self.unexpected:
             lines.append(f"  unexpected (ignored): {head(self.unexpected)}")
         if self.mismatched:
-            lines.append(f"  shape mismatch (ignored): {head(self.mismatched)}")
+            lines.append(f"  shape mismatch (kept at init): {head(self.mismatched)}")
         return "\n".join(lines)
 
 
@@ -56,7 +59,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain ``{name: tensor}`` dict from ``path``; unwraps ``state_dict``/``model`` wrappers."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"backbone weights file {path} does not exist (weights are never downloaded; pass a local file)")
+        raise WeightsError(f"weights file {path} does not exist; pass a local file, a URL or a name such as imagenet")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -115,7 +118,7 @@ def load_backbone_weights(model: SSD, arch: str, path: str | Path) -> LoadReport
     if arch in ("ssd300_vgg16", "ssd512_vgg16"):
         mapped = _vgg_mapping(model, state)
         prefix = "features.vgg."
-    elif arch == "ssdlite320_mobilenetv2":
+    elif arch in ("ssdlite320_mobilenetv2", "ssdlite320_mobilenetv3_large"):
         mapped = _mobilenet_mapping(model, state)
         prefix = "features.features."
     else:
@@ -134,7 +137,37 @@ def load_backbone_weights(model: SSD, arch: str, path: str | Path) -> LoadReport
     report.unexpected += sorted(set(state) - _consumed_source_keys(arch, state))
     report.missing = sorted(k for k in own if k.startswith(prefix) and k not in to_load)
     if not to_load:
-        raise WeightsError(f"no tensor in {path} fits the {arch} backbone; is it a torchvision {'vgg16' if 'vgg' in arch else 'mobilenet_v2'} state dict?")
+        raise WeightsError(f"no tensor in {path} fits the {arch} backbone; is it a torchvision {'vgg16' if 'vgg' in arch else 'mobilenet'} state dict?")
+    with torch.no_grad():
+        for key, value in to_load.items():
+            own[key].copy_(value)
+    return report
+
+
+def load_init_weights(model: SSD, path: str | Path) -> LoadReport:
+    """Start from another model's weights: a checkpoint (``ssd-train`` / ``ssd-import``) or a
+    plain state dict in the project's key layout.
+
+    Every tensor whose name and shape match is copied; the rest keep their init. Fine-tuning
+    to another class count therefore re-initializes the classification heads (their channel
+    count is ``boxes * num_classes``) and keeps the backbone, the extras and, for the same
+    prior spec, the box heads. The report lists what loaded and what did not.
+    """
+    state = read_state_dict(path)
+    own = model.state_dict()
+    report = LoadReport(what=f"starting weights {Path(path).name}")
+    to_load: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif own[key].shape != value.shape:
+            report.mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}")
+        else:
+            to_load[key] = value.to(own[key].dtype)
+            report.loaded.append(key)
+    report.missing = sorted(k for k in own if k not in to_load)
+    if not to_load:
+        raise WeightsError(f"no tensor in {path} fits this model; was it trained with the same arch?")
     with torch.no_grad():
         for key, value in to_load.items():
             own[key].copy_(value)

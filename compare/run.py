@@ -1,11 +1,14 @@
 """Accuracy of every artifact against PyTorch FP32 on the same images, through one code path.
 
-Each predictor (PyTorch from the checkpoint, or an artifact through the edge app's own
-backend) sees the same frames through :func:`ssd.preprocess.preprocess`, and its head
-outputs go through the same :func:`ssd.decode_and_nms` with evaluation thresholds
-(:data:`ssd.postprocess.EVAL`) and the same COCO evaluator
-(:func:`train.coco_eval.evaluate_detections`). Latency is the runtime's inference call
-alone, median over the images at a fixed thread count.
+The split is read by the training stage's dataset opener (:func:`train.data.open_dataset`:
+VOC or COCO). Each artifact runs through the edge app's own backend
+(:class:`compare.predictors.ArtifactPredictor`) on frames made by
+:func:`ssd.preprocess.preprocess`; its head outputs go through :func:`ssd.decode_and_nms`
+with :data:`ssd.postprocess.EVAL` and the COCO evaluator
+(:func:`train.coco_eval.evaluate_detections`; with ``--metric voc07|voc`` VOC AP beside it).
+The PyTorch row is :func:`train.evaluate.predict` at the checkpoint's evaluation settings,
+the very predictions ``ssd-train`` and ``ssd-eval`` score, so the three give one mAP. Latency is the
+runtime's inference call alone, median over the images at a fixed thread count.
 """
 
 from __future__ import annotations
@@ -14,43 +17,24 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from compare.predictors import ArtifactPredictor, Predictor, TorchPredictor
 from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
-from ssd.preprocess import InputSpec, preprocess
+from ssd.preprocess import preprocess
 from ssd.priors import default_boxes
 from ssd.sidecar import read_sidecar, sidecar_path
-from ssd.specs import SSDSpec
 from train.coco_eval import EvalResult, evaluate_detections
+from train.data import DetectionDataset, Sample
+from train.voc_eval import VOCResult
 
 MODEL_SUFFIXES = (".onnx", ".xml", ".tflite")
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
 
 
-class Predictor(Protocol):
-    """Something that maps a preprocessed batch to raw head outputs.
-
-    name: row label, e.g. ``"pytorch_fp32"`` or ``"openvino_int8"``.
-    input_spec: what :func:`ssd.preprocess.preprocess` must produce for it.
-    spec: the prior spec its outputs are encoded against.
-    """
-
-    name: str
-    runtime: str
-    precision: str
-    path: Path | None
-    input_spec: InputSpec
-    spec: SSDSpec
-
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(1, ...)`` input -> ``loc (1, P, 4)``, ``conf (1, P, C)`` float32 logits."""
-        ...
-
-
 @dataclass
-class RunResult:
+class ModelResult:
     """One row of the comparison."""
 
     name: str
@@ -59,6 +43,7 @@ class RunResult:
     path: str | None
     size_mb: float | None
     metrics: EvalResult | None = None
+    voc: VOCResult | None = None
     latency_ms: list[float] = field(default_factory=list, repr=False)
     error: str | None = None
     executed_by: str | None = None
@@ -74,73 +59,6 @@ class RunResult:
         if not self.latency_ms:
             return None
         return sorted(self.latency_ms)[int(0.9 * (len(self.latency_ms) - 1))]
-
-
-class TorchPredictor:
-    """The checkpoint in PyTorch FP32 on the CPU: the reference row."""
-
-    runtime = "pytorch"
-    precision = "fp32"
-
-    def __init__(self, checkpoint: str | Path, threads: int) -> None:
-        import torch
-
-        from train.checkpoint import load_model
-
-        torch.set_num_threads(threads)
-        loaded = load_model(checkpoint)
-        self._torch = torch
-        self.model = loaded.model.eval()
-        self.labels = loaded.labels
-        self.spec = loaded.spec
-        self.name = "pytorch_fp32"
-        self.path = Path(checkpoint)
-        self.sha256 = loaded.sha256
-        size = loaded.spec.image_size
-        self.input_spec = InputSpec(size, size, layout="NCHW", dtype="float32", color="RGB")
-
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with self._torch.inference_mode():
-            loc, conf = self.model(self._torch.from_numpy(batch))
-        return loc.numpy(), conf.numpy()
-
-
-class ArtifactPredictor:
-    """An artifact run by the edge app's backend for its suffix."""
-
-    def __init__(self, path: Path, threads: int) -> None:
-        from edge_app.backends import open_backend
-
-        self.backend = open_backend(path, threads=threads)
-        sidecar = self.backend.sidecar
-        self.name = sidecar.format
-        self.runtime = sidecar.runtime
-        self.executed_by = self.backend.name
-        self.precision, self.note = executed_precision(sidecar.precision, sidecar.extra, self.executed_by)
-        self.path = path
-        self.spec = sidecar.spec
-        self.labels = sidecar.labels
-        self.checkpoint_sha256 = sidecar.checkpoint_sha256
-        self.input_spec = sidecar.input
-
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.backend.infer(batch)
-
-    def close(self) -> None:
-        self.backend.close()
-
-
-def executed_precision(precision: str, extra: dict, executed_by: str) -> tuple[str, str | None]:
-    """The precision a row really ran in, and why it differs from the sidecar's.
-
-    A TensorRT calibration artifact is an FP32 graph plus an INT8 table that only TensorRT
-    reads: without ``TensorrtExecutionProvider`` it runs in FP32, and counting it as INT8
-    would report a zero INT8 loss that nobody measured.
-    """
-    provider = extra.get("execution_provider")
-    if precision == "int8" and provider and provider not in executed_by:
-        return "fp32", f"INT8 needs {provider}; ran the FP32 graph on {executed_by}"
-    return precision, None
 
 
 def artifact_size_mb(path: Path) -> float:
@@ -188,16 +106,28 @@ def predict(
     return detections, latency
 
 
+def score(result: ModelResult, samples: Sequence, detections: list[Detections], label_names: Sequence[str],
+          metric: str = "coco") -> None:
+    """COCO metrics into ``result.metrics``, and with ``metric`` ``voc07``/``voc`` that VOC AP
+    too (``result.voc``), beside them."""
+    result.metrics = evaluate_detections(samples, detections, label_names)
+    if metric != "coco":
+        from train.voc_eval import evaluate_voc
+
+        result.voc = evaluate_voc(samples, detections, label_names, metric=metric)
+
+
 def evaluate_predictor(
     predictor: Predictor,
     samples: Sequence,
     label_names: Sequence[str],
     params: PostprocessParams = EVAL,
     warmup: int = 2,
-) -> RunResult:
+    metric: str = "coco",
+) -> ModelResult:
     """Run one predictor over ``samples`` (with ``.image``, pixel ``.boxes``, ``.labels``...) and score it."""
     path = predictor.path
-    result = RunResult(
+    result = ModelResult(
         name=predictor.name,
         runtime=predictor.runtime,
         precision=predictor.precision,
@@ -207,13 +137,43 @@ def evaluate_predictor(
     result.executed_by = getattr(predictor, "executed_by", None)
     result.note = getattr(predictor, "note", None)
     detections, result.latency_ms = predict(predictor, [s.image for s in samples], params, warmup)
-    result.metrics = evaluate_detections(samples, detections, label_names)
+    score(result, samples, detections, label_names, metric)
+    return result
+
+
+def latency_ms(predictor: Predictor, images: Sequence[np.ndarray], warmup: int = 2) -> list[float]:
+    """The inference call's time per image in ms (after ``warmup`` calls), nothing else timed."""
+    batches = [preprocess(image, predictor.input_spec) for image in images]
+    for _ in range(warmup if batches else 0):
+        predictor.infer(batches[0])
+    times = []
+    for batch in batches:
+        start = time.perf_counter()
+        predictor.infer(batch)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def evaluate_reference(reference: TorchPredictor, reader: SampleReader, warmup: int = 2, metric: str = "coco") -> ModelResult:
+    """The PyTorch row: :func:`train.evaluate.predict` on the CPU with the checkpoint's
+    evaluation settings, scored like ``ssd-eval`` and ``ssd-train`` score it, and its latency."""
+    import torch
+
+    from train.evaluate import predict
+
+    result = ModelResult(name=reference.name, runtime=reference.runtime, precision=reference.precision,
+                         path=str(reference.path), size_mb=reference.path.stat().st_size / 1e6)
+    detections = predict(reference.model, reader, reference.spec, torch.device("cpu"), **reference.eval_settings)
+    score(result, reader.samples, detections, reader.label_names, metric)
+    result.latency_ms = latency_ms(reference, [s.image for s in reader.samples], warmup)
     return result
 
 
 def check_labels(name: str, labels: Sequence[str], expected: Sequence[str]) -> None:
+    """Refuse a model or dataset whose class names are not the checkpoint's, in order."""
     if list(labels) != list(expected):
-        raise ValueError(f"{name} has labels {list(labels)} but the checkpoint has {list(expected)}; convert it from this checkpoint")
+        raise ValueError(f"{name} has labels {list(labels)} but the checkpoint has {list(expected)}; "
+                         "use the dataset it was trained on and artifacts converted from it")
 
 
 @dataclass(frozen=True)
@@ -222,7 +182,9 @@ class CompareOptions:
 
     max_drop: flag an INT8 artifact that loses more than this many points of mAP@0.5.
     strict: a flag or a failed artifact makes the CLI exit non-zero.
+    format: the dataset layout, ``voc``, ``coco`` or ``auto`` (:func:`train.data.open_dataset`).
     limit: evaluate only the first N images of the split.
+    metric: ``coco`` (always reported), or ``voc07``/``voc`` reported beside it.
     """
 
     checkpoint: Path
@@ -230,6 +192,8 @@ class CompareOptions:
     data: Path
     split: str
     out: Path
+    format: str = "auto"
+    metric: str = "coco"
     threads: int = 2
     max_drop: float | None = None
     strict: bool = False
@@ -241,26 +205,32 @@ class CompareOptions:
 class ComparisonReport:
     """The rows (PyTorch FP32 first) and what they were measured on."""
 
-    rows: list[RunResult]
+    rows: list[ModelResult]
     label_names: list[str]
     dataset: str
     split: str
     num_images: int
     threads: int
     max_drop: float | None
+    metric: str = "coco"
 
     @property
-    def reference(self) -> RunResult:
+    def reference(self) -> ModelResult:
         return self.rows[0]
 
-    def delta(self, row: RunResult) -> tuple[float | None, float | None]:
+    def delta(self, row: ModelResult) -> tuple[float | None, float | None]:
         """``(mAP@0.5, mAP@[.5:.95])`` of ``row`` minus the reference's, in points."""
         ref = self.reference.metrics
         if row.metrics is None or ref is None:
             return None, None
         return 100 * (row.metrics.map50 - ref.map50), 100 * (row.metrics.map - ref.map)
 
-    def flag(self, row: RunResult) -> str | None:
+    def voc_delta(self, row: ModelResult) -> float | None:
+        """VOC mAP (``metric``) of ``row`` minus the reference's, in points; ``None`` without it."""
+        ref = self.reference.voc
+        return None if row.voc is None or ref is None else 100 * (row.voc.map - ref.map)
+
+    def flag(self, row: ModelResult) -> str | None:
         """Why ``row`` is flagged, or ``None``."""
         if row.error:
             return f"error: {row.error}"
@@ -274,15 +244,37 @@ class ComparisonReport:
         return [r.name for r in self.rows if self.flag(r)]
 
 
-def load_samples(data: Path, split: str, label_names: Sequence[str], limit: int | None) -> list:
-    """Images and ground truth of one split, read once into memory (class order of the checkpoint)."""
-    from train.data.voc import VOCDataset
+class SampleReader:
+    """Samples read once into memory, as a :class:`train.data.DetectionDataset`."""
 
-    dataset = VOCDataset(data, split, label_names=list(label_names))
+    def __init__(self, samples: list[Sample], label_names: Sequence[str]) -> None:
+        self.samples = samples
+        self.label_names = list(label_names)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.samples[i]
+
+    def annotation(self, i: int) -> Sample:
+        return self.samples[i]
+
+
+def load_samples(data: Path, split: str, label_names: Sequence[str], limit: int | None, fmt: str = "auto") -> SampleReader:
+    """Images and ground truth of one VOC or COCO split, read once into memory.
+
+    The split is opened like training opens it (:func:`train.data.open_dataset`); its class
+    names must be the checkpoint's, in the same order.
+    """
+    from train.data import open_dataset
+
+    dataset: DetectionDataset = open_dataset(data, split, fmt, label_names=list(label_names))
+    check_labels(f"{data}:{split}", dataset.label_names, label_names)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count == 0:
         raise ValueError(f"split {split!r} of {data} has no images")
-    return [dataset[i] for i in range(count)]
+    return SampleReader([dataset[i] for i in range(count)], label_names)
 
 
 def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
@@ -291,7 +283,8 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
     artifacts = discover_artifacts(options.artifacts)
     if not artifacts:
         raise FileNotFoundError(f"no models with sidecars in {options.artifacts}; run ssd-convert first")
-    samples = load_samples(options.data, options.split, reference.labels, options.limit)
+    reader = load_samples(options.data, options.split, reference.labels, options.limit, options.format)
+    samples = reader.samples
     log(f"comparing {len(artifacts) + 1} models on {len(samples)} images of {options.data}:{options.split} "
         f"at {options.threads} threads")
     rows = []
@@ -299,7 +292,7 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
     for index, (label, path) in enumerate(predictors, start=1):
         log(f"[{index}/{len(predictors)}] {label}")
         if path is None:
-            rows.append(evaluate_predictor(reference, samples, reference.labels, warmup=options.warmup))
+            rows.append(evaluate_reference(reference, reader, warmup=options.warmup, metric=options.metric))
             continue
         try:
             predictor = ArtifactPredictor(path, options.threads)
@@ -307,12 +300,13 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
             if predictor.checkpoint_sha256 != reference.sha256:
                 raise ValueError(f"{path.name} was converted from another checkpoint (sha256 differs)")
             try:
-                rows.append(evaluate_predictor(predictor, samples, reference.labels, warmup=options.warmup))
+                rows.append(evaluate_predictor(predictor, samples, reference.labels, warmup=options.warmup,
+                                               metric=options.metric))
             finally:
                 predictor.close()
         except Exception as exc:  # one broken artifact must not hide the others' results
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            rows.append(RunResult(path.name, "?", "?", str(path), artifact_size_mb(path), error=message))
+            rows.append(ModelResult(path.name, "?", "?", str(path), artifact_size_mb(path), error=message))
     return ComparisonReport(
         rows=rows,
         label_names=list(reference.labels),
@@ -321,4 +315,5 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
         num_images=len(samples),
         threads=options.threads,
         max_drop=options.max_drop,
+        metric=options.metric,
     )

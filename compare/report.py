@@ -7,8 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from convert.compare import ComparisonReport, RunResult
+from compare.run import ComparisonReport, ModelResult
 from ssd.atomic import atomic_write_text
+from ssd.postprocess import EVAL
 
 COLUMNS = ("format", "precision", "size MB", "mAP50", "mAP50-95", "d mAP50", "ms", "FPS", "status")
 
@@ -19,17 +20,31 @@ def _fmt(value: float | None, digits: int = 3, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def row_cells(report: ComparisonReport, row: RunResult) -> list[str]:
+def columns(report: ComparisonReport) -> list[str]:
+    """The table's header: :data:`COLUMNS`, with the VOC metric's two after mAP50-95 when asked for."""
+    cols = list(COLUMNS)
+    if report.metric != "coco":
+        at = cols.index("d mAP50")
+        cols[at:at] = [f"mAP50 {report.metric}", f"d {report.metric}"]
+    return cols
+
+
+def row_cells(report: ComparisonReport, row: ModelResult) -> list[str]:
     """One table row; deltas in points of mAP against PyTorch FP32."""
     d50, _ = report.delta(row)
     p50 = row.latency_p50
     metrics = row.metrics
+    voc = []
+    if report.metric != "coco":
+        voc = [_fmt(row.voc.map if row.voc else None),
+               "ref" if row is report.reference else _fmt(report.voc_delta(row), 2, signed=True)]
     return [
         row.name,
         row.precision,
         _fmt(row.size_mb, 2),
         _fmt(metrics.map50 if metrics else None),
         _fmt(metrics.map if metrics else None),
+        *voc,
         "ref" if row is report.reference else _fmt(d50, 2, signed=True),
         _fmt(p50, 2),
         _fmt(1e3 / p50 if p50 else None, 1),
@@ -39,8 +54,9 @@ def row_cells(report: ComparisonReport, row: RunResult) -> list[str]:
 
 def table(report: ComparisonReport) -> str:
     """Fixed-width text table, one line per model."""
-    rows = [list(COLUMNS)] + [row_cells(report, r) for r in report.rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    header = columns(report)
+    rows = [header] + [row_cells(report, r) for r in report.rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -69,6 +85,7 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
                 "path": row.path,
                 "size_mb": row.size_mb,
                 "metrics": row.metrics.to_dict() if row.metrics else None,
+                "voc": row.voc.to_dict() if row.voc else None,
                 "delta_map50_points": d50,
                 "delta_map_points": d,
                 "latency_p50_ms": row.latency_p50,
@@ -99,12 +116,13 @@ def markdown(report: ComparisonReport, plots: dict[str, str]) -> str:
     lines = [
         f"# Quantized accuracy: {Path(report.dataset).name} / {report.split}",
         "",
-        f"{report.num_images} images; evaluation thresholds score 0.01, 200 detections per image; "
+        f"{report.num_images} images; evaluation thresholds (ssd.EVAL) score {EVAL.score_threshold:g}, "
+        f"{EVAL.top_k} candidates, {EVAL.max_detections} detections per image; "
         f"latency is the runtime's inference call alone, median, {report.threads} thread(s). "
         "Deltas are points of mAP against PyTorch FP32.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        "| " + " | ".join(columns(report)) + " |",
+        "|" + "---|" * len(columns(report)),
     ]
     lines += ["| " + " | ".join(row_cells(report, r)) + " |" for r in report.rows]
     scored = [r for r in report.rows if r.metrics]
@@ -123,7 +141,7 @@ def markdown(report: ComparisonReport, plots: dict[str, str]) -> str:
 
 def write_report(report: ComparisonReport, out: Path) -> dict[str, Path]:
     """Write report.json, report.md and the plots into ``out``; returns their paths."""
-    from convert.compare_plots import write_plots
+    from compare.plots import write_plots
 
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(report, out)

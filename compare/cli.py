@@ -6,24 +6,28 @@ import argparse
 import sys
 from pathlib import Path
 
-from convert.compare import CompareOptions, run_comparison
-from convert.compare_report import table, write_report
+from compare.report import table, write_report
+from compare.run import CompareOptions, run_comparison
 
 
 def parse_args(argv: list[str] | None = None) -> CompareOptions:
     parser = argparse.ArgumentParser(prog="ssd-compare", description=__doc__)
     parser.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint the artifacts came from")
     parser.add_argument("--artifacts", type=Path, required=True, help="folder written by ssd-convert")
-    parser.add_argument("--data", type=Path, required=True, help="VOC-layout dataset folder")
-    parser.add_argument("--split", default="val", help="ImageSets/Main/<split>.txt (default: val)")
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder (VOC layout or COCO with annotations/)")
+    parser.add_argument("--split", default="val", help="VOC ImageSets/Main/<split>.txt or COCO instances_<split>.json (default: val)")
+    parser.add_argument("--format", default="auto", choices=("auto", "voc", "coco"), help="dataset layout (default: detect)")
     parser.add_argument("--out", type=Path, required=True, help="report folder, e.g. reports/NAME")
+    parser.add_argument("--metric", default="coco", choices=("coco", "voc07", "voc"),
+                        help="also report VOC07 11-point (the SSD paper's) or VOC2010+ all-point mAP beside COCO's")
     parser.add_argument("--threads", type=int, default=2, help="inference threads for every runtime (default 2)")
     parser.add_argument("--max-drop", type=float, default=None, help="flag INT8 artifacts losing more mAP@0.5 points")
     parser.add_argument("--strict", action="store_true", help="exit 1 when an artifact is flagged or fails")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     args = parser.parse_args(argv)
     return CompareOptions(
-        checkpoint=args.checkpoint, artifacts=args.artifacts, data=args.data, split=args.split, out=args.out,
+        checkpoint=args.checkpoint, artifacts=args.artifacts, data=args.data, split=args.split, out=args.out, format=args.format,
+        metric=args.metric,
         threads=args.threads, max_drop=args.max_drop, strict=args.strict, limit=args.limit,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from convert.compare import ComparisonReport, RunResult
+from compare.run import ComparisonReport, ModelResult
 from ssd.atomic import atomic_path
 
 MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}
@@ -17,7 +17,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _int8_rows(report: ComparisonReport) -> list[RunResult]:
+def _int8_rows(report: ComparisonReport) -> list[ModelResult]:
     return [r for r in report.rows if r.precision == "int8" and r.metrics]
 
 
