@@ -206,7 +206,8 @@ def ensure_binfmt(log: Log) -> str:
     if entry.exists():
         text = entry.read_text()
         match = re.search(r"^interpreter (\S+)", text, flags=re.M)
-        version = _version(match.group(1)) if match else None
+        # the interpreter may be a wrapper link (aarch64-binfmt-P): ask the binary it points at
+        version = _version(str(Path(match.group(1)).resolve())) if match else None
         if text.startswith("enabled") and version is not None and version >= (8,):
             return match.group(1)  # type: ignore[union-attr]
         log.note(f"re-registering the aarch64 binfmt entry (was {version}, {text.splitlines()[0]})")
@@ -383,8 +384,12 @@ def host_artifacts(work: Path, log: Log) -> Path:
     log.note("calibrating and converting for --target rpi (+ onnx_fp32) on the host")
     log.run([_tool("ssd-calibrate"), "--data", str(data), "--split", "train", "--num", "300", "--seed", "0",
              "--checkpoint", str(best), "--out", str(work / "calibration")], "ssd-calibrate", env=env)
+    tmp = work / "artifacts.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
     log.run([_tool("ssd-convert"), "--checkpoint", str(best), "--target", "rpi,onnx_fp32",
-             "--calib", str(work / "calibration"), "--out", str(arts)], "ssd-convert", env=env)
+             "--calib", str(work / "calibration"), "--out", str(tmp)], "ssd-convert", env=env)
+    shutil.rmtree(arts, ignore_errors=True)
+    tmp.rename(arts)
     return arts
 
 
