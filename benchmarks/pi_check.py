@@ -60,6 +60,8 @@ TFLITE_RUNTIME_VENV = ".venv-tflite-runtime"
 NOT_IN_DEBIAN = ("python3-picamera2",)
 #: the artifacts compared: what ``--target rpi`` makes, plus ONNX FP32
 ARTIFACTS = ("model_tflite_int8.tflite", "model_tflite_fp32.tflite", "model_onnx_int8.onnx", "model_onnx_fp32.onnx")
+HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
+PI_HOST_CA = "/etc/pi-check-host-ca.crt"
 PARITY_FRAMES = 24
 PARITY_SIZE = (320, 240)
 
@@ -267,7 +269,8 @@ def ensure_base_rootfs(suite: str, cache: Path, log: Log) -> tuple[Path, float |
 def _pi_env() -> dict[str, str]:
     return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
             "LANG": "C.UTF-8", "QEMU_CPU": QEMU_CPU, "DEBIAN_FRONTEND": "noninteractive",
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
+            **({"PIP_CERT": PI_HOST_CA} if Path(HOST_CA).is_file() else {})}
 
 
 @contextmanager
@@ -279,6 +282,10 @@ def mounted(rootfs: Path, log: Log) -> Iterator[None]:
             log.run(["mount", *args, str(point)], f"mounting {point}")
             points.append(point)
         shutil.copyfile("/etc/resolv.conf", rootfs / "etc/resolv.conf")
+        # the host's CA bundle for pip (PIP_CERT): where TLS to PyPI passes a proxy with its own CA,
+        # the Pi's fresh ca-certificates would refuse it; on other hosts it is the same Mozilla set
+        if Path(HOST_CA).is_file():
+            shutil.copyfile(HOST_CA, rootfs / PI_HOST_CA.lstrip("/"))
         yield
     finally:
         for point in reversed(points):
@@ -517,7 +524,7 @@ def step_diff(a: Path, b: Path) -> dict[str, Any]:
             "histogram": {str(s): int((flat == s).sum()) for s in range(int(flat.max()) + 1)}}
 
 
-def run_check(suite: str, cache: Path, work: Path, out_json: Path) -> dict[str, Any]:
+def run_check(suite: str, cache: Path, work: Path, out_json: Path, keep_rootfs: bool = False) -> dict[str, Any]:
     t_start = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     log = Log(work / f"pi_check_{suite}.log")
@@ -528,9 +535,11 @@ def run_check(suite: str, cache: Path, work: Path, out_json: Path) -> dict[str, 
     base, debootstrap_s = ensure_base_rootfs(suite, cache, log)
     report["debootstrap_seconds"] = None if debootstrap_s is None else round(debootstrap_s, 1)
     run = cache / f"{suite}-run"
-    _remove_tree(run, log)
-    log.note(f"fresh copy of {base} -> {run}")
-    log.run(["cp", "-a", str(base), str(run)], "copying the base root filesystem")
+    report["reused_run_rootfs"] = keep_rootfs and run.is_dir()
+    if not report["reused_run_rootfs"]:
+        _remove_tree(run, log)
+        log.note(f"fresh copy of {base} -> {run}")
+        log.run(["cp", "-a", str(base), str(run)], "copying the base root filesystem")
     outputs = work / suite
     shutil.rmtree(outputs, ignore_errors=True)
     outputs.mkdir(parents=True)
@@ -624,13 +633,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=ROOT / "build/pi-rootfs", help="root filesystems (debootstrap cache)")
     p.add_argument("--work", type=Path, default=ROOT / "build/pi-check", help="host artifacts, frames, logs, outputs")
     p.add_argument("--out", type=Path, default=None, help="JSON report (default benchmarks/results/pi_check_<suite>.json)")
+    p.add_argument("--keep-rootfs", action="store_true",
+                   help="install into the last run's root filesystem instead of a fresh copy (install time then "
+                        "is not a fresh install's)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("pi-check: error: needs root (debootstrap, chroot, mount, binfmt): run `sudo make pi-check`", file=sys.stderr)
         return 2
     out = args.out or ROOT / f"benchmarks/results/pi_check_{args.suite}.json"
     try:
-        report = run_check(args.suite, args.cache.resolve(), args.work.resolve(), out)
+        report = run_check(args.suite, args.cache.resolve(), args.work.resolve(), out, args.keep_rootfs)
     except CheckError as exc:
         print(f"pi-check: error: {exc}", file=sys.stderr)
         return 1
