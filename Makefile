@@ -23,7 +23,7 @@ SOURCE ?= synthetic://
 BCCD ?= ../shared/datasets/bccd
 
 .DEFAULT_GOAL := help
-.PHONY: help install reference-torchvision test test-fast lint demo demo-steps train eval calibrate convert compare run bench bench-bccd clean
+.PHONY: help install reference-torchvision test test-fast lint demo demo-steps train eval calibrate convert compare run bench bench-bccd pi-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -135,6 +135,11 @@ bench: install  ## the benchmark scripts (each writes JSON under benchmarks/resu
 	$(PY) benchmarks/runtimes.py
 	$(PY) benchmarks/edge_app.py
 	$(PY) benchmarks/train_tiny_synth.py
+
+PI_CHECK_ARGS ?=
+
+pi-check: install  ## emulated Raspberry Pi (Debian arm64 under qemu, as root): the README's Pi install, detections vs the host (~15 min; PI_CHECK_ARGS="--suite trixie")
+	$(PY) benchmarks/pi_check.py $(PI_CHECK_ARGS)
 
 BCCD_RUN ?= runs/bccd
 BCCD_ARGS ?=
