@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_app.backends.base import Backend
+from edge_app.cv2_import import import_cv2
 from ssd.postprocess import Detections, decode_and_nms
 from ssd.preprocess import preprocess
 from ssd.priors import default_boxes
@@ -34,6 +35,7 @@ class Detector:
     """Preprocessing, inference and decode + NMS for one backend; priors computed once."""
 
     def __init__(self, backend: Backend, post: PostprocessOptions | None = None) -> None:
+        import_cv2()  # ssd.preprocess resizes with OpenCV: a missing cv2 is one line here, not a traceback mid-run
         self.backend = backend
         self.post = post or PostprocessOptions()
         self.spec = backend.sidecar.spec

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_app.cv2_import import import_cv2
 from edge_app.errors import OutputError
 from edge_app.outputs.base import FrameResult, Output
 
@@ -36,7 +37,7 @@ class VideoFileOutput(Output):
         os.makedirs(folder, exist_ok=True)
 
     def _open(self, width: int, height: int) -> None:
-        import cv2
+        cv2 = import_cv2()
 
         writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
         if not writer.isOpened():
@@ -54,7 +55,7 @@ class VideoFileOutput(Output):
         if self._writer is None:
             self._open(width, height)
         if (width, height) != self._size:
-            import cv2
+            cv2 = import_cv2()
 
             image = cv2.resize(image, self._size)
         self._writer.write(image)

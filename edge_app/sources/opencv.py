@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from edge_app.cv2_import import import_cv2
 from edge_app.errors import SourceError
 from edge_app.sources.base import Frame, FrameSource, SourceOptions, as_bgr
 from edge_app.sources.uri import SourceURI
@@ -23,7 +24,7 @@ MAX_CONSECUTIVE_FILE_FAILURES = 8
 
 
 def _cv2() -> Any:
-    import cv2
+    cv2 = import_cv2()
 
     return cv2
 
