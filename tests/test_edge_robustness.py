@@ -11,12 +11,12 @@ import subprocess
 import sys
 import textwrap
 import time
-import tomllib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import tomllib
 
 import edge_app.sources.opencv as cvsrc
 from edge_app.errors import MissingDependency, OutputError, runtime_message

@@ -12,7 +12,6 @@ from edge_app.cv2_import import import_cv2
 from edge_app.errors import OutputError
 from edge_app.outputs.base import FrameResult, Output
 
-
 GUI_HINT = ('this OpenCV has no GUI (opencv-python-headless): pip uninstall opencv-python-headless && '
             'pip install -e ".[edge-gui]" (opencv-python), or on a Pi/Jetson the OS package python3-opencv')
 
