@@ -90,7 +90,7 @@ demo-steps:
 	$(VENV)/bin/ssd-synth --out $(DEMO_DATA) --seed 0 --num-train $(DEMO_TRAIN) --num-val $(DEMO_VAL) --size 128
 	@echo "==> [3/7] train the tiny SSD for $(DEMO_EPOCHS) epochs -> $(DEMO)/train"
 	@# data.format=voc: train on the set step 2 wrote (format synth would regenerate the config's own size)
-	$(VENV)/bin/ssd-train --config tiny_synth output_dir=$(DEMO) name=train data.format=voc data.root=$(DEMO_DATA) optim.epochs=$(DEMO_EPOCHS) eval.every=$(DEMO_EPOCHS)
+	$(VENV)/bin/ssd-train --config tiny_synth --overwrite output_dir=$(DEMO) name=train data.format=voc data.root=$(DEMO_DATA) optim.epochs=$(DEMO_EPOCHS) eval.every=$(DEMO_EPOCHS)
 	@echo "==> [4/7] calibration set: $(DEMO_CALIB) class-stratified training images"
 	$(VENV)/bin/ssd-calibrate --data $(DEMO_DATA) --split train --num $(DEMO_CALIB) --seed 0 --checkpoint $(DEMO)/train/best.pt --out $(DEMO)/calibration
 	@echo "==> [5/7] convert to every format (TARGET=$(DEMO_TARGET)), each validated against PyTorch"

@@ -25,10 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_tiny_synth.json"))
-    parser.add_argument("--name", default="tiny_synth")
+    parser.add_argument("--name", default="bench_tiny_synth",
+                        help="run folder under runs/ (replaced on every run; default keeps make train's runs/tiny_synth)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
-    cmd = [sys.executable, "-m", "train.cli", "--config", "tiny_synth", f"name={args.name}", *args.overrides]
+    cmd = [sys.executable, "-m", "train.cli", "--config", "tiny_synth", "--overwrite", f"name={args.name}", *args.overrides]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     load_before = os.getloadavg()
     start = time.perf_counter()
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluated = [r for r in rows if r["map50"]]
     final = evaluated[-1]
     record = {
-        "command": " ".join(["ssd-train", "--config", "tiny_synth", f"name={args.name}", *args.overrides]),
+        "command": " ".join(["ssd-train", "--config", "tiny_synth", "--overwrite", f"name={args.name}", *args.overrides]),
         "wall_s": round(wall, 1),
         "epochs": len(rows),
         "final_map50": float(final["map50"]),

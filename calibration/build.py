@@ -79,8 +79,13 @@ def _preprocess_rows(dataset, indices: np.ndarray, size: int, log: Log, what: st
     out = np.empty((len(indices), 3, size, size), dtype=np.uint8)
     samples = []
     step = max(1, len(indices) // 10)
+    from train.data import DatasetError
+
     for row, i in enumerate(indices):
-        sample = dataset[int(i)]
+        try:
+            sample = dataset[int(i)]
+        except DatasetError as exc:  # a missing, truncated or undecodable image: one line naming it
+            raise CalibrationError(str(exc).splitlines()[0]) from None
         out[row] = preprocess(sample.image, spec)[0]
         samples.append(sample)
         if (row + 1) % step == 0 or row + 1 == len(indices):

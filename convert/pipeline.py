@@ -8,9 +8,14 @@ For each format, in table order:
    (round trip, sha256);
 3. the format's check loads the staged artifact in its own runtime through that sidecar
    and compares it with PyTorch on calibration images (:mod:`convert.validate`);
-4. only a passing artifact is moved into ``out``: an old sidecar of the format is removed
-   first, then the companions, the artifact, and the sidecar last. A failing (or collapsed)
-   format leaves no artifact and no sidecar, not even a stale one from an earlier run.
+4. only a passing artifact is moved into ``out`` (:mod:`convert.install`): the companions,
+   the artifact and the sidecar last are renamed over the old ones (the old sidecar is never
+   deleted first), then old files the new set does not replace are removed; a run killed
+   mid-way leaves a plan that the next run completes. A failing (or collapsed) format leaves
+   no artifact and no sidecar, not even a stale one from an earlier run.
+
+Every run first finishes installs and removes staging folders (``.ssd-convert.*``) left by
+killed runs in ``out``.
 
 Bad input (missing/corrupt checkpoint, a model that does not match its spec, a missing or
 empty calibration set, an unknown target) raises :class:`ConvertError` before anything is
@@ -38,6 +43,7 @@ from calibration.sets import (
     check_matches_model,
     load_calibration_set,
 )
+from convert import install as installer
 from convert.context import ConvertOptions, ExportContext, Log
 from convert.errors import ConvertError
 from convert.formats import FORMATS, Exported, Format
@@ -180,11 +186,10 @@ def _remove_format_files(out: Path, fmt: Format) -> None:
 
 
 def _install(out: Path, fmt: Format, staged: list[Path], staged_sidecar: Path) -> Path:
-    """Move staged files into ``out``: stale files go first, the sidecar comes last."""
-    _remove_format_files(out, fmt)
-    for path in staged:
-        path.replace(out / path.name)
-    staged_sidecar.replace(out / staged_sidecar.name)
+    """Move staged files into ``out``, the sidecar last, over the old ones; old files that no new
+    one replaces go after (:func:`convert.install.install`)."""
+    stale = [p for p in [sidecar_path(out / fmt.filename), *out.glob(f"model_{fmt.name}.*")] if p.is_file()]
+    installer.install(out, staged_sidecar.parent, [*staged, staged_sidecar], stale)
     return out / fmt.filename
 
 
@@ -218,6 +223,7 @@ def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> Arti
         log(f"{index} {fmt.name}: ok, {path.name} ({size:.2f} MB, {seconds:.1f} s): {validation.summary}")
         return ArtifactResult(fmt.name, path, size, seconds, validation, files=[out / p.name for p in files])
     except Exception as exc:  # one format failing must not leave files or stop the others
+        installer.abandon(stage)
         _remove_format_files(out, fmt)
         expected = isinstance(exc, (ConvertError, SidecarError, CalibrationError))
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -229,6 +235,7 @@ def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> Arti
         validation = None
         return ArtifactResult(fmt.name, None, 0.0, time.perf_counter() - start, validation, error=message.split(": ", 1)[-1])
     finally:
+        installer.finish(stage, out)  # an interrupt (Ctrl-C) during the moves: complete them
         shutil.rmtree(stage, ignore_errors=True)
 
 
@@ -272,6 +279,9 @@ def export(
     """
     start = time.perf_counter()
     options = options or ConvertOptions()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConvertError(f"--out {out} is a file, not a folder; pass a folder (it is created when missing)")
     names = resolve_formats(formats)
     chosen = [FORMATS[n] for n in names]
     if options.max_drop is not None and not (0.0 <= options.max_drop < 1.0):
@@ -283,9 +293,13 @@ def export(
         raise ConvertError(f"{', '.join(needing)} need a calibration set; pass --calib (make calibrate builds one)")
     if calib_set is None:
         calib_set = _random_validation_set(source.image_size, options.validate_images)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".ssd-convert.", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConvertError(f"cannot create --out {out} ({exc.strerror or exc}); pass a folder you can write") from None
+    installer.recover(out, log)
+    work = Path(tempfile.mkdtemp(prefix=installer.WORK_PREFIX, dir=out))
+    installer.mark_owner(work)
     ctx = ExportContext(source, calib_set, options, work, log)
     log(f"ssd-convert: {source.arch} ({source.spec.name}, {source.image_size} px, {source.num_classes} classes) from "
         f"{source.checkpoint}; {len(chosen)} formats -> {out}" + (f"; calibration {calib_set.root} ({len(calib_set)} images)" if calib else ""))

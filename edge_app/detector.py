@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_app.backends.base import Backend
+from edge_app.cv2_import import import_cv2
 from ssd.postprocess import LIVE, Detections, PostprocessParams, decode_and_nms
 from ssd.preprocess import preprocess
 from ssd.priors import default_boxes
@@ -26,6 +27,7 @@ class Detector:
     """
 
     def __init__(self, backend: Backend, post: PostprocessParams = LIVE) -> None:
+        import_cv2()  # ssd.preprocess resizes with OpenCV: a missing cv2 is one line here, not a traceback mid-run
         self.backend = backend
         self.post = post
         self.spec = backend.sidecar.spec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from types import ModuleType
 
 
@@ -32,3 +33,15 @@ def require(module: str, hint: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependency(f"{hint} (import {module!r} failed: {exc})") from None
+
+
+_RUNTIME_NOISE = re.compile(r"^(Exception from \S+:\d+:?|Check '.*' failed at \S+:\d+:?|\[ ?ERROR ?\]\s*|Converting input model)$")
+
+
+def runtime_message(exc: BaseException) -> str:
+    """The informative line of a runtime's exception text (OpenVINO puts source locations such as
+    ``Exception from src/inference/src/cpp/core.cpp:84:`` first); at most 200 characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not _RUNTIME_NOISE.match(line)]
+    text = "; ".join(useful[:2]) if useful else (lines[0] if lines else type(exc).__name__)
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -128,8 +128,8 @@ def test_output_selection(tmp_path, monkeypatch):
             o.close()
     with pytest.raises(OutputError, match="--output"):
         make_output("out.gif")
-    monkeypatch.setattr(window_mod, "display_available", lambda: False)
-    with pytest.raises(OutputError, match="no display"):
+    monkeypatch.setattr(window_mod, "window_problem", lambda: "no DISPLAY")
+    with pytest.raises(OutputError, match="no DISPLAY"):
         make_output("window")
 
 

@@ -120,10 +120,49 @@ def _worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
+def worker_error_message(text: str) -> str | None:
+    """The original one-line message inside a DataLoader worker's re-raised error text, or ``None``.
+
+    A worker's exception reaches the main process as ``Caught DatasetError in DataLoader worker
+    process 0.\nOriginal Traceback ...`` whose last line is ``module.Type: message``.
+    """
+    first, _, rest = text.partition("\n")
+    if not (first.startswith("Caught ") and "DataLoader worker" in first):
+        return None
+    lines = [line for line in rest.splitlines() if line.strip()]
+    if not lines or ": " not in lines[-1]:
+        return None
+    return lines[-1].split(": ", 1)[1].strip() or None
+
+
+class CleanErrorLoader(DataLoader):
+    """A DataLoader whose worker errors carry the same one-line message as with ``workers=0``
+    (same exception type, the worker's traceback dropped)."""
+
+    def __iter__(self) -> Iterator[Batch]:
+        it = super().__iter__()
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:
+                message = worker_error_message(str(exc))
+                if message is None:
+                    raise
+                try:
+                    clean = type(exc)(message)
+                except Exception:
+                    raise exc from None
+                raise clean from None
+            yield batch
+
+
 def make_loader(dataset: Dataset, batch_size: int, workers: int, sampler: Sampler | None = None,
                 drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
-    """DataLoader with persistent workers (when any), pinned memory on CUDA, and :func:`collate`."""
-    return DataLoader(
+    """DataLoader with persistent workers (when any), pinned memory on CUDA, and :func:`collate`;
+    a worker's error is re-raised with its original one-line message (:class:`CleanErrorLoader`)."""
+    return CleanErrorLoader(
         dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=workers,
         collate_fn=collate, drop_last=drop_last, pin_memory=pin_memory,
         persistent_workers=workers > 0, worker_init_fn=_worker_init if workers > 0 else None,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge_app.backends.base import Backend, BackendOptions, InferResult, check_input, match_outputs
-from edge_app.errors import BackendError, require
+from edge_app.errors import BackendError, require, runtime_message
 from ssd.preprocess import dequantize
 from ssd.sidecar import Sidecar, SidecarError
 
@@ -110,7 +110,8 @@ class OpenVinoBackend(Backend):
                 model.reshape({model.input(0): list(sidecar.input.shape)})
             self.compiled = core.compile_model(model, device, compile_config(options))
         except (RuntimeError, TypeError) as exc:
-            raise BackendError(f"OpenVINO cannot load {path.name} on {device}: {str(exc).splitlines()[0]}") from None
+            raise BackendError(f"OpenVINO cannot load {path} on {device}: {runtime_message(exc)}; re-run ssd-convert for "
+                               f"this target and copy {path.name} and {path.with_suffix('.bin').name} together") from None
         inputs = self.compiled.inputs
         if len(inputs) != 1:
             raise SidecarError(f"{path.name} has {len(inputs)} inputs; an SSD artifact has one image input")

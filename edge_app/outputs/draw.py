@@ -6,6 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from edge_app.cv2_import import import_cv2
 from edge_app.outputs.base import FrameResult
 
 
@@ -22,7 +23,7 @@ def draw_detections(image: np.ndarray, result: FrameResult, show_fps: bool = Tru
     One rectangle and one caption per detection (at most ``max_detections``); colours come
     from a per-class palette looked up in one vectorized step.
     """
-    import cv2
+    cv2 = import_cv2()
 
     if result.scores.size:
         colors_table = palette()

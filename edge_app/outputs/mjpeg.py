@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_app.cv2_import import import_cv2
 from edge_app.errors import OutputError
 from edge_app.outputs.base import FrameResult, Output
 
@@ -174,7 +175,7 @@ class MjpegServer:
 
     def wait_frame(self, after: int, timeout: float) -> tuple[int, bytes | None]:
         """Wait for a frame newer than sequence number ``after``; returns ``(seq, jpeg)``."""
-        import cv2
+        cv2 = import_cv2()
 
         with self._cond:
             if self._seq <= after and not self.closed:

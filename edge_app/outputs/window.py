@@ -8,20 +8,29 @@ import sys
 
 import numpy as np
 
+from edge_app.cv2_import import import_cv2
 from edge_app.errors import OutputError
 from edge_app.outputs.base import FrameResult, Output
+
+GUI_HINT = ('this OpenCV has no GUI (opencv-python-headless): pip uninstall opencv-python-headless && '
+            'pip install -e ".[edge-gui]" (opencv-python), or on a Pi/Jetson the OS package python3-opencv')
+
+
+def window_problem() -> str | None:
+    """Why no window can open (an OpenCV without GUI, or no display on Linux), or ``None``."""
+    cv2 = import_cv2()
+
+    match = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), flags=re.MULTILINE)
+    if match is None or match.group(1).upper() == "NONE":
+        return GUI_HINT
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no DISPLAY or WAYLAND_DISPLAY: run it on the device's desktop or with ssh -X"
+    return None
 
 
 def display_available() -> bool:
     """OpenCV has a GUI backend and (on Linux) a display to talk to."""
-    import cv2
-
-    match = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), flags=re.MULTILINE)
-    if match is None or match.group(1).upper() == "NONE":
-        return False
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+    return window_problem() is None
 
 
 class WindowOutput(Output):
@@ -30,16 +39,17 @@ class WindowOutput(Output):
     needs_image = True
 
     def __init__(self, title: str = "ssd-edge") -> None:
-        if not display_available():
+        why = window_problem()
+        if why is not None:
             raise OutputError(
-                "no display for a window (no DISPLAY, or an OpenCV without GUI such as opencv-python-headless); "
-                "use --output out.avi, --serve 127.0.0.1:8080 or --output - (JSON lines)"
+                f"no window can open here ({why}); use --output out.mkv, --serve 127.0.0.1:8080 or --output - "
+                "(JSON lines)"
             )
         self.title = title
         self._open = False
 
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
-        import cv2
+        cv2 = import_cv2()
 
         if image is None:
             return
@@ -51,7 +61,7 @@ class WindowOutput(Output):
 
     def close(self) -> None:
         if self._open:
-            import cv2
+            cv2 = import_cv2()
 
             cv2.destroyWindow(self.title)
             cv2.waitKey(1)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_app.cv2_import import import_cv2
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -80,7 +82,7 @@ def as_bgr(image: np.ndarray | None) -> np.ndarray | None:
     if image is None or not isinstance(image, np.ndarray) or image.size == 0 or image.dtype != np.uint8:
         return None
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        import cv2
+        cv2 = import_cv2()
 
         return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
     if image.ndim != 3:

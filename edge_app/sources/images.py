@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+from edge_app.cv2_import import import_cv2
 from edge_app.errors import SourceError
 from edge_app.sources.base import Frame, FrameSource, SourceOptions, as_bgr
 from edge_app.sources.uri import SourceURI
@@ -39,7 +40,7 @@ class ImageFolderSource(FrameSource):
             raise SourceError(f"image folder {str(self.folder)!r} has no {'/'.join(IMAGE_SUFFIXES)} files")
 
     def read(self) -> Frame | None:
-        import cv2
+        cv2 = import_cv2()
 
         misses = 0
         while not self._interrupted.is_set():

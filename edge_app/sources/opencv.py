@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from edge_app.cv2_import import import_cv2
 from edge_app.errors import SourceError
 from edge_app.sources.base import Frame, FrameSource, SourceOptions, as_bgr
 from edge_app.sources.uri import SourceURI
@@ -23,18 +24,56 @@ MAX_CONSECUTIVE_FILE_FAILURES = 8
 
 
 def _cv2() -> Any:
-    import cv2
+    cv2 = import_cv2()
 
     return cv2
 
 
 class CaptureSource(FrameSource):
-    """Common part: owns one ``cv2.VideoCapture``, turns reads into :class:`Frame` objects."""
+    """Common part: owns one ``cv2.VideoCapture``, turns reads into :class:`Frame` objects, and
+    reopens a live source that stops delivering with exponential backoff (:meth:`_reconnect`)."""
 
-    def __init__(self, uri: str) -> None:
+    #: what the log calls this source ("camera", "stream")
+    kind = "source"
+
+    def __init__(self, uri: str, options: SourceOptions | None = None) -> None:
         super().__init__(uri)
+        self.options = options or SourceOptions()
         self._cap: Any = None
         self._next_index = 0
+
+    @property
+    def _label(self) -> str:
+        return f"{self.kind} {self.uri}"
+
+    def _open_capture(self) -> Any:
+        """A new opened capture, or ``None`` when it does not open (live sources override this)."""
+        return None
+
+    def _reconnect(self) -> bool:
+        """Reopen with backoff until it works, the attempts run out, or we are interrupted.
+
+        The delay starts at ``options.backoff_initial`` and doubles up to ``backoff_max``;
+        ``options.max_reconnects`` failed attempts in a row end the source (None: never).
+        """
+        self.close()
+        delay = self.options.backoff_initial
+        attempt = 0
+        while not self._interrupted.is_set():
+            attempt += 1
+            if self.options.max_reconnects is not None and attempt > self.options.max_reconnects:
+                log.error("%s: giving up after %d reconnection attempts", self._label, attempt - 1)
+                return False
+            log.warning("%s dropped; reconnecting in %.1f s (attempt %d)", self._label, delay, attempt)
+            if self._interrupted.wait(delay):
+                return False
+            self._cap = self._open_capture()
+            if self._cap is not None:
+                self.counters.reconnects += 1
+                log.warning("%s reconnected after %d attempt(s)", self._label, attempt)
+                return True
+            delay = min(delay * 2.0, self.options.backoff_max)
+        return False
 
     @property
     def fps(self) -> float | None:
@@ -96,21 +135,31 @@ class V4L2Source(CaptureSource):
 
     live = True
 
+    kind = "camera"
+
     def __init__(self, uri: str, parsed: SourceURI, options: SourceOptions) -> None:
-        super().__init__(uri)
+        super().__init__(uri, options)
         self.device: int | str = int(parsed.target) if parsed.target.isdigit() else parsed.target
         self.width = parsed.get_int("width", options.width)
         self.height = parsed.get_int("height", options.height)
         self.req_fps = parsed.get_float("fps", options.fps)
         self.fourcc = parsed.params.get("fourcc", options.fourcc)
 
-    def open(self) -> None:
+    def _open_capture(self) -> Any:
         cv2 = _cv2()
         # V4L2 on Linux (honours the FOURCC/size requests); the platform's default elsewhere
         api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
         cap = cv2.VideoCapture(self.device, api)
         if not cap.isOpened():
             cap.release()
+            return None
+        _apply_camera_settings(cap, self.width, self.height, self.req_fps, self.fourcc)
+        return cap
+
+    def open(self) -> None:
+        cv2 = _cv2()
+        cap = self._open_capture()
+        if cap is None:
             dev = f"/dev/video{self.device}" if isinstance(self.device, int) else self.device
             exists = os.path.exists(dev)
             raise SourceError(
@@ -118,13 +167,20 @@ class V4L2Source(CaptureSource):
                 "hint: list cameras with `v4l2-ctl --list-devices`, check that your user is in the 'video' "
                 "group and that no other program holds the camera"
             )
-        _apply_camera_settings(cap, self.width, self.height, self.req_fps, self.fourcc)
         self._cap = cap
         got = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         log.info("camera %s open at %dx%d, %.0f fps", self.uri, got[0], got[1], cap.get(cv2.CAP_PROP_FPS))
 
     def read(self) -> Frame | None:
-        return self._read_camera("camera")
+        """The next frame; a camera that stops delivering (unplugged, driver hiccup) is reopened
+        with the same backoff as a network stream unless ``options.reconnect`` is off."""
+        while not self._interrupted.is_set():
+            frame = self._read_camera("camera")
+            if frame is not None:
+                return frame
+            if self._interrupted.is_set() or not self.options.reconnect or not self._reconnect():
+                return None
+        return None
 
 
 class VideoFileSource(CaptureSource):
@@ -183,10 +239,15 @@ class StreamSource(CaptureSource):
 
     live = True
 
+    kind = "stream"
+
     def __init__(self, uri: str, parsed: SourceURI, options: SourceOptions) -> None:
-        super().__init__(uri)
+        super().__init__(uri, options)
         self.url = parsed.target
-        self.options = options
+
+    @property
+    def _label(self) -> str:
+        return f"stream {self.url}"
 
     def _open_capture(self) -> Any:
         cv2 = _cv2()
@@ -211,27 +272,6 @@ class StreamSource(CaptureSource):
                 "is reachable from this device, and the camera's user name and password"
             )
         log.info("stream %s open", self.url)
-
-    def _reconnect(self) -> bool:
-        """Reopen with backoff until it works, the attempts run out, or we are interrupted."""
-        self.close()
-        delay = self.options.backoff_initial
-        attempt = 0
-        while not self._interrupted.is_set():
-            attempt += 1
-            if self.options.max_reconnects is not None and attempt > self.options.max_reconnects:
-                log.error("stream %s: giving up after %d reconnection attempts", self.url, attempt - 1)
-                return False
-            log.warning("stream %s dropped; reconnecting in %.1f s (attempt %d)", self.url, delay, attempt)
-            if self._interrupted.wait(delay):
-                return False
-            self._cap = self._open_capture()
-            if self._cap is not None:
-                self.counters.reconnects += 1
-                log.warning("stream %s reconnected after %d attempt(s)", self.url, attempt)
-                return True
-            delay = min(delay * 2.0, self.options.backoff_max)
-        return False
 
     def read(self) -> Frame | None:
         while not self._interrupted.is_set():

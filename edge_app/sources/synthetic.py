@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from edge_app.cv2_import import import_cv2
 from edge_app.sources.base import Frame, FrameSource, SourceOptions
 from edge_app.sources.uri import SourceURI
 
@@ -45,7 +46,7 @@ class SyntheticScene:
 
     def render(self, index: int) -> np.ndarray:
         """Frame ``index`` as ``(height, width, 3)`` uint8 BGR."""
-        import cv2
+        cv2 = import_cv2()
 
         image = self.background.copy()
         for (cx, cy), size, kind, color in zip(self.positions(index), self.size, self.kind, self.color, strict=True):

@@ -53,12 +53,8 @@ def warn_dropped(dataset: str, dropped: list[str], what: str = "degenerate (zero
 
 
 def read_image(path: Path) -> np.ndarray:
-    """BGR uint8 ``(H, W, 3)``; a missing or unreadable file raises :class:`DatasetError` naming it."""
-    import cv2
+    """BGR uint8 ``(H, W, 3)``; a missing, truncated or undecodable file raises :class:`DatasetError`
+    naming it (:func:`train.data.image_file.read_image_strict`, the one image reader of every stage)."""
+    from train.data.image_file import read_image_strict
 
-    if not path.is_file():
-        raise DatasetError(f"image {path} does not exist")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"image {path} cannot be decoded")
-    return image
+    return read_image_strict(path)

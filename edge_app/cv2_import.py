@@ -1,0 +1,29 @@
+"""The one place ``edge_app`` imports OpenCV: a missing or broken ``cv2`` is a one-line
+:class:`edge_app.errors.MissingDependency` that says what to install, never a traceback.
+
+Every module of ``edge_app`` that needs OpenCV calls :func:`import_cv2` inside the function
+that uses it (OpenCV is never imported when ``edge_app`` is).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from edge_app.errors import MissingDependency
+
+#: how to get OpenCV: headless for files, streams and the MJPEG server; GUI for --output window
+INSTALL_HINT = ('install OpenCV: pip install -e ".[edge]" (headless: files, cameras, streams, --serve) or '
+                'pip install -e ".[edge-gui]" (with a GUI, for --output window); on a Pi or Jetson the OS package '
+                "python3-opencv also works")
+
+
+def import_cv2() -> ModuleType:
+    """``cv2``, or :class:`MissingDependency` naming what to install."""
+    try:
+        return importlib.import_module("cv2")
+    except ImportError as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "cv2":
+            raise MissingDependency(f"OpenCV (cv2) is not installed; {INSTALL_HINT}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MissingDependency(f"OpenCV (cv2) is installed but cannot be imported ({first}); {INSTALL_HINT}") from None
