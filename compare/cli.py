@@ -19,10 +19,13 @@ def parse_args(argv: list[str] | None = None) -> CompareOptions:
     parser.add_argument("--format", default="auto", choices=("auto", "voc", "coco"), help="dataset layout (default: detect)")
     parser.add_argument("--out", type=Path, required=True, help="report folder, e.g. reports/NAME")
     parser.add_argument("--threads", type=int, default=2, help="inference threads for every runtime (default 2)")
-    parser.add_argument("--max-drop", type=float, default=None, help="flag INT8 artifacts losing more mAP@0.5 points")
+    parser.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
+                        help="flag INT8 artifacts losing more than POINTS of mAP@0.5 (0-100, as in ssd-convert)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when an artifact is flagged or fails")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     args = parser.parse_args(argv)
+    if args.max_drop is not None and not 0.0 <= args.max_drop <= 100.0:
+        parser.error(f"--max-drop is in points of mAP@0.5 (0-100, as in ssd-convert), got {args.max_drop:g}")
     return CompareOptions(
         checkpoint=args.checkpoint, artifacts=args.artifacts, data=args.data, split=args.split, out=args.out, format=args.format,
         threads=args.threads, max_drop=args.max_drop, strict=args.strict, limit=args.limit,

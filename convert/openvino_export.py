@@ -54,8 +54,12 @@ def quantize_int8(
     max_drop: float | None = None,
     validation_items: list[Any] | None = None,
     validation_fn: Callable[[Any, Iterable[Any]], float] | None = None,
+    ignored_names: tuple[str, ...] = (),
 ) -> tuple[Any, dict[str, Any]]:
     """NNCF INT8 of an ``openvino.Model``; returns it and the settings used.
+
+    ignored_names: ops NNCF leaves in float (``nncf.IgnoredScope(names=...)``; the float
+    fallback, :mod:`convert.fallback`).
 
     calibration: ``(N, 3, S, S)`` pixel inputs (uint8, read lazily one image at a time).
     With ``max_drop``, ``validation_items`` and
@@ -74,6 +78,9 @@ def quantize_int8(
                                    lambda i: np.ascontiguousarray(calibration[i : i + 1], dtype=np.float32))
             common = dict(preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calibration))
             advanced = _advanced_parameters(method)
+            if ignored_names:
+                common["ignored_scope"] = nncf.IgnoredScope(names=list(ignored_names))
+                settings["ignored_scope"] = list(ignored_names)
             if max_drop is None:
                 quantized = nncf.quantize(model, dataset, advanced_parameters=advanced, **common)
             else:

@@ -162,6 +162,47 @@ def _quantizer(method: str) -> Any:
     return DetectorQuantizer().set_global(config)
 
 
+def _in_modules(node: Any, prefixes: list[str]) -> bool:
+    stack = node.meta.get("nn_module_stack") or {}
+    paths = [value[0] if isinstance(value, tuple) else str(value) for value in stack.values()]
+    return any(path == p or path.startswith(p + ".") for path in paths for p in prefixes)
+
+
+def leave_in_float(quantizer: Any, prefixes: list[str]) -> Any:
+    """Wrap ``quantizer.annotate`` so that FX nodes of the modules at ``prefixes`` (paths in
+    ``nn_module_stack``, e.g. ``inner.conf_heads.0``) stay float.
+
+    A node whose output range others share (``SharedQuantizationSpec``: the concatenated
+    outputs) keeps its output annotation and only loses its input ones. LiteRT then runs
+    those ops in float between DEQUANTIZE and QUANTIZE (mixed precision).
+    """
+    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+
+    if not prefixes:
+        return quantizer
+    annotate = quantizer.annotate
+
+    def annotate_leaving_float(model: Any) -> Any:
+        model = annotate(model)
+        shared = set()
+        for node in model.graph.nodes:
+            ann = node.meta.get("quantization_annotation")
+            for spec in [] if ann is None else [*ann.input_qspec_map.values(), ann.output_qspec]:
+                if isinstance(spec, SharedQuantizationSpec):
+                    edge = spec.edge_or_node
+                    shared.update(edge if isinstance(edge, tuple) else (edge,))
+        for node in model.graph.nodes:
+            if "quantization_annotation" in node.meta and _in_modules(node, prefixes):
+                if node in shared:
+                    node.meta["quantization_annotation"].input_qspec_map.clear()
+                else:
+                    del node.meta["quantization_annotation"]
+        return model
+
+    quantizer.annotate = annotate_leaving_float
+    return quantizer
+
+
 def convert_fp32(model: Any, image_size: int, dst: Path, verbose: bool = False) -> Path:
     """Float TFLite of the NHWC module."""
     torch = require("torch")
@@ -177,8 +218,13 @@ def convert_fp32(model: Any, image_size: int, dst: Path, verbose: bool = False) 
     return dst
 
 
-def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.ndarray], method: str = "histogram", verbose: bool = False) -> dict[str, Any]:
-    """Full-integer TFLite: PT2E calibration on NHWC float ``batches``, int8 in and out."""
+def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.ndarray], method: str = "histogram",
+                 verbose: bool = False, float_layers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Full-integer TFLite: PT2E calibration on NHWC float ``batches``, int8 in and out.
+
+    float_layers: module paths of the model (:mod:`convert.layers`) left in float, the float
+    fallback; the input and outputs stay int8.
+    """
     torch = require("torch")
     with captured(not verbose):  # importing litert-torch logs through absl
         litert_torch = require("litert_torch")
@@ -189,7 +235,9 @@ def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.nd
         try:
             gm = torch.export.export(_nhwc_module(model), sample).module()
             rewritten = _affine_normalization(gm)
-            quantizer = _quantizer(method)
+            from convert.layers import tflite_prefixes
+
+            quantizer = leave_in_float(_quantizer(method), tflite_prefixes(float_layers))
             prepared = quantize_pt2e.prepare_pt2e(gm, quantizer)
             n = 0
             threads = torch.get_num_threads()
@@ -222,6 +270,7 @@ def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.nd
         "normalization_rewritten_nodes": rewritten,
         "input_quantization": {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT},
         "output_ranges": "min-max (never clipped)",
+        **({"float_layers": list(float_layers)} if float_layers else {}),
     }
 
 
