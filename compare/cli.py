@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from compare.report import table, write_report
+from compare.report import fallback_note, table, write_report
 from compare.run import CompareOptions, run_comparison
 
 
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in report.rows:
         if row.note:
             print(f"note: {row.name}: {row.note}")
+        if row.held_out and row.held_out.float_layers:
+            print(f"note: {row.name}: {fallback_note(row)}")
     print()
     for kind, path in paths.items():
         print(f"{kind:>24}: {path}")

@@ -231,3 +231,19 @@ def test_train_eval_and_compare_report_one_map_for_one_checkpoint(pipeline, tmp_
     assert trained["map50"] > 0, "a measurable mAP, so equality means something"
     assert trained["map50"] == evaluated["map50"] == compared["map50"]
     assert trained["map"] == evaluated["map"] == compared["map"]
+
+
+def test_the_float_fallback_and_its_latency_cost_are_shown():
+    from compare.report import markdown
+    from compare.run import ModelResult
+    from ssd.sidecar import HeldOutAccuracy
+
+    ref = ModelResult("pytorch_fp32", "pytorch", "fp32", None, None)
+    held = HeldOutAccuracy(fp32_map50=70.0, map50=69.6, drop_points=0.4, images=50, max_drop_points=0.5,
+                           float_layers=["conf_heads.0"], full_int8_map50=68.0, latency_ms=1.1, full_int8_latency_ms=1.0)
+    row = ModelResult("onnx_int8", "onnxruntime", "int8", None, None, held_out=held)
+    report = ComparisonReport([ref, row], ["a"], "synthetic", "val", 0, 1, max_drop=0.5)
+    text = markdown(report, {})
+    assert "onnx_int8: float fallback conf_heads.0 (1.10x the full-INT8 latency); held-out drop 2.00 -> 0.40 points" in text
+    entry = to_dict(report)["rows"][1]
+    assert entry["float_layers"] == ["conf_heads.0"] and entry["float_latency_cost"] == pytest.approx(1.1)
