@@ -78,14 +78,17 @@ def _run(ctx: ExportContext, fmt: str, float_layers: Sequence[str], stage: Path,
 
 def layer_sensitivity(ctx: ExportContext, fmt: str, layers: Sequence[str], stage: Path, stage_sidecar) -> dict[str, Any]:
     """The rows for one format, with the full-INT8 and FP32 figures they are measured against."""
+    from convert.fallback import candidate_layers
+
     meter = HeldOutMeter.of(ctx)
     shares = mac_shares(ctx.source.model, ctx.image_size)
+    every = candidate_layers(ctx)  # "alone" leaves all the others float, not only the ones reported
     full, full_sqnr, full_map = _run(ctx, fmt, [], stage, stage_sidecar, meter)
     ctx.log(f"  {fmt}: full INT8 held-out mAP@0.5 {full_map:.2f} (FP32 {meter.fp32_map50:.2f}), head SQNR {full_sqnr:.1f} dB")
     rows = []
     for i, layer in enumerate(layers, start=1):
         start = time.perf_counter()
-        _, alone_sqnr, alone_map = _run(ctx, fmt, [x for x in layers if x != layer], stage, stage_sidecar, meter)
+        _, alone_sqnr, alone_map = _run(ctx, fmt, [x for x in every if x != layer], stage, stage_sidecar, meter)
         left, float_sqnr, float_map = _run(ctx, fmt, [layer], stage, stage_sidecar, meter)
         t_full, t_left = side_by_side_latency(full, left, meter.frames[:10], ctx.options.threads, rounds=2)
         rows.append(LayerSensitivity(layer, shares.get(layer, 0.0), alone_sqnr, alone_map - meter.fp32_map50,

@@ -182,3 +182,23 @@ def test_sidecar_refuses_a_recorded_drop_above_its_limit(sensitive, tmp_path):
     write_sidecar(dataclasses.replace(sidecar, accuracy=bad), dst)
     with pytest.raises(SidecarError, match="exceeds its limit"):
         read_sidecar(dst)
+
+
+def test_sensitivity_report_puts_the_wide_layer_first(sensitive):
+    from convert.sensitivity import sensitivity_report
+
+    tmp, ckpt = sensitive
+    layers = ["features.stem.1.0", "features.stages.2.0.0", "conf_heads.1"]
+    paths = sensitivity_report(ckpt, "onnx_int8", tmp / "sens", tmp / "calib", ConvertOptions(validate_images=4),
+                               log=lambda s: None, layers=layers)
+    data = json.loads(paths["sensitivity json"].read_text())
+    rows = {r["layer"]: r for r in data["formats"][0]["rows"]}
+    assert set(rows) == set(layers)
+    worst = min(rows.values(), key=lambda r: r["alone_sqnr_db"])
+    assert worst["layer"] == "features.stem.1.0", rows
+    assert worst["alone_map50_delta"] < -1.0, "quantizing the wide layer alone costs accuracy"
+    assert all(0.0 < r["mac_share"] < 1.0 and r["float_latency_cost"] > 0 for r in rows.values())
+    table = paths["sensitivity onnx_int8 md"].read_text()
+    assert table.index("features.stem.1.0") < table.index("conf_heads.1"), "worst first"
+    assert paths["sensitivity onnx_int8 png"].stat().st_size > 1000
+    assert not list((tmp / "sens").glob(".ssd-sensitivity.*")), "no scratch left"
