@@ -90,7 +90,7 @@ def quantize_int8(
                     model, dataset, nncf.Dataset(validation_items), validation_fn,
                     max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=advanced, **common,
                 )
-                settings.update(tool="nncf.quantize_with_accuracy_control", max_drop=max_drop, metric="mAP@0.5 on held-out images",
+                settings.update(tool="nncf.quantize_with_accuracy_control", max_drop_fraction=max_drop, metric="mAP@0.5 (0-1) on held-out images",
                                 validation_images=len(validation_items))
         except ConvertError:
             raise

@@ -28,7 +28,13 @@ from typing import Any
 from calibration.sets import CalibrationSet
 from convert.context import ConvertOptions, ExportContext, Log
 from convert.errors import ConvertError
-from convert.fallback import FALLBACK_FORMATS, HeldOutMeter, export_variant, head_sqnr, side_by_side_latency
+from convert.fallback import (
+    FALLBACK_FORMATS,
+    HeldOutMeter,
+    export_variant,
+    head_sqnr,
+    side_by_side_latency,
+)
 from ssd.atomic import atomic_write_text
 
 
