@@ -105,7 +105,7 @@ def _minmax_activation_spec() -> Any:
                             observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
 
 
-def _quantizer(method: str) -> Any:
+def _quantizer(method: str, qat: bool = False) -> Any:
     """litert-torch's PT2EQuantizer (per-channel) with a fixed-qparams image input and
     min-max ranges on the final ``loc``/``conf`` concatenations.
 
@@ -122,11 +122,11 @@ def _quantizer(method: str) -> Any:
         SharedQuantizationSpec,
     )
 
-    config = pt2e.get_symmetric_quantization_config(is_per_channel=True)
+    config = pt2e.get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
     minmax = _minmax_activation_spec()
-    if method == "minmax":
+    if method == "minmax" and not qat:  # QAT (train.qat) keeps the config's fake-quantized activations
         config = type(config)(minmax, minmax, config.weight, config.bias, config.fixed_qparams, config.is_qat, config.is_dynamic)
-    elif method != "histogram":
+    elif method not in ("histogram", "minmax"):
         raise ConvertError(f"TFLite (PT2E) has no calibration method {method!r}; choose histogram or minmax")
     fixed = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=INPUT_SCALE, zero_point=INPUT_ZERO_POINT,
                                          quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine)
@@ -168,9 +168,18 @@ def _in_modules(node: Any, prefixes: list[str]) -> bool:
     return any(path == p or path.startswith(p + ".") for path in paths for p in prefixes)
 
 
+def _fused_after_conv() -> set[Any]:
+    torch = require("torch")
+    aten = torch.ops.aten
+    names = ("batch_norm", "_native_batch_norm_legit_no_training", "relu", "relu_", "relu6", "hardtanh", "hardtanh_")
+    return {getattr(aten, n).default for n in names if hasattr(aten, n)}
+
+
 def leave_in_float(quantizer: Any, prefixes: list[str]) -> Any:
     """Wrap ``quantizer.annotate`` so that FX nodes of the modules at ``prefixes`` (paths in
-    ``nn_module_stack``, e.g. ``inner.conf_heads.0``) stay float.
+    ``nn_module_stack``, e.g. ``inner.conf_heads.0``) stay float, together with the BatchNorm
+    and ReLU nodes that directly follow such a node (the quantizer annotates a conv-BN-ReLU
+    pattern's output on its last node, which belongs to another module).
 
     A node whose output range others share (``SharedQuantizationSpec``: the concatenated
     outputs) keeps its output annotation and only loses its input ones. LiteRT then runs
@@ -181,6 +190,7 @@ def leave_in_float(quantizer: Any, prefixes: list[str]) -> Any:
     if not prefixes:
         return quantizer
     annotate = quantizer.annotate
+    fused = _fused_after_conv()
 
     def annotate_leaving_float(model: Any) -> Any:
         model = annotate(model)
@@ -191,8 +201,14 @@ def leave_in_float(quantizer: Any, prefixes: list[str]) -> Any:
                 if isinstance(spec, SharedQuantizationSpec):
                     edge = spec.edge_or_node
                     shared.update(edge if isinstance(edge, tuple) else (edge,))
+        float_nodes: set[Any] = set()
+        for node in model.graph.nodes:  # topological order
+            follows = (node.op == "call_function" and node.target in fused and node.args
+                       and node.args[0] in float_nodes and len(node.args[0].users) == 1)
+            if _in_modules(node, prefixes) or follows:  # the conv and the BN/ReLU fused into its output
+                float_nodes.add(node)
         for node in model.graph.nodes:
-            if "quantization_annotation" in node.meta and _in_modules(node, prefixes):
+            if "quantization_annotation" in node.meta and node in float_nodes:
                 if node in shared:
                     node.meta["quantization_annotation"].input_qspec_map.clear()
                 else:
