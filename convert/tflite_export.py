@@ -123,6 +123,10 @@ def _quantizer(method: str, qat: bool = False) -> Any:
     )
 
     config = pt2e.get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
+    if qat:  # the QAT fake-quantize specs, annotated as static patterns: BN is folded first (train.qat),
+        # and litert-torch's conv-BN QAT patterns do not trace on this torch version
+        config = type(config)(config.input_activation, config.output_activation, config.weight, config.bias,
+                              config.fixed_qparams, False, config.is_dynamic)
     minmax = _minmax_activation_spec()
     if method == "minmax" and not qat:  # QAT (train.qat) keeps the config's fake-quantized activations
         config = type(config)(minmax, minmax, config.weight, config.bias, config.fixed_qparams, config.is_qat, config.is_dynamic)

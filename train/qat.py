@@ -5,7 +5,8 @@ quantization let the weights settle where INT8 rounding costs little. The model 
 exactly as TFLite INT8 conversion wraps it (:mod:`convert.tflite_export`: NHWC input, the
 normalization rewritten to add/mul, the same litert-torch PT2E quantizer with its QAT
 config: per-channel symmetric int8 weights, int8 activations, fixed input quantization),
-prepared with torchao's ``prepare_qat_pt2e`` (which simulates BatchNorm folding) and trained
+with BatchNorm folded into the convolutions (statistics frozen), prepared with torchao's
+``prepare_qat_pt2e`` and trained
 with the SSD loss on augmented images. The trained float weights are written back into an
 ordinary checkpoint (same arch, spec and labels; ``qat`` provenance added), so its export goes
 through the same ``ssd-calibrate`` / ``ssd-convert`` (calibration, validation, ``--max-drop``,
@@ -46,28 +47,66 @@ class QATOptions:
     limit: int | None = None
 
 
-def prepare(model: torch.nn.Module, image_size: int) -> torch.nn.Module:
-    """The PT2E QAT graph of ``model`` (NHWC float pixels in, ``{"loc", "conf"}`` out), in train mode."""
+def fold_batchnorm(model: torch.nn.Module) -> dict[str, tuple[str, float]]:
+    """Fold every eval-mode ``Conv2d -> BatchNorm2d`` pair of a ``Sequential`` into the conv (in
+    place: the conv gains a bias, the BN becomes ``Identity``); returns ``{bn path: (conv path, eps)}``.
+
+    QAT then trains the folded weights with BN statistics frozen (the usual last phase of QAT;
+    litert-torch's own conv-BN QAT annotation does not run on this torch version).
+    """
+    folded = {}
+    with torch.no_grad():
+        for path, module in list(model.named_modules()):
+            if not isinstance(module, torch.nn.Sequential):
+                continue
+            children = list(module.named_children())
+            for (cname, conv), (bname, bn) in zip(children, children[1:]):
+                if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+                    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                    bias = bn.bias - bn.running_mean * scale + (conv.bias * scale if conv.bias is not None else 0.0)
+                    conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+                    conv.bias = torch.nn.Parameter(bias.clone())
+                    setattr(module, bname, torch.nn.Identity())
+                    prefix = f"{path}." if path else ""
+                    folded[f"{prefix}{bname}"] = (f"{prefix}{cname}", float(bn.eps))
+    return folded
+
+
+def prepare(model: torch.nn.Module, image_size: int, batch_size: int) -> tuple[torch.nn.Module, dict[str, tuple[str, float]]]:
+    """The PT2E QAT graph of a BN-folded copy of ``model`` (NHWC float pixels in,
+    ``{"loc", "conf"}`` out), in train mode, and the folded ``{bn: conv}`` paths."""
+    import copy
+
     from torchao.quantization.pt2e import move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
     from convert import tflite_export
 
-    sample = (torch.zeros(2, image_size, image_size, 3),)
-    graph = torch.export.export(tflite_export._nhwc_module(model.eval()), sample).module()
+    model = copy.deepcopy(model).eval()
+    folded = fold_batchnorm(model)
+    sample = (torch.zeros(batch_size, image_size, image_size, 3),)  # the loader drops the short last batch
+    graph = torch.export.export(tflite_export._nhwc_module(model), sample).module()
     tflite_export._affine_normalization(graph)
     prepared = prepare_qat_pt2e(graph, tflite_export._quantizer("histogram", qat=True))
     move_exported_model_to_train(prepared)
-    return prepared
+    return prepared, folded
 
 
-def trained_state(prepared: torch.nn.Module, original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The original state dict with every tensor the QAT graph trained (``inner.<name>``) copied back."""
-    qat = prepared.state_dict()
+def trained_state(prepared: torch.nn.Module, original: dict[str, torch.Tensor], folded: dict[str, tuple[str, float]]) -> dict[str, torch.Tensor]:
+    """The original state dict with the trained tensors copied back (``inner.<name>`` in the QAT
+    graph); a folded BN becomes the identity plus the trained conv bias, so the checkpoint's own
+    arch computes exactly the trained function."""
+    qat = {k[len("inner."):]: v.detach().clone() for k, v in prepared.state_dict().items() if k.startswith("inner.")}
     state = {}
     for name, value in original.items():
-        trained = qat.get(f"inner.{name}")
-        state[name] = trained.detach().clone().to(value.dtype) if trained is not None and trained.shape == value.shape else value
+        trained = qat.get(name)
+        state[name] = trained.to(value.dtype) if trained is not None and trained.shape == value.shape else value.clone()
+    for bn, (conv, eps) in folded.items():
+        bias = qat[f"{conv}.bias"]
+        state[f"{bn}.weight"] = torch.ones_like(state[f"{bn}.weight"])
+        state[f"{bn}.bias"] = bias.to(state[f"{bn}.bias"].dtype)
+        state[f"{bn}.running_mean"] = torch.zeros_like(state[f"{bn}.running_mean"])
+        state[f"{bn}.running_var"] = torch.full_like(state[f"{bn}.running_var"], 1.0 - eps)
     return state
 
 
@@ -93,7 +132,7 @@ def qat_finetune(options: QATOptions, log: Callable[[str], None] = print) -> Pat
     loader = make_loader(dataset, options.batch_size, 0, sampler, drop_last=True)
     if len(loader) == 0:
         raise CheckpointError(f"{count} images are fewer than one batch of {options.batch_size}")
-    prepared = prepare(loaded.model, spec.image_size)
+    prepared, folded = prepare(loaded.model, spec.image_size, options.batch_size)
     loss_fn = MultiBoxLoss(default_boxes(spec), spec.variances)
     params = [p for p in prepared.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=options.lr, momentum=0.9, weight_decay=1e-4)
@@ -114,7 +153,7 @@ def qat_finetune(options: QATOptions, log: Callable[[str], None] = print) -> Pat
             scheduler.step()
             total += float(loss.detach())
         log(f"ssd-qat: epoch {epoch + 1}/{options.epochs}: loss {total / len(loader):.4f}, {time.perf_counter() - start:.0f} s")
-    state = trained_state(prepared, payload["model"])
+    state = trained_state(prepared, payload["model"], folded)
     loaded.model.load_state_dict(state, strict=True)  # the same arch accepts it
     payload = {**payload, "model": state,
                "qat": {"from": str(options.checkpoint), "epochs": options.epochs, "lr": options.lr, "data": str(options.data),
