@@ -149,9 +149,12 @@ def qat_finetune(options: QATOptions, log: Callable[[str], None] = print) -> Pat
             loss = loss_fn(out["loc"], out["conf"], batch.boxes, batch.labels).total
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 10.0)  # fake quantization makes early gradients spiky
             optimizer.step()
             scheduler.step()
             total += float(loss.detach())
+            if not np.isfinite(total):
+                raise ValueError(f"the QAT loss diverged (epoch {epoch + 1}); lower --lr (now {options.lr:g})")
         log(f"ssd-qat: epoch {epoch + 1}/{options.epochs}: loss {total / len(loader):.4f}, {time.perf_counter() - start:.0f} s")
     state = trained_state(prepared, payload["model"], folded)
     loaded.model.load_state_dict(state, strict=True)  # the same arch accepts it
