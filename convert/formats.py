@@ -242,7 +242,7 @@ def _openvino(ctx: ExportContext, stage: Path, stem: str, precision: str) -> Exp
         max_drop = None if validation_fn is None else ctx.options.max_drop / 100.0  # the metric is a fraction
         model, settings = ovx.quantize_int8(model, inputs, ctx.options.method("openvino"), ctx.options.verbose,
                                             max_drop, validation_items, validation_fn,
-                                            ignored_names=tuple(openvino_nodes(model, ctx.float_layers)))
+                                            ignored_names=tuple(openvino_nodes(model, ctx.float_layers, ctx.hub_onnx())))
         extra["quantization"] = {**settings, "calibration_images": len(inputs)}
     xml, binary = ovx.save_ir(model, stage / f"{stem}.xml", fp16=precision == "fp16")
     input_name, _ = ovx.output_names(model)

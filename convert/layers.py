@@ -7,8 +7,8 @@ speak only of these names; each backend finds its own nodes for them:
 - ONNX (ONNX Runtime QDQ): the ``Conv`` node whose weight initializer is ``<path>.weight``
   (the dynamo exporter names folded weights after the module; the names survive
   ``quant_pre_process``);
-- OpenVINO (NNCF ``ignored_scope``): the ``Convolution``/``GroupConvolution`` op fed by the
-  constant ``<path>.weight`` (through any ``Convert``);
+- OpenVINO (NNCF ``ignored_scope``): the ``Convolution``/``GroupConvolution`` op that carries
+  that ONNX node's name (``openvino.convert_model`` keeps node names);
 - TFLite (PT2E): FX nodes whose ``nn_module_stack`` contains ``inner.<path>`` (the NHWC
   wrapper of :mod:`convert.tflite_export` holds the model as ``inner``).
 """
@@ -48,22 +48,23 @@ def onnx_layers(graph_path: Path) -> list[str]:
             if n.op_type == "Conv" and len(n.input) > 1 and n.input[1].endswith(".weight")]
 
 
-def openvino_nodes(model: Any, layers: Sequence[str]) -> list[str]:
-    """Friendly names of the OpenVINO convolution ops of ``layers`` in ``model``."""
-    by_weight: dict[str, str] = {}
-    for op in model.get_ordered_ops():
-        if op.get_type_name() not in ("Convolution", "GroupConvolution"):
-            continue
-        source = op.input(1).get_source_output().get_node()
-        while source.get_type_name() in ("Convert", "Reshape", "Multiply", "Subtract") and source.get_input_size():
-            source = source.input(0).get_source_output().get_node()
-        names = {source.get_friendly_name(), *source.output(0).get_names()}
-        for name in names:
-            by_weight[name] = op.get_friendly_name()
-    missing = [layer for layer in layers if f"{layer}.weight" not in by_weight]
+def openvino_nodes(model: Any, layers: Sequence[str], onnx_graph: Path) -> list[str]:
+    """Friendly names of the OpenVINO convolution ops of ``layers`` in ``model`` (converted from
+    ``onnx_graph``): OpenVINO keeps the ONNX node names as op names, while a weight constant
+    can lose its name (the first convolution's weights absorb the normalization)."""
+    if not layers:
+        return []
+    names = onnx_nodes(onnx_graph, layers)
+    convs = [op.get_friendly_name() for op in model.get_ordered_ops()
+             if op.get_type_name() in ("Convolution", "GroupConvolution")]
+    found, missing = [], []
+    for layer, name in zip(layers, names, strict=True):
+        # a convolution with a bias becomes Convolution + Add; the Convolution is "<node>/WithoutBiases"
+        match = [op for op in convs if op == name or op.startswith(name + "/")]
+        (found if match else missing).append(match[0] if match else layer)
     if missing:
         raise ConvertError(f"the OpenVINO model has no convolution for layer(s) {missing}")
-    return [by_weight[f"{layer}.weight"] for layer in layers]
+    return found
 
 
 def tflite_prefixes(layers: Sequence[str]) -> list[str]:
