@@ -40,43 +40,6 @@ GROUPS: dict[str, list[str]] = {
 }
 
 
-def _in_group(node: Any, prefixes: list[str]) -> bool:
-    stack = node.meta.get("nn_module_stack") or {}
-    paths = [value[0] if isinstance(value, tuple) else str(value) for value in stack.values()]
-    return any(path == p or path.startswith(p + ".") for path in paths for p in prefixes)
-
-
-def leave_in_float(quantizer: Any, prefixes: list[str]) -> Any:
-    """Wrap ``quantizer.annotate`` so that nodes of the given modules stay float.
-
-    A node whose output range others share (``SharedQuantizationSpec``: the concatenated
-    outputs) keeps its output annotation and only loses its input ones.
-    """
-    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
-
-    annotate = quantizer.annotate
-
-    def annotate_leaving_float(model: Any) -> Any:
-        model = annotate(model)
-        shared = set()
-        for node in model.graph.nodes:
-            ann = node.meta.get("quantization_annotation")
-            for spec in [] if ann is None else [*ann.input_qspec_map.values(), ann.output_qspec]:
-                if isinstance(spec, SharedQuantizationSpec):
-                    edge = spec.edge_or_node
-                    shared.update(edge if isinstance(edge, tuple) else (edge,))
-        for node in model.graph.nodes:
-            if "quantization_annotation" in node.meta and _in_group(node, prefixes):
-                if node in shared:
-                    node.meta["quantization_annotation"].input_qspec_map.clear()
-                else:
-                    del node.meta["quantization_annotation"]
-        return model
-
-    quantizer.annotate = annotate_leaving_float
-    return quantizer
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -130,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         graph = torch.export.export(tflite_export._nhwc_module(model), sample).module()
         tflite_export._affine_normalization(graph)
-        quantizer = leave_in_float(tflite_export._quantizer(args.method), GROUPS[group])
+        quantizer = tflite_export.leave_in_float(tflite_export._quantizer(args.method), GROUPS[group])
         prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
         with torch.no_grad():
             for x in calibration.batches("NHWC", "float32"):

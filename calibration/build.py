@@ -111,6 +111,26 @@ def _holdout_from(samples: list, inputs: np.ndarray) -> Holdout:
     )
 
 
+#: the share of a small dataset kept back for held-out checks when calibration + held-out do not fit
+HOLDOUT_SHARE = 0.2
+
+
+def split_counts(available: int, num: int, holdout: int) -> tuple[int, int]:
+    """``(calibration, held-out)`` image counts for a dataset of ``available`` images.
+
+    When both fit, both are as asked. When they do not, the held-out images are reserved
+    first, up to ``HOLDOUT_SHARE`` of the dataset (at least one image when ``holdout > 0``
+    and the dataset has two), and calibration takes what is left (at most ``num``):
+    160 images with the defaults (300 + 100) give 128 + 32, not 160 + 0.
+    """
+    if holdout <= 0:
+        return min(num, available), 0
+    if num + holdout <= available:
+        return num, holdout
+    reserve = min(holdout, max(available - num, int(available * HOLDOUT_SHARE), 1 if available >= 2 else 0))
+    return min(num, available - reserve), reserve
+
+
 def build_calibration_set(req: CalibrationRequest, out: str | Path, log: Log = print) -> CalibrationSet:
     """Select, preprocess and write a calibration set; returns it loaded from ``out``.
 
@@ -124,8 +144,14 @@ def build_calibration_set(req: CalibrationRequest, out: str | Path, log: Log = p
     if len(dataset) == 0:
         raise CalibrationError(f"split {req.split!r} of {req.data} has no images; check --data and --split")
     labels_per_image = [dataset.annotation(i).labels for i in range(len(dataset))]
-    chosen = stratified_indices(labels_per_image, req.num, req.seed)
-    held = stratified_indices(labels_per_image, req.holdout, req.seed + 1, exclude=chosen) if req.holdout > 0 else np.zeros(0, np.int64)
+    num, holdout = split_counts(len(dataset), req.num, req.holdout)
+    if holdout < req.holdout and req.holdout > 0:
+        log(f"ssd-calibrate: {len(dataset)} images cannot give {req.num} calibration + {req.holdout} held-out images; "
+            f"reserving {holdout} held-out images and calibrating on {num}")
+    if holdout == 0:
+        log("ssd-calibrate: warning: no held-out images (--holdout 0): ssd-convert --max-drop will refuse this set")
+    chosen = stratified_indices(labels_per_image, num, req.seed)
+    held = stratified_indices(labels_per_image, holdout, req.seed + 1, exclude=chosen) if holdout > 0 else np.zeros(0, np.int64)
     log(f"ssd-calibrate: {len(chosen)} calibration + {len(held)} held-out images of {len(dataset)} in {req.data}/{req.split} (seed {req.seed})")
     if len(chosen) < MIN_RECOMMENDED:
         log(f"ssd-calibrate: warning: only {len(chosen)} calibration images (fewer than {MIN_RECOMMENDED}); INT8 ranges may miss real inputs")

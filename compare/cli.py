@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from compare.report import table, write_report
+from compare.report import fallback_note, table, write_report
 from compare.run import CompareOptions, run_comparison
 
 
@@ -21,10 +21,13 @@ def parse_args(argv: list[str] | None = None) -> CompareOptions:
     parser.add_argument("--metric", default="coco", choices=("coco", "voc07", "voc"),
                         help="also report VOC07 11-point (the SSD paper's) or VOC2010+ all-point mAP beside COCO's")
     parser.add_argument("--threads", type=int, default=2, help="inference threads for every runtime (default 2)")
-    parser.add_argument("--max-drop", type=float, default=None, help="flag INT8 artifacts losing more mAP@0.5 points")
+    parser.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
+                        help="flag INT8 artifacts losing more than POINTS of mAP@0.5 (0-100, as in ssd-convert)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when an artifact is flagged or fails")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     args = parser.parse_args(argv)
+    if args.max_drop is not None and not 0.0 <= args.max_drop <= 100.0:
+        parser.error(f"--max-drop is in points of mAP@0.5 (0-100, as in ssd-convert), got {args.max_drop:g}")
     return CompareOptions(
         checkpoint=args.checkpoint, artifacts=args.artifacts, data=args.data, split=args.split, out=args.out, format=args.format,
         metric=args.metric,
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in report.rows:
         if row.note:
             print(f"note: {row.name}: {row.note}")
+        if row.held_out and row.held_out.float_layers:
+            print(f"note: {row.name}: {fallback_note(row)}")
     print()
     for kind, path in paths.items():
         print(f"{kind:>24}: {path}")

@@ -86,6 +86,7 @@ class ArtifactPredictor:
         self.spec = sidecar.spec
         self.labels = sidecar.labels
         self.checkpoint_sha256 = sidecar.checkpoint_sha256
+        self.held_out = sidecar.accuracy  # ssd-convert --max-drop: held-out drop, float layers, latency cost
         self.input_spec = self.backend.input_spec
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -94,6 +94,9 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
                 "status": report.flag(row) or "ok",
                 "executed_by": row.executed_by,
                 "note": row.note,
+                "float_layers": row.held_out.float_layers if row.held_out else None,
+                "float_latency_cost": row.held_out.latency_cost if row.held_out else None,
+                "convert_held_out_drop_points": row.held_out.drop_points if row.held_out else None,
             }
         )
     return _clean(
@@ -109,6 +112,15 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
             "rows": rows,
         }
     )
+
+
+def fallback_note(row: ModelResult) -> str:
+    """What ``ssd-convert --max-drop`` left float in ``row``'s artifact and what it cost."""
+    h = row.held_out
+    full = h.fp32_map50 - (h.full_int8_map50 if h.full_int8_map50 is not None else h.map50)
+    cost = f"{h.latency_cost:.2f}x the full-INT8 latency" if h.latency_cost is not None else "latency not measured"
+    return (f"float fallback {', '.join(h.float_layers)} ({cost}); held-out drop {full:.2f} -> {h.drop_points:.2f} points "
+            f"(limit {h.max_drop_points:g})")
 
 
 def markdown(report: ComparisonReport, plots: dict[str, str]) -> str:
@@ -131,6 +143,7 @@ def markdown(report: ComparisonReport, plots: dict[str, str]) -> str:
     for name in report.label_names:
         lines.append(f"| {name} | " + " | ".join(_fmt(r.metrics.per_class_ap50.get(name)) for r in scored) + " |")
     notes = [f"- {r.name}: {r.note}" for r in report.rows if r.note]
+    notes += [f"- {r.name}: {fallback_note(r)}" for r in report.rows if r.held_out and r.held_out.float_layers]
     if notes:
         lines += ["", "Notes:", ""] + notes
     if report.flagged:

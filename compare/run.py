@@ -24,7 +24,7 @@ from compare.predictors import ArtifactPredictor, Predictor, TorchPredictor
 from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
 from ssd.preprocess import preprocess
 from ssd.priors import default_boxes
-from ssd.sidecar import read_sidecar, sidecar_path
+from ssd.sidecar import HeldOutAccuracy, read_sidecar, sidecar_path
 from train.coco_eval import EvalResult, evaluate_detections
 from train.data import DetectionDataset, Sample
 from train.voc_eval import VOCResult
@@ -48,6 +48,8 @@ class ModelResult:
     error: str | None = None
     executed_by: str | None = None
     note: str | None = None
+    #: what ssd-convert --max-drop measured and left float (from the sidecar), for INT8 rows
+    held_out: HeldOutAccuracy | None = None
 
     @property
     def latency_p50(self) -> float | None:
@@ -136,6 +138,7 @@ def evaluate_predictor(
     )
     result.executed_by = getattr(predictor, "executed_by", None)
     result.note = getattr(predictor, "note", None)
+    result.held_out = getattr(predictor, "held_out", None)
     detections, result.latency_ms = predict(predictor, [s.image for s in samples], params, warmup)
     score(result, samples, detections, label_names, metric)
     return result

@@ -27,8 +27,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"{', '.join(TARGETS)}, or formats ({', '.join(FORMATS)}), comma-separated")
     p.add_argument("--calib", type=Path, help="calibration set folder from ssd-calibrate (needed for INT8)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--max-drop", type=float, default=None,
-                   help="OpenVINO INT8 with NNCF accuracy control: largest absolute mAP@0.5 drop on held-out images")
+    p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
+                   help="every INT8 artifact may lose at most POINTS of mAP@0.5 (0-100, as in ssd-compare) on the "
+                        "calibration set's held-out images: measured, recorded in the sidecar, enforced by leaving "
+                        "layers float (worst first); a format that cannot meet it fails and writes nothing")
+    p.add_argument("--no-fallback", action="store_true", help="with --max-drop: fail at once instead of leaving layers float")
+    p.add_argument("--max-float-layers", type=int, default=None, help="with --max-drop: give up after N float layers")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="also write a per-layer sensitivity report (table, JSON, plot) per INT8 backend into OUT/sensitivity")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX/OpenVINO artifacts accept any batch size")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
     p.add_argument("--calib-method", action="append", default=[], metavar="BACKEND=METHOD", help=methods)
@@ -49,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset,
         dynamic_batch=args.dynamic_batch,
         max_drop=args.max_drop,
+        fallback=not args.no_fallback,
+        max_float_layers=args.max_float_layers,
         calib_methods=parse_methods(args.calib_method),
         calib_limit=args.calib_limit,
         ort_activations=args.ort_activations,
@@ -56,9 +64,18 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         verbose=args.verbose,
     )
-    report = export(args.checkpoint, args.target, args.out, calib=args.calib, options=options, log=lambda s: print(s, flush=True))
+    from convert.pipeline import check_max_drop
+
+    check_max_drop(args.max_drop)  # before anything is read or written
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    report = export(args.checkpoint, args.target, args.out, calib=args.calib, options=options, log=log)
     print()
     print(report.table(), flush=True)
+    if args.sensitivity:
+        from convert.sensitivity import sensitivity_report
+
+        for kind, path in sensitivity_report(args.checkpoint, args.target, args.out / "sensitivity", args.calib, options, log).items():
+            print(f"{kind:>24}: {path}")
     if not report.ok:
         print(f"ssd-convert: error: conversion failed for {', '.join(report.failed)} (no files left for them)", file=sys.stderr)
         return 1

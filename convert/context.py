@@ -57,8 +57,14 @@ class ConvertOptions:
 
     opset: ONNX opset (>= 17; 17 is what TensorRT 8.5/8.6 on JetPack 5 parse).
     dynamic_batch: ONNX-derived artifacts take any batch size (TFLite stays batch 1).
-    max_drop: with a value, OpenVINO INT8 uses NNCF's accuracy control: at most this
-        absolute mAP@0.5 drop on the calibration set's held-out images.
+    max_drop: with a value, every INT8 artifact may lose at most this many points of mAP@0.5
+        (0-100, the unit of ``ssd-compare --max-drop``) on the calibration set's held-out
+        images, measured by the project's own evaluation (:mod:`convert.fallback`) and
+        recorded in the sidecar; OpenVINO INT8 first uses NNCF's accuracy control. An
+        artifact above the limit gets layers left in float, worst first (``fallback``), or
+        fails by name.
+    fallback: with ``max_drop``, leave layers float until the limit is met (else fail at once).
+    max_float_layers: the fallback gives up after this many float layers (``None``: all).
     calib_methods: backend -> method (see :data:`CALIBRATION_METHODS`); missing -> default.
     calib_limit: use at most this many calibration images (``None``: all).
     ort_activations: ONNX Runtime INT8 activation type, ``"uint8"`` (U8S8, default) or ``"int8"``
@@ -73,6 +79,8 @@ class ConvertOptions:
     opset: int = 17
     dynamic_batch: bool = False
     max_drop: float | None = None
+    fallback: bool = True
+    max_float_layers: int | None = None
     calib_methods: dict[str, str] = field(default_factory=dict)
     calib_limit: int | None = None
     ort_activations: str = "uint8"
@@ -95,6 +103,8 @@ class ExportContext:
     work: Path
     log: Log = print
     cache: dict[str, Any] = field(default_factory=dict)
+    #: layers (PyTorch module paths, :mod:`convert.layers`) the INT8 exporters leave in float
+    float_layers: tuple[str, ...] = ()
 
     @property
     def image_size(self) -> int:

@@ -167,8 +167,11 @@ def export_onnx_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
 
     ctx.require_calibration("onnx_int8")
     dst = stage / f"{stem}.onnx"
+    from convert.layers import onnx_nodes
+
     settings = quantize_int8(ctx.hub_onnx(), dst, ctx.calibration_inputs(), ctx.work, method=ctx.options.method("onnxruntime"),
-                             activation_type=ctx.options.ort_activations, verbose=ctx.options.verbose)
+                             activation_type=ctx.options.ort_activations, verbose=ctx.options.verbose,
+                             exclude=tuple(onnx_nodes(ctx.hub_onnx(), ctx.float_layers)))
     settings["calibration_images"] = ctx.num_calibration()
     spec, outputs = _onnx_io(ctx)
     return Exported(dst, INPUT_NAME, spec, outputs, extra={**_batch_extra(ctx), "quantization": settings})
@@ -281,15 +284,19 @@ def _openvino(ctx: ExportContext, stage: Path, stem: str, precision: str) -> Exp
         calib = ctx.require_calibration("openvino_int8")
         inputs = ctx.calibration_inputs()
         validation_items, validation_fn = None, None
-        if ctx.options.max_drop is not None:
+        if ctx.options.max_drop is not None and not ctx.float_layers:
             from convert.accuracy import holdout_items, openvino_map50_fn
 
             if calib.holdout is None or len(calib.holdout) == 0:
                 raise ConvertError(f"--max-drop needs held-out images; {calib.root} has none (re-run ssd-calibrate with --holdout N)")
             validation_items = holdout_items(calib.holdout)
             validation_fn = openvino_map50_fn(ctx.source.spec, ctx.source.labels)
+        from convert.layers import openvino_nodes
+
+        max_drop = None if validation_fn is None else ctx.options.max_drop / 100.0  # the metric is a fraction
         model, settings = ovx.quantize_int8(model, inputs, ctx.options.method("openvino"), ctx.options.verbose,
-                                            ctx.options.max_drop, validation_items, validation_fn)
+                                            max_drop, validation_items, validation_fn,
+                                            ignored_names=tuple(openvino_nodes(model, ctx.float_layers, ctx.hub_onnx())))
         extra["quantization"] = {**settings, "calibration_images": len(inputs)}
     xml, binary = ovx.save_ir(model, stage / f"{stem}.xml", fp16=precision == "fp16")
     input_name, _ = ovx.output_names(model)
@@ -342,7 +349,7 @@ def export_tflite_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
     ctx.require_calibration("tflite_int8")
     dst = stage / f"{stem}.tflite"
     settings = convert_int8(ctx.source.model, ctx.image_size, dst, ctx.calibration_batches("NHWC"),
-                            ctx.options.method("tflite"), verbose=ctx.options.verbose)
+                            ctx.options.method("tflite"), verbose=ctx.options.verbose, float_layers=ctx.float_layers)
     exported = _tflite_exported(ctx, dst, {"quantization": settings})
     if exported.input.dtype != "int8" or any(o.dtype != "int8" for o in exported.outputs.values()):
         raise ConvertError(f"tflite_int8 is not full-integer: input {exported.input.dtype}, outputs "

@@ -54,8 +54,12 @@ def quantize_int8(
     max_drop: float | None = None,
     validation_items: list[Any] | None = None,
     validation_fn: Callable[[Any, Iterable[Any]], float] | None = None,
+    ignored_names: tuple[str, ...] = (),
 ) -> tuple[Any, dict[str, Any]]:
     """NNCF INT8 of an ``openvino.Model``; returns it and the settings used.
+
+    ignored_names: ops NNCF leaves in float (``nncf.IgnoredScope(names=...)``; the float
+    fallback, :mod:`convert.fallback`).
 
     calibration: ``(N, 3, S, S)`` pixel inputs (uint8, read lazily one image at a time).
     With ``max_drop``, ``validation_items`` and
@@ -74,6 +78,9 @@ def quantize_int8(
                                    lambda i: np.ascontiguousarray(calibration[i : i + 1], dtype=np.float32))
             common = dict(preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calibration))
             advanced = _advanced_parameters(method)
+            if ignored_names:
+                common["ignored_scope"] = nncf.IgnoredScope(names=list(ignored_names))
+                settings["ignored_scope"] = list(ignored_names)
             if max_drop is None:
                 quantized = nncf.quantize(model, dataset, advanced_parameters=advanced, **common)
             else:
@@ -83,7 +90,7 @@ def quantize_int8(
                     model, dataset, nncf.Dataset(validation_items), validation_fn,
                     max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=advanced, **common,
                 )
-                settings.update(tool="nncf.quantize_with_accuracy_control", max_drop=max_drop, metric="mAP@0.5 on held-out images",
+                settings.update(tool="nncf.quantize_with_accuracy_control", max_drop_fraction=max_drop, metric="mAP@0.5 (0-1) on held-out images",
                                 validation_images=len(validation_items))
         except ConvertError:
             raise

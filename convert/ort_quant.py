@@ -73,10 +73,12 @@ def quantize_int8(
     method: str = "minmax",
     activation_type: str = "uint8",
     verbose: bool = False,
+    exclude: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """``quant_pre_process`` then ``quantize_static`` (QDQ, per-channel int8 weights).
 
-    The two output concatenations stay float (see :func:`_output_producers`).
+    The two output concatenations stay float (see :func:`_output_producers`), and so do the
+    nodes named in ``exclude`` (the float fallback, :mod:`convert.fallback`).
 
     activation_type: ``"uint8"`` (U8S8, ONNX Runtime's advice for x86 with VNNI, also run by
     its ARM kernels) or ``"int8"`` (S8S8). Returns the settings used.
@@ -98,6 +100,8 @@ def quantize_int8(
             shape_inference.quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
             outputs_float = _output_producers(pre)
             settings["float_output_nodes"] = outputs_float
+            if exclude:
+                settings["float_nodes"] = list(exclude)
             quant.quantize_static(
                 str(pre),
                 str(dst),
@@ -108,7 +112,7 @@ def quantize_int8(
                 activation_type=act,
                 weight_type=quant.QuantType.QInt8,
                 calibrate_method=_method(method),
-                nodes_to_exclude=outputs_float,
+                nodes_to_exclude=outputs_float + [n for n in exclude if n not in outputs_float],
                 extra_options={"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True,
                                "CalibStridedMinMax": _stride(len(inputs))},  # chunked collection, any method
             )

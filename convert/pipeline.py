@@ -7,7 +7,10 @@ For each format, in table order:
 2. the sidecar is written next to it and read back with :func:`ssd.sidecar.read_sidecar`
    (round trip, sha256);
 3. the format's check loads the staged artifact in its own runtime through that sidecar
-   and compares it with PyTorch on calibration images (:mod:`convert.validate`);
+   and compares it with PyTorch on calibration images (:mod:`convert.validate`); before
+   that, with ``--max-drop``, an INT8 artifact's held-out mAP@0.5 drop is measured and
+   enforced (:func:`convert.fallback.enforce_max_drop`: layers left float, worst first, until
+   it is at most the limit); the artifact checked and installed is the final one;
 4. only a passing artifact is moved into ``out`` (:mod:`convert.install`): the companions,
    the artifact and the sidecar last are renamed over the old ones (the old sidecar is never
    deleted first), then old files the new set does not replace are removed; a run killed
@@ -51,6 +54,7 @@ from convert.source import load_source
 from convert.targets import resolve_formats
 from convert.validate import Validation
 from ssd.sidecar import (
+    HeldOutAccuracy,
     Sidecar,
     SidecarError,
     ValidationRecord,
@@ -193,6 +197,32 @@ def _install(out: Path, fmt: Format, staged: list[Path], staged_sidecar: Path) -
     return out / fmt.filename
 
 
+def _stage_sidecar(ctx: ExportContext):
+    """``(format name, exported) -> Sidecar``: write and read back the sidecar of a staged export
+    (for the fallback's re-exports, which are run through their backend like the first)."""
+
+    def write(name: str, exported: Exported) -> Sidecar:
+        fmt = FORMATS[name]
+        write_sidecar(_sidecar(ctx, fmt, exported, exported.artifact.name), exported.artifact)
+        return read_sidecar(exported.artifact)
+
+    return write
+
+
+def _held_out(ctx: ExportContext, fmt: Format, exported: Exported, stage: Path, index: str
+              ) -> tuple[Exported, Sidecar | None, HeldOutAccuracy | None]:
+    """``--max-drop`` on an INT8 format: see :func:`convert.fallback.enforce_max_drop`."""
+    from convert.fallback import UNMEASURABLE, enforce_max_drop
+
+    if ctx.options.max_drop is None or fmt.precision != "int8":
+        return exported, None, None
+    if fmt.name in UNMEASURABLE:
+        ctx.log(f"{index} {fmt.name}: --max-drop not measured: the artifact runs in FP32 without TensorRT "
+                "(measure its INT8 drop with ssd-compare on the device)")
+        return exported, None, None
+    return enforce_max_drop(ctx, fmt.name, exported, stage, _stage_sidecar(ctx))
+
+
 def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> ArtifactResult:
     log = ctx.log
     start = time.perf_counter()
@@ -205,12 +235,15 @@ def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> Arti
         sidecar = _sidecar(ctx, fmt, exported, fmt.filename)
         staged_sidecar = write_sidecar(sidecar, exported.artifact)
         sidecar = read_sidecar(exported.artifact)  # round trip + sha256, as a reader will do
+        exported, refit, accuracy = _held_out(ctx, fmt, exported, stage, index)
+        if refit is not None:  # layers left float: the re-export is what gets checked and installed
+            sidecar, staged_sidecar = refit, sidecar_path(exported.artifact)
         log(f"{index} {fmt.name}: validating in {fmt.runtime} on {len(ctx.validation_frames())} calibration images")
         validation = fmt.check(ctx, exported.artifact, sidecar)
         if not validation.passed:
             raise ConvertError(f"{fmt.name}: validation failed: {validation.summary}")
-        # record the check in the sidecar, then install
-        sidecar = dataclasses.replace(sidecar, validation=ValidationRecord(
+        # record the check (and the held-out accuracy) in the sidecar, then install
+        sidecar = dataclasses.replace(sidecar, accuracy=accuracy, validation=ValidationRecord(
             kind=str(validation.kind), passed=True, summary=validation.summary, images=len(ctx.validation_frames()),
             images_from=(ctx.calib.manifest_sha256 if ctx.calib is not None else "") or "seeded random frames",
             metrics={k: (None if not np.isfinite(v) else float(v)) for k, v in validation.metrics.items()},
@@ -284,13 +317,16 @@ def export(
         raise ConvertError(f"--out {out} is a file, not a folder; pass a folder (it is created when missing)")
     names = resolve_formats(formats)
     chosen = [FORMATS[n] for n in names]
-    if options.max_drop is not None and not (0.0 <= options.max_drop < 1.0):
-        raise ConvertError(f"--max-drop must be in [0, 1) (an absolute mAP drop), got {options.max_drop}")
+    check_max_drop(options.max_drop)
     source = load_source(checkpoint)
     calib_set = load_calibration(calib, source.image_size, source.labels)
     needing = [f.name for f in chosen if f.needs_calibration]
     if needing and calib_set is None:
         raise ConvertError(f"{', '.join(needing)} need a calibration set; pass --calib (make calibrate builds one)")
+    if options.max_drop is not None and any(f.precision == "int8" for f in chosen):
+        if calib_set is None or calib_set.holdout is None or len(calib_set.holdout) == 0:
+            raise ConvertError(f"--max-drop needs held-out images; {calib_set.root if calib_set else 'no calibration set'} has none "
+                               "(re-run ssd-calibrate with --holdout N, N > 0)")
     if calib_set is None:
         calib_set = _random_validation_set(source.image_size, options.validate_images)
     try:
@@ -310,6 +346,12 @@ def export(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ConvertReport(out, results, time.perf_counter() - start)
+
+
+def check_max_drop(max_drop: float | None) -> None:
+    """``--max-drop`` is points of mAP@0.5 (0-100), as in ``ssd-compare``; ConvertError otherwise."""
+    if max_drop is not None and not (0.0 <= max_drop <= 100.0):
+        raise ConvertError(f"--max-drop is in points of mAP@0.5 (0-100, as in ssd-compare), got {max_drop:g}")
 
 
 def _random_validation_set(image_size: int, count: int) -> CalibrationSet:

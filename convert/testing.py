@@ -103,3 +103,23 @@ def save_lively_checkpoint(
         path,
     )
     return path
+
+
+def sensitize(model, bn: str = "features.stem.0.1", consumer: str = "features.stem.1.0", channel: int = 0,
+              factor: float = 1000.0):
+    """Give ``model`` one layer with a wide activation range, without changing what it computes.
+
+    Channel ``channel`` of the BatchNorm ``bn`` (followed by a ReLU) is scaled by ``factor`` and
+    the convolution ``consumer`` that reads it divides its weights for that input channel by
+    ``factor`` (ReLU is positively homogeneous, so FP32 outputs stay the same up to rounding).
+    Per-tensor INT8 of that activation then rounds every other channel to zero, and
+    per-channel INT8 weights of ``consumer`` lose the shrunken input channel: INT8 collapses
+    until those layers stay float. Returns ``model`` (changed in place).
+    """
+    torch = require("torch")
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        modules[bn].weight[channel] *= factor
+        modules[bn].bias[channel] *= factor
+        modules[consumer].weight[:, channel] /= factor
+    return model

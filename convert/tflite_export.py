@@ -105,7 +105,7 @@ def _minmax_activation_spec() -> Any:
                             observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
 
 
-def _quantizer(method: str) -> Any:
+def _quantizer(method: str, qat: bool = False) -> Any:
     """litert-torch's PT2EQuantizer (per-channel) with a fixed-qparams image input and
     min-max ranges on the final ``loc``/``conf`` concatenations.
 
@@ -122,11 +122,15 @@ def _quantizer(method: str) -> Any:
         SharedQuantizationSpec,
     )
 
-    config = pt2e.get_symmetric_quantization_config(is_per_channel=True)
+    config = pt2e.get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
+    if qat:  # the QAT fake-quantize specs, annotated as static patterns: BN is folded first (train.qat),
+        # and litert-torch's conv-BN QAT patterns do not trace on this torch version
+        config = type(config)(config.input_activation, config.output_activation, config.weight, config.bias,
+                              config.fixed_qparams, False, config.is_dynamic)
     minmax = _minmax_activation_spec()
-    if method == "minmax":
+    if method == "minmax" and not qat:  # QAT (train.qat) keeps the config's fake-quantized activations
         config = type(config)(minmax, minmax, config.weight, config.bias, config.fixed_qparams, config.is_qat, config.is_dynamic)
-    elif method != "histogram":
+    elif method not in ("histogram", "minmax"):
         raise ConvertError(f"TFLite (PT2E) has no calibration method {method!r}; choose histogram or minmax")
     fixed = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=INPUT_SCALE, zero_point=INPUT_ZERO_POINT,
                                          quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine)
@@ -162,6 +166,63 @@ def _quantizer(method: str) -> Any:
     return DetectorQuantizer().set_global(config)
 
 
+def _in_modules(node: Any, prefixes: list[str]) -> bool:
+    stack = node.meta.get("nn_module_stack") or {}
+    paths = [value[0] if isinstance(value, tuple) else str(value) for value in stack.values()]
+    return any(path == p or path.startswith(p + ".") for path in paths for p in prefixes)
+
+
+def _fused_after_conv() -> set[Any]:
+    torch = require("torch")
+    aten = torch.ops.aten
+    names = ("batch_norm", "_native_batch_norm_legit_no_training", "relu", "relu_", "relu6", "hardtanh", "hardtanh_")
+    return {getattr(aten, n).default for n in names if hasattr(aten, n)}
+
+
+def leave_in_float(quantizer: Any, prefixes: list[str]) -> Any:
+    """Wrap ``quantizer.annotate`` so that FX nodes of the modules at ``prefixes`` (paths in
+    ``nn_module_stack``, e.g. ``inner.conf_heads.0``) stay float, together with the BatchNorm
+    and ReLU nodes that directly follow such a node (the quantizer annotates a conv-BN-ReLU
+    pattern's output on its last node, which belongs to another module).
+
+    A node whose output range others share (``SharedQuantizationSpec``: the concatenated
+    outputs) keeps its output annotation and only loses its input ones. LiteRT then runs
+    those ops in float between DEQUANTIZE and QUANTIZE (mixed precision).
+    """
+    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+
+    if not prefixes:
+        return quantizer
+    annotate = quantizer.annotate
+    fused = _fused_after_conv()
+
+    def annotate_leaving_float(model: Any) -> Any:
+        model = annotate(model)
+        shared = set()
+        for node in model.graph.nodes:
+            ann = node.meta.get("quantization_annotation")
+            for spec in [] if ann is None else [*ann.input_qspec_map.values(), ann.output_qspec]:
+                if isinstance(spec, SharedQuantizationSpec):
+                    edge = spec.edge_or_node
+                    shared.update(edge if isinstance(edge, tuple) else (edge,))
+        float_nodes: set[Any] = set()
+        for node in model.graph.nodes:  # topological order
+            follows = (node.op == "call_function" and node.target in fused and node.args
+                       and node.args[0] in float_nodes and len(node.args[0].users) == 1)
+            if _in_modules(node, prefixes) or follows:  # the conv and the BN/ReLU fused into its output
+                float_nodes.add(node)
+        for node in model.graph.nodes:
+            if "quantization_annotation" in node.meta and node in float_nodes:
+                if node in shared:
+                    node.meta["quantization_annotation"].input_qspec_map.clear()
+                else:
+                    del node.meta["quantization_annotation"]
+        return model
+
+    quantizer.annotate = annotate_leaving_float
+    return quantizer
+
+
 def convert_fp32(model: Any, image_size: int, dst: Path, verbose: bool = False) -> Path:
     """Float TFLite of the NHWC module."""
     torch = require("torch")
@@ -177,8 +238,13 @@ def convert_fp32(model: Any, image_size: int, dst: Path, verbose: bool = False) 
     return dst
 
 
-def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.ndarray], method: str = "histogram", verbose: bool = False) -> dict[str, Any]:
-    """Full-integer TFLite: PT2E calibration on NHWC float ``batches``, int8 in and out."""
+def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.ndarray], method: str = "histogram",
+                 verbose: bool = False, float_layers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Full-integer TFLite: PT2E calibration on NHWC float ``batches``, int8 in and out.
+
+    float_layers: module paths of the model (:mod:`convert.layers`) left in float, the float
+    fallback; the input and outputs stay int8.
+    """
     torch = require("torch")
     with captured(not verbose):  # importing litert-torch logs through absl
         litert_torch = require("litert_torch")
@@ -189,7 +255,9 @@ def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.nd
         try:
             gm = torch.export.export(_nhwc_module(model), sample).module()
             rewritten = _affine_normalization(gm)
-            quantizer = _quantizer(method)
+            from convert.layers import tflite_prefixes
+
+            quantizer = leave_in_float(_quantizer(method), tflite_prefixes(float_layers))
             prepared = quantize_pt2e.prepare_pt2e(gm, quantizer)
             n = 0
             threads = torch.get_num_threads()
@@ -222,6 +290,7 @@ def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.nd
         "normalization_rewritten_nodes": rewritten,
         "input_quantization": {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT},
         "output_ranges": "min-max (never clipped)",
+        **({"float_layers": list(float_layers)} if float_layers else {}),
     }
 
 

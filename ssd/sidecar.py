@@ -183,6 +183,60 @@ class ValidationRecord:
 
 
 @dataclass(frozen=True)
+class HeldOutAccuracy:
+    """The INT8 artifact's accuracy on the calibration set's held-out images, as ``ssd-convert
+    --max-drop`` measured and enforced it (the same decode + NMS thresholds and evaluator as
+    ``ssd-compare``). All mAPs are points of mAP@0.5 (0-100).
+
+    fp32_map50: PyTorch FP32 on the held-out images; map50: this artifact; drop_points:
+        ``fp32_map50 - map50`` (negative when INT8 scored higher).
+    max_drop_points: the limit the artifact was held to (``None``: measured, not enforced).
+    images / images_from: how many held-out images, and the calibration manifest's sha256.
+    float_layers: layers (PyTorch module paths of convolutions) the automatic fallback left
+        in float, worst first; empty for a full-INT8 artifact.
+    full_int8_map50: the full-INT8 artifact's mAP before any fallback (equals ``map50`` when
+        nothing stayed float).
+    latency_ms / full_int8_latency_ms: median single-image inference time of this artifact and
+        of the full-INT8 one, measured side by side on the held-out images at the conversion's
+        thread count (``None`` when nothing stayed float: no second artifact to compare).
+    """
+
+    fp32_map50: float
+    map50: float
+    drop_points: float
+    images: int
+    images_from: str = ""
+    max_drop_points: float | None = None
+    float_layers: list[str] = field(default_factory=list)
+    full_int8_map50: float | None = None
+    latency_ms: float | None = None
+    full_int8_latency_ms: float | None = None
+
+    @property
+    def latency_cost(self) -> float | None:
+        """This artifact's latency over full INT8's (``None`` when not measured)."""
+        if self.latency_ms is None or not self.full_int8_latency_ms:
+            return None
+        return self.latency_ms / self.full_int8_latency_ms
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HeldOutAccuracy:
+        opt = lambda key: None if data.get(key) is None else float(data[key])  # noqa: E731
+        return cls(
+            fp32_map50=float(data["fp32_map50"]),
+            map50=float(data["map50"]),
+            drop_points=float(data["drop_points"]),
+            images=int(data["images"]),
+            images_from=str(data.get("images_from", "")),
+            max_drop_points=opt("max_drop_points"),
+            float_layers=[str(x) for x in data.get("float_layers") or []],
+            full_int8_map50=opt("full_int8_map50"),
+            latency_ms=opt("latency_ms"),
+            full_int8_latency_ms=opt("full_int8_latency_ms"),
+        )
+
+
+@dataclass(frozen=True)
 class Sidecar:
     """Metadata of one artifact.
 
@@ -202,6 +256,8 @@ class Sidecar:
     files: companion files the model needs beside it (OpenVINO ``.bin``, calibration tables):
         plain file name -> sha256.
     validation: the check ``ssd-convert`` ran (``None`` only while it is being written).
+    accuracy: the held-out mAP@0.5 drop ``ssd-convert --max-drop`` measured and enforced
+        (INT8 only; ``None`` when no limit was asked for), with what stayed float.
     extra: provenance for people (quantization settings, exporter); no code reads it to run.
     """
 
@@ -222,6 +278,7 @@ class Sidecar:
     runtime_hints: RuntimeHints = field(default_factory=RuntimeHints)
     files: dict[str, str] = field(default_factory=dict)
     validation: ValidationRecord | None = None
+    accuracy: HeldOutAccuracy | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = SIDECAR_VERSION
 
@@ -246,6 +303,7 @@ class Sidecar:
             )
         try:
             validation = data.get("validation")
+            accuracy = data.get("accuracy")
             return cls(
                 format=str(data["format"]),
                 runtime=str(data["runtime"]),
@@ -264,6 +322,7 @@ class Sidecar:
                 runtime_hints=RuntimeHints.from_dict(dict(data.get("runtime_hints") or {})),
                 files={str(k): str(v) for k, v in dict(data.get("files") or {}).items()},
                 validation=ValidationRecord.from_dict(validation) if validation else None,
+                accuracy=HeldOutAccuracy.from_dict(accuracy) if accuracy else None,
                 extra=dict(data.get("extra", {})),
                 version=int(data["version"]),
             )
@@ -332,6 +391,7 @@ def validate_sidecar(sidecar: Sidecar, artifact: str | Path, check_hash: bool = 
             "class names come from the checkpoint: re-run ssd-convert instead of editing the sidecar"
         )
     validate_runtime_hints(sidecar, artifact)
+    validate_accuracy(sidecar, artifact)
     if set(sidecar.outputs) != {"loc", "conf"}:
         raise SidecarError(f"{where}: outputs must be 'loc' and 'conf', got {sorted(sidecar.outputs)}")
     priors = sidecar.spec.num_priors
@@ -363,6 +423,24 @@ def validate_runtime_hints(sidecar: Sidecar, artifact: Path) -> None:
         if hints.tensorrt_check is not None:
             raise SidecarError(f"{where}: names both a TensorRT calibration table and a QDQ graph check; TensorRT takes a "
                                "table only for a graph without Q/DQ nodes: re-run ssd-convert")
+
+
+def validate_accuracy(sidecar: Sidecar, artifact: Path) -> None:
+    """Refuse a held-out accuracy record that is inconsistent or breaks the limit it names."""
+    acc = sidecar.accuracy
+    if acc is None:
+        return
+    where = f"sidecar of {artifact.name}"
+    values = [acc.fp32_map50, acc.map50] + ([acc.full_int8_map50] if acc.full_int8_map50 is not None else [])
+    if any(not (0.0 <= v <= 100.0) for v in values):
+        raise SidecarError(f"{where}: held-out mAP@0.5 values {values} are not points in [0, 100]; re-run ssd-convert")
+    if abs((acc.fp32_map50 - acc.map50) - acc.drop_points) > 1e-6:
+        raise SidecarError(f"{where}: held-out drop {acc.drop_points} is not fp32 {acc.fp32_map50} - int8 {acc.map50}; re-run ssd-convert")
+    if acc.max_drop_points is not None and acc.drop_points > acc.max_drop_points + 1e-9:
+        raise SidecarError(f"{where}: held-out drop {acc.drop_points:.2f} points exceeds its limit {acc.max_drop_points:g}; "
+                           "re-run ssd-convert")
+    if acc.images < 1:
+        raise SidecarError(f"{where}: held-out accuracy measured on {acc.images} images; re-run ssd-convert")
 
 
 def validate_companions(sidecar: Sidecar, artifact: Path, check_hash: bool = True) -> None:

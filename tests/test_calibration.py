@@ -135,6 +135,24 @@ def test_cli_builds_a_set_with_manifest_and_preprocessed_inputs(voc, tiny_checkp
     assert nhwc.shape == (1, 128, 128, 3) and np.array_equal(nhwc[0].transpose(2, 0, 1), calib.inputs[0].astype(np.float32))
 
 
+def test_a_small_dataset_keeps_held_out_images_and_none_is_warned_up_front(voc, tiny_checkpoint, tmp_path, capsys):
+    from calibration.build import split_counts
+
+    assert split_counts(160, 300, 100) == (128, 32), "the defaults on 160 images keep 20 % back"
+    assert split_counts(500, 300, 100) == (300, 100) and split_counts(160, 300, 0) == (160, 0)
+    # 40 images with the defaults (300 + 100): 32 calibration + 8 held-out, and it says so
+    code, stdout, stderr = _calibrate_here(capsys, "--data", str(voc), "--checkpoint", str(tiny_checkpoint),
+                                           "--out", str(tmp_path / "small"))
+    assert code == 0, stderr
+    calib = load_calibration_set(tmp_path / "small")
+    assert len(calib) == 32 and calib.holdout is not None and len(calib.holdout) == 8
+    assert "reserving 8 held-out images and calibrating on 32" in stdout
+    code, stdout, _ = _calibrate_here(capsys, "--data", str(voc), "--num", "10", "--holdout", "0",
+                                      "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "none"))
+    assert code == 0 and "warning: no held-out images" in stdout and "--max-drop" in stdout
+    assert load_calibration_set(tmp_path / "none").holdout is None
+
+
 def test_same_seed_same_set_other_seed_other_set(voc, tiny_checkpoint, tmp_path, capsys):
     ids = []
     for name, seed in (("a", "0"), ("b", "0"), ("c", "5")):

@@ -249,3 +249,19 @@ def test_compare_reports_voc07_beside_coco(pipeline, tmp_path, capsys):
         assert row["voc"]["metric"] == "voc07" and row["metrics"]["mAP@0.5"] is not None
         assert 0.0 <= row["voc"]["mAP@0.5 (voc07)"] <= 1.0
     assert "mAP50 voc07" in (out / "report.md").read_text()
+
+
+def test_the_float_fallback_and_its_latency_cost_are_shown():
+    from compare.report import markdown
+    from compare.run import ModelResult
+    from ssd.sidecar import HeldOutAccuracy
+
+    ref = ModelResult("pytorch_fp32", "pytorch", "fp32", None, None)
+    held = HeldOutAccuracy(fp32_map50=70.0, map50=69.6, drop_points=0.4, images=50, max_drop_points=0.5,
+                           float_layers=["conf_heads.0"], full_int8_map50=68.0, latency_ms=1.1, full_int8_latency_ms=1.0)
+    row = ModelResult("onnx_int8", "onnxruntime", "int8", None, None, held_out=held)
+    report = ComparisonReport([ref, row], ["a"], "synthetic", "val", 0, 1, max_drop=0.5)
+    text = markdown(report, {})
+    assert "onnx_int8: float fallback conf_heads.0 (1.10x the full-INT8 latency); held-out drop 2.00 -> 0.40 points" in text
+    entry = to_dict(report)["rows"][1]
+    assert entry["float_layers"] == ["conf_heads.0"] and entry["float_latency_cost"] == pytest.approx(1.1)

@@ -1,0 +1,204 @@
+"""--max-drop as a promise: held-out drop measured, recorded, enforced; the float fallback.
+
+The model is built to be sensitive (:func:`convert.testing.sensitize`: one activation with a
+1000x wider range, FP32 outputs unchanged). Its held-out ground truth is the FP32 model's own
+confident detections, so FP32 scores about 100 points and any INT8 damage shows as a drop.
+ONNX Runtime only (fast); the other backends share the loop (see the BENCHMARKS figures).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from calibration.sets import Holdout, write_calibration_set  # noqa: E402
+from calibration.testing import write_voc_dataset  # noqa: E402
+from convert import ConvertOptions, export  # noqa: E402
+from convert.errors import ConvertError  # noqa: E402
+from ssd.sidecar import read_sidecar  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["red", "green", "blue"]
+SENSITIVE = {"features.stem.0.0", "features.stem.1.0"}  # the wide activation's producer and consumer
+
+
+def _images(tmp: Path, n: int, seed: int) -> np.ndarray:
+    import cv2
+
+    from calibration.sets import stored_input_spec
+    from ssd.preprocess import preprocess
+
+    root = write_voc_dataset(tmp / f"voc{seed}", n, size=128, classes=LABELS, seed=seed)
+    spec = stored_input_spec(128, 128)
+    return np.concatenate([preprocess(cv2.imread(str(p)), spec) for p in sorted((root / "JPEGImages").glob("*.jpg"))])
+
+
+def _pseudo_truth(model, images: np.ndarray) -> Holdout:
+    """The FP32 model's detections scoring >= 0.3 (at most 4 per image) as ground truth."""
+    import torch
+
+    from ssd.postprocess import EVAL, decode_and_nms
+    from ssd.priors import default_boxes
+
+    priors = default_boxes(model.spec)
+    boxes, labels, image = [], [], []
+    with torch.no_grad():
+        for i, x in enumerate(images):
+            loc, conf = model(torch.from_numpy(x[None].astype(np.float32)))
+            det = decode_and_nms(loc.numpy(), conf.numpy(), priors, variances=model.spec.variances, **EVAL._asdict())[0]
+            keep = det.scores >= 0.3
+            b, lab = det.boxes[keep][:4], det.labels[keep][:4]
+            boxes.append(b)
+            labels.append(lab)
+            image.append(np.full(len(lab), i))
+    labels_all = np.concatenate(labels).astype(np.int64)
+    assert len(labels_all) >= 10, "the lively model should detect something"
+    return Holdout(images, np.concatenate(boxes).astype(np.float32), labels_all, np.zeros(len(labels_all), bool),
+                   np.concatenate(image).astype(np.int64))
+
+
+@pytest.fixture(scope="module")
+def sensitive(tmp_path_factory):
+    import torch
+
+    from convert.testing import save_lively_checkpoint, sensitize
+    from train.checkpoint import load_model, save_checkpoint
+
+    tmp = tmp_path_factory.mktemp("fallback")
+    calib_images, held_images = _images(tmp, 16, 1), _images(tmp, 12, 2)
+    plain = save_lively_checkpoint(tmp / "plain.pt", "tiny", LABELS, calib_images, seed=0, width=8)
+    data = torch.load(plain, weights_only=True)
+    loaded = load_model(plain)
+    model = loaded.model.eval()
+    x = torch.from_numpy(held_images[:2].astype(np.float32))
+    with torch.no_grad():
+        before = model(x)
+        sensitize(model)
+        after = model(x)
+    assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-3) for a, b in zip(before, after, strict=True)), "FP32 unchanged"
+    data["model"] = model.state_dict()
+    ckpt = save_checkpoint(data, tmp / "sensitive.pt") or tmp / "sensitive.pt"
+    write_calibration_set(tmp / "calib", calib_images, {"labels": LABELS}, holdout=_pseudo_truth(model, held_images))
+    write_calibration_set(tmp / "calib_noholdout", calib_images, {"labels": LABELS})
+    return tmp, Path(ckpt)
+
+
+def test_fallback_leaves_the_wide_layer_float_and_meets_the_limit(sensitive):
+    tmp, ckpt = sensitive
+    lines: list[str] = []
+    report = export(ckpt, "onnx_int8", tmp / "out", calib=tmp / "calib",
+                    options=ConvertOptions(max_drop=1.0, validate_images=4), log=lines.append)
+    assert report.ok, "\n".join(lines)
+    sidecar = read_sidecar(report.artifact("onnx_int8"))
+    acc = sidecar.accuracy
+    assert acc is not None and acc.max_drop_points == 1.0 and acc.images == 12
+    assert acc.fp32_map50 > 50, "the pseudo ground truth is the FP32 model's own detections"
+    assert acc.full_int8_map50 < acc.fp32_map50 - 1.0, "plain PTQ breaks the sensitive model"
+    assert acc.drop_points <= 1.0 and acc.map50 == pytest.approx(acc.fp32_map50 - acc.drop_points)
+    assert acc.float_layers and set(acc.float_layers) <= SENSITIVE, acc.float_layers
+    assert acc.latency_ms is not None and acc.full_int8_latency_ms is not None and acc.latency_cost > 0
+    # the excluded nodes really are float in the installed graph
+    assert set(sidecar.extra["quantization"]["float_nodes"])
+    raw = json.loads(Path(str(report.artifact("onnx_int8")) + ".json").read_text())
+    assert raw["accuracy"]["float_layers"] == acc.float_layers
+    assert any("float fallback" in line for line in lines)
+
+
+def test_an_unmeetable_limit_fails_by_name_and_leaves_no_file(sensitive):
+    tmp, ckpt = sensitive
+    out = tmp / "out_fail"
+    report = export(ckpt, "onnx_int8", out, calib=tmp / "calib",
+                    options=ConvertOptions(max_drop=1.0, max_float_layers=0, validate_images=4), log=lambda s: None)
+    assert not report.ok and report.failed == ["onnx_int8"]
+    assert "cannot meet --max-drop 1" in report.results[0].error
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_without_fallback_the_drop_fails_the_format(sensitive):
+    tmp, ckpt = sensitive
+    out = tmp / "out_nofallback"
+    report = export(ckpt, "onnx_int8", out, calib=tmp / "calib",
+                    options=ConvertOptions(max_drop=1.0, fallback=False, validate_images=4), log=lambda s: None)
+    assert report.failed == ["onnx_int8"] and "> --max-drop 1" in report.results[0].error
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_max_drop_without_held_out_images_is_refused_before_any_export(sensitive):
+    tmp, ckpt = sensitive
+    with pytest.raises(ConvertError, match="needs held-out images"):
+        export(ckpt, "onnx_fp32,onnx_int8", tmp / "out_noholdout", calib=tmp / "calib_noholdout",
+               options=ConvertOptions(max_drop=1.0))
+    assert not (tmp / "out_noholdout" / "model_onnx_fp32.onnx").exists()
+
+
+def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=300)
+
+
+def test_max_drop_has_the_same_unit_in_both_clis(tmp_path):
+    from compare.cli import parse_args as compare_args
+    from convert.cli import parse_args as convert_args
+    from convert.pipeline import check_max_drop
+
+    # points of mAP@0.5 in both: 1 means one point, not 100 %
+    assert convert_args(["--checkpoint", "c", "--target", "all", "--out", "o", "--max-drop", "1"]).max_drop == 1.0
+    assert compare_args(["--checkpoint", "c", "--artifacts", "a", "--data", "d", "--out", "o", "--max-drop", "1"]).max_drop == 1.0
+    check_max_drop(1.0)
+    check_max_drop(0.5)
+    with pytest.raises(ConvertError, match="points of mAP@0.5"):
+        check_max_drop(150.0)
+    res = _cli("convert.cli", "--checkpoint", str(tmp_path / "missing.pt"), "--target", "onnx_int8", "--out", str(tmp_path / "o"),
+               "--max-drop", "-1")
+    assert res.returncode == 1 and "points of mAP@0.5 (0-100" in res.stderr
+    assert not (tmp_path / "o").exists()
+    for module in ("convert.cli", "compare.cli"):
+        help_text = " ".join(_cli(module, "--help").stdout.rsplit("--max-drop POINTS", 1)[1].split())
+        assert "POINTS of mAP@0.5 (0-100" in help_text, help_text[:200]
+    with pytest.raises(SystemExit):
+        compare_args(["--checkpoint", "c", "--artifacts", "a", "--data", "d", "--out", "o", "--max-drop", "101"])
+
+
+def test_sidecar_refuses_a_recorded_drop_above_its_limit(sensitive, tmp_path):
+    import dataclasses
+    import shutil
+
+    from ssd.sidecar import SidecarError, write_sidecar
+
+    tmp, _ = sensitive
+    src = tmp / "out" / "model_onnx_int8.onnx"
+    dst = tmp_path / src.name
+    shutil.copy(src, dst)
+    sidecar = read_sidecar(src)
+    bad = dataclasses.replace(sidecar.accuracy, map50=sidecar.accuracy.fp32_map50 - 3.0, drop_points=3.0)
+    write_sidecar(dataclasses.replace(sidecar, accuracy=bad), dst)
+    with pytest.raises(SidecarError, match="exceeds its limit"):
+        read_sidecar(dst)
+
+
+def test_sensitivity_report_puts_the_wide_layer_first(sensitive):
+    from convert.sensitivity import sensitivity_report
+
+    tmp, ckpt = sensitive
+    layers = ["features.stem.1.0", "features.stages.2.0.0", "conf_heads.1"]
+    paths = sensitivity_report(ckpt, "onnx_int8", tmp / "sens", tmp / "calib", ConvertOptions(validate_images=4),
+                               log=lambda s: None, layers=layers)
+    data = json.loads(paths["sensitivity json"].read_text())
+    rows = {r["layer"]: r for r in data["formats"][0]["rows"]}
+    assert set(rows) == set(layers)
+    worst = min(rows.values(), key=lambda r: r["alone_sqnr_db"])
+    assert worst["layer"] == "features.stem.1.0", rows
+    assert worst["alone_map50_delta"] < -1.0, "quantizing the wide layer alone costs accuracy"
+    assert all(0.0 < r["mac_share"] < 1.0 and r["float_latency_cost"] > 0 for r in rows.values())
+    table = paths["sensitivity onnx_int8 md"].read_text()
+    assert table.index("features.stem.1.0") < table.index("conf_heads.1"), "worst first"
+    assert paths["sensitivity onnx_int8 png"].stat().st_size > 1000
+    assert not list((tmp / "sens").glob(".ssd-sensitivity.*")), "no scratch left"

@@ -1,0 +1,39 @@
+"""The OpenVINO half of the float fallback: NNCF ``ignored_scope`` from the layer names.
+
+Its own file (and pytest process stage with the other convert tests): OpenVINO only, no
+litert. The sensitive model and its pseudo ground truth come from test_convert_fallback.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+from tests.test_convert_fallback import SENSITIVE, sensitive  # noqa: E402,F401  (the fixture)
+
+
+def test_openvino_ignored_scope_leaves_the_wide_layers_float(sensitive):  # noqa: F811
+    from calibration.sets import load_calibration_set
+    from convert.context import ConvertOptions, ExportContext
+    from convert.fallback import HeldOutMeter, export_variant
+    from convert.pipeline import _stage_sidecar
+    from convert.source import load_source
+
+    tmp, ckpt = sensitive
+    work = Path(tempfile.mkdtemp(dir=tmp))
+    ctx = ExportContext(load_source(ckpt), load_calibration_set(tmp / "calib"), ConvertOptions(validate_images=4), work,
+                        log=lambda s: None)
+    meter = HeldOutMeter.of(ctx)
+    plain, _ = export_variant(ctx, "openvino_int8", [], work, _stage_sidecar(ctx))
+    fixed, sidecar = export_variant(ctx, "openvino_int8", sorted(SENSITIVE), work, _stage_sidecar(ctx))
+    plain_map, _ = meter.measure(plain.artifact)
+    fixed_map, _ = meter.measure(fixed.artifact)
+    assert plain_map < meter.fp32_map50 - 5, "plain NNCF PTQ breaks the sensitive model"
+    assert fixed_map > plain_map + 50 and fixed_map >= meter.fp32_map50 - 5.0, (plain_map, fixed_map, meter.fp32_map50)
+    assert len(sidecar.extra["quantization"]["ignored_scope"]) == 2
