@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from compare.report import table, write_report
+from compare.report import changes_table, table, write_report
+from compare.diffs import describe
 from compare.run import CompareOptions, run_comparison
 
 
@@ -22,10 +23,12 @@ def parse_args(argv: list[str] | None = None) -> CompareOptions:
     parser.add_argument("--max-drop", type=float, default=None, help="flag INT8 artifacts losing more mAP@0.5 points")
     parser.add_argument("--strict", action="store_true", help="exit 1 when an artifact is flagged or fails")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--diff-images", type=int, default=4, help="most-changed images per INT8 diff sheet (default 4)")
     args = parser.parse_args(argv)
     return CompareOptions(
         checkpoint=args.checkpoint, artifacts=args.artifacts, data=args.data, split=args.split, out=args.out, format=args.format,
         threads=args.threads, max_drop=args.max_drop, strict=args.strict, limit=args.limit,
+        diff_images=args.diff_images,
     )
 
 
@@ -36,15 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError, KeyError) as exc:
         print(f"ssd-compare: error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
         return 2
-    paths = write_report(report, options.out)
+    paths = write_report(report, options.out, options.diff_images)
     print()
     print(table(report))
+    if report.changes:
+        print()
+        print(f"detection changes against {report.reference.name} ({describe(next(iter(report.changes.values())).params)}):")
+        print(changes_table(report))
     for row in report.rows:
         if row.note:
             print(f"note: {row.name}: {row.note}")
     print()
     for kind, path in paths.items():
         print(f"{kind:>24}: {path}")
+    print(f"\nopen the report: {paths['html'].resolve().as_uri()}")
     if options.strict and report.flagged:
         print(f"ssd-compare: flagged: {', '.join(report.flagged)}", file=sys.stderr)
         return 1

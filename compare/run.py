@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compare.diffs import DiffParams, ModelChanges, model_changes
 from compare.predictors import ArtifactPredictor, Predictor, TorchPredictor
 from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
 from ssd.preprocess import preprocess
@@ -46,6 +47,7 @@ class ModelResult:
     error: str | None = None
     executed_by: str | None = None
     note: str | None = None
+    detections: list[Detections] | None = field(default=None, repr=False)  # per image, EVAL thresholds
 
     @property
     def latency_p50(self) -> float | None:
@@ -122,8 +124,8 @@ def evaluate_predictor(
     )
     result.executed_by = getattr(predictor, "executed_by", None)
     result.note = getattr(predictor, "note", None)
-    detections, result.latency_ms = predict(predictor, [s.image for s in samples], params, warmup)
-    result.metrics = evaluate_detections(samples, detections, label_names)
+    result.detections, result.latency_ms = predict(predictor, [s.image for s in samples], params, warmup)
+    result.metrics = evaluate_detections(samples, result.detections, label_names)
     return result
 
 
@@ -142,7 +144,8 @@ def latency_ms(predictor: Predictor, images: Sequence[np.ndarray], warmup: int =
 
 def evaluate_reference(reference: TorchPredictor, reader: SampleReader, warmup: int = 2) -> ModelResult:
     """The PyTorch row: :func:`train.evaluate.evaluate_model` on the CPU with the checkpoint's
-    evaluation settings (what ``ssd-eval`` and ``ssd-train`` report), and its latency."""
+    evaluation settings (what ``ssd-eval`` and ``ssd-train`` report), its latency, and its
+    detections image by image (batch 1, for the detection diffs)."""
     import torch
 
     from train.evaluate import evaluate_model
@@ -150,7 +153,7 @@ def evaluate_reference(reference: TorchPredictor, reader: SampleReader, warmup: 
     result = ModelResult(name=reference.name, runtime=reference.runtime, precision=reference.precision,
                          path=str(reference.path), size_mb=reference.path.stat().st_size / 1e6)
     result.metrics = evaluate_model(reference.model, reader, reference.spec, torch.device("cpu"), **reference.eval_settings)
-    result.latency_ms = latency_ms(reference, [s.image for s in reader.samples], warmup)
+    result.detections, result.latency_ms = predict(reference, [s.image for s in reader.samples], warmup=warmup)
     return result
 
 
@@ -169,6 +172,8 @@ class CompareOptions:
     strict: a flag or a failed artifact makes the CLI exit non-zero.
     format: the dataset layout, ``voc``, ``coco`` or ``auto`` (:func:`train.data.open_dataset`).
     limit: evaluate only the first N images of the split.
+    diff: how detections are matched against FP32's for the detection diffs.
+    diff_images: how many most-changed images each INT8 artifact's diff sheet shows.
     """
 
     checkpoint: Path
@@ -182,6 +187,8 @@ class CompareOptions:
     strict: bool = False
     limit: int | None = None
     warmup: int = 2
+    diff: DiffParams = DiffParams()
+    diff_images: int = 4
 
 
 @dataclass
@@ -195,6 +202,8 @@ class ComparisonReport:
     num_images: int
     threads: int
     max_drop: float | None
+    samples: list[Sample] = field(default_factory=list, repr=False)  # the compared images, for the diffs
+    changes: dict[str, ModelChanges] = field(default_factory=dict, repr=False)  # row name -> against FP32
 
     @property
     def reference(self) -> ModelResult:
@@ -206,6 +215,15 @@ class ComparisonReport:
         if row.metrics is None or ref is None:
             return None, None
         return 100 * (row.metrics.map50 - ref.map50), 100 * (row.metrics.map - ref.map)
+
+    def class_delta(self, row: ModelResult) -> dict[str, float]:
+        """Per-class AP@0.5 of ``row`` minus the reference's, in points (NaN where a class has no
+        ground truth; empty when either is unscored)."""
+        ref = self.reference.metrics
+        if row.metrics is None or ref is None:
+            return {}
+        return {n: 100 * (row.metrics.per_class_ap50.get(n, float("nan")) - ref.per_class_ap50.get(n, float("nan")))
+                for n in self.label_names}
 
     def flag(self, row: ModelResult) -> str | None:
         """Why ``row`` is flagged, or ``None``."""
@@ -283,7 +301,7 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
         except Exception as exc:  # one broken artifact must not hide the others' results
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             rows.append(ModelResult(path.name, "?", "?", str(path), artifact_size_mb(path), error=message))
-    return ComparisonReport(
+    report = ComparisonReport(
         rows=rows,
         label_names=list(reference.labels),
         dataset=str(options.data),
@@ -291,4 +309,16 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
         num_images=len(samples),
         threads=options.threads,
         max_drop=options.max_drop,
+        samples=samples,
     )
+    report.changes = detection_changes(report, options.diff)
+    return report
+
+
+def detection_changes(report: ComparisonReport, params: DiffParams = DiffParams()) -> dict[str, ModelChanges]:
+    """Box-level changes (:mod:`compare.diffs`) of every scored row against the reference's detections."""
+    ref = report.reference.detections
+    if ref is None:
+        return {}
+    return {row.name: model_changes(row.name, ref, row.detections, params)
+            for row in report.rows[1:] if row.detections is not None}
