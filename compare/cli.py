@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from compare.report import changes_table, table, write_report
 from compare.diffs import describe
+from compare.report import changes_table, table, write_report
 from compare.run import CompareOptions, run_comparison
 
 

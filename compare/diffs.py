@@ -39,6 +39,9 @@ class DiffParams:
     tight_iou: float = 0.85
 
 
+DEFAULT_DIFF = DiffParams()
+
+
 @dataclass
 class ImageChanges:
     """The changes on one image.
@@ -118,7 +121,7 @@ def match_boxes(a: np.ndarray, b: np.ndarray, min_iou: float) -> list[tuple[int,
     return pairs
 
 
-def image_changes(index: int, reference: Detections, candidate: Detections, params: DiffParams = DiffParams()) -> ImageChanges:
+def image_changes(index: int, reference: Detections, candidate: Detections, params: DiffParams = DEFAULT_DIFF) -> ImageChanges:
     """Classify every FP32 and quantized box of one image (see the module docstring)."""
     ref = above(reference, params.score)
     cand = above(candidate, params.score)
@@ -170,7 +173,7 @@ class ModelChanges:
 
 
 def model_changes(name: str, reference: Sequence[Detections], candidate: Sequence[Detections],
-                  params: DiffParams = DiffParams()) -> ModelChanges:
+                  params: DiffParams = DEFAULT_DIFF) -> ModelChanges:
     """Changes of ``candidate`` against ``reference``, image by image (same order, same length)."""
     if len(reference) != len(candidate):
         raise ValueError(f"{name}: {len(candidate)} images of detections against {len(reference)} for FP32")

@@ -30,7 +30,6 @@ def write_plots(report: ComparisonReport, out: Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scored = [r for r in report.rows if r.metrics]
     ref = report.reference
     paths: dict[str, Path] = {}
 

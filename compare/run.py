@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compare.diffs import DiffParams, ModelChanges, model_changes
+from compare.diffs import DEFAULT_DIFF, DiffParams, ModelChanges, model_changes
 from compare.predictors import ArtifactPredictor, Predictor, TorchPredictor
 from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
 from ssd.preprocess import preprocess
@@ -187,7 +187,7 @@ class CompareOptions:
     strict: bool = False
     limit: int | None = None
     warmup: int = 2
-    diff: DiffParams = DiffParams()
+    diff: DiffParams = DEFAULT_DIFF
     diff_images: int = 4
 
 
@@ -315,7 +315,7 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
     return report
 
 
-def detection_changes(report: ComparisonReport, params: DiffParams = DiffParams()) -> dict[str, ModelChanges]:
+def detection_changes(report: ComparisonReport, params: DiffParams = DEFAULT_DIFF) -> dict[str, ModelChanges]:
     """Box-level changes (:mod:`compare.diffs`) of every scored row against the reference's detections."""
     ref = report.reference.detections
     if ref is None:
