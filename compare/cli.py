@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from compare.diffs import describe
+from compare.diffs import DEFAULT_DIFF, describe
 from compare.report import changes_table, table, write_report
 from compare.run import CompareOptions, run_comparison
 
@@ -24,11 +25,18 @@ def parse_args(argv: list[str] | None = None) -> CompareOptions:
     parser.add_argument("--strict", action="store_true", help="exit 1 when an artifact is flagged or fails")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--diff-images", type=int, default=4, help="most-changed images per INT8 diff sheet (default 4)")
+    parser.add_argument("--diff-score", type=float, default=DEFAULT_DIFF.score,
+                        help=f"score from which boxes are compared in the detection diffs (default {DEFAULT_DIFF.score:g}, "
+                        "the edge app's; lower it for a model whose boxes score low)")
     args = parser.parse_args(argv)
+    if not 0 <= args.diff_score <= 1:
+        parser.error(f"--diff-score {args.diff_score:g} is not a score in [0, 1]")
+    if args.diff_images < 0:
+        parser.error(f"--diff-images {args.diff_images} must be 0 or more")
     return CompareOptions(
         checkpoint=args.checkpoint, artifacts=args.artifacts, data=args.data, split=args.split, out=args.out, format=args.format,
         threads=args.threads, max_drop=args.max_drop, strict=args.strict, limit=args.limit,
-        diff_images=args.diff_images,
+        diff_images=args.diff_images, diff=replace(DEFAULT_DIFF, score=args.diff_score),
     )
 
 

@@ -23,7 +23,7 @@ from compare.run import ComparisonReport
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 12px}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:4px}
-table{border-collapse:collapse;font-size:0.88em;margin:8px 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:0.88em;margin:8px 0}td,th{white-space:nowrap}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 .flag{color:#b00;font-weight:600}.neg{color:#b00}.pos{color:#070}
 img{max-width:100%;height:auto;display:block;border:1px solid #eee}
@@ -52,7 +52,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], flags: Sequence
     for k, row in enumerate(rows):
         cls = ' class="flag"' if flags and flags[k] else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
 
 def _points(value: float) -> str:
@@ -87,7 +87,7 @@ def render(report: ComparisonReport, plots: Mapping[str, Path], sheets: Sequence
         f"<h1>{html.escape(title)}</h1>",
         f'<p>{report.num_images} images; evaluation thresholds score 0.01, 200 detections per image; latency is the '
         f"runtime's inference call alone, median, {report.threads} thread(s). Deltas are points of mAP against "
-        f"PyTorch FP32{f'; INT8 rows losing more than {report.max_drop:g} points are flagged' if report.max_drop is not None else ''}."
+        f"PyTorch FP32{f'; INT8 rows losing more than {report.max_drop:g} point(s) of mAP@0.5 are flagged' if report.max_drop is not None else ''}."
         '</p><p class="note" id="load-state">images: pending</p>',
         '<h2 id="summary">Summary</h2>',
         _table(COLUMNS, [row_cells(report, r) for r in report.rows], [bool(report.flag(r)) for r in report.rows]),
