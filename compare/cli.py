@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from compare.report import fallback_note, table, write_report
+from compare.diffs import DEFAULT_DIFF, describe
+from compare.report import changes_table, fallback_note, table, write_report
 from compare.run import CompareOptions, run_comparison
 
 
@@ -25,13 +27,22 @@ def parse_args(argv: list[str] | None = None) -> CompareOptions:
                         help="flag INT8 artifacts losing more than POINTS of mAP@0.5 (0-100, as in ssd-convert)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when an artifact is flagged or fails")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--diff-images", type=int, default=4, help="most-changed images per INT8 diff sheet (default 4)")
+    parser.add_argument("--diff-score", type=float, default=DEFAULT_DIFF.score,
+                        help=f"score from which boxes are compared in the detection diffs (default {DEFAULT_DIFF.score:g}, "
+                        "the edge app's; lower it for a model whose boxes score low)")
     args = parser.parse_args(argv)
     if args.max_drop is not None and not 0.0 <= args.max_drop <= 100.0:
         parser.error(f"--max-drop is in points of mAP@0.5 (0-100, as in ssd-convert), got {args.max_drop:g}")
+    if not 0 <= args.diff_score <= 1:
+        parser.error(f"--diff-score {args.diff_score:g} is not a score in [0, 1]")
+    if args.diff_images < 0:
+        parser.error(f"--diff-images {args.diff_images} must be 0 or more")
     return CompareOptions(
         checkpoint=args.checkpoint, artifacts=args.artifacts, data=args.data, split=args.split, out=args.out, format=args.format,
         metric=args.metric,
         threads=args.threads, max_drop=args.max_drop, strict=args.strict, limit=args.limit,
+        diff_images=args.diff_images, diff=replace(DEFAULT_DIFF, score=args.diff_score),
     )
 
 
@@ -42,9 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError, KeyError) as exc:
         print(f"ssd-compare: error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
         return 2
-    paths = write_report(report, options.out)
+    paths = write_report(report, options.out, options.diff_images)
     print()
     print(table(report))
+    if report.changes:
+        print()
+        print(f"detection changes against {report.reference.name} ({describe(next(iter(report.changes.values())).params)}):")
+        print(changes_table(report))
     for row in report.rows:
         if row.note:
             print(f"note: {row.name}: {row.note}")
@@ -53,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for kind, path in paths.items():
         print(f"{kind:>24}: {path}")
+    print(f"\nopen the report: {paths['html'].resolve().as_uri()}")
     if options.strict and report.flagged:
         print(f"ssd-compare: flagged: {', '.join(report.flagged)}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""The comparison as a terminal table, report.json and report.md."""
+"""The comparison as a terminal table, report.json, report.md and report.html (:mod:`compare.html`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from compare.diffs import CHANGE_COLUMNS, change_cells, describe
 from compare.run import ComparisonReport, ModelResult
 from ssd.atomic import atomic_write_text
 from ssd.postprocess import EVAL
@@ -62,6 +63,17 @@ def table(report: ComparisonReport) -> str:
     return "\n".join(lines)
 
 
+def changes_table(report: ComparisonReport) -> str:
+    """Fixed-width table of the detection changes against FP32, one line per compared row ("" when none)."""
+    if not report.changes:
+        return ""
+    rows = [list(CHANGE_COLUMNS)] + [change_cells(c) for c in report.changes.values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(CHANGE_COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -99,6 +111,8 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
                 "convert_held_out_drop_points": row.held_out.drop_points if row.held_out else None,
             }
         )
+        rows[-1]["per_class_delta_ap50_points"] = report.class_delta(row) if row is not report.reference else None
+        rows[-1]["detection_changes"] = report.changes[row.name].to_dict() if row.name in report.changes else None
     return _clean(
         {
             "dataset": report.dataset,
@@ -123,8 +137,9 @@ def fallback_note(row: ModelResult) -> str:
             f"(limit {h.max_drop_points:g})")
 
 
-def markdown(report: ComparisonReport, plots: dict[str, str]) -> str:
-    """report.md: the table, per-class AP@0.5, and the plots."""
+def markdown(report: ComparisonReport, plots: dict[str, str], sheets: dict[str, tuple[str, list[str]]] | None = None) -> str:
+    """report.md: the table, per-class AP@0.5 with its change, the detection changes, the plots
+    and the detection-diff sheets (``{row name: (PNG file, captions)}``)."""
     lines = [
         f"# Quantized accuracy: {Path(report.dataset).name} / {report.split}",
         "",
@@ -138,10 +153,15 @@ def markdown(report: ComparisonReport, plots: dict[str, str]) -> str:
     ]
     lines += ["| " + " | ".join(row_cells(report, r)) + " |" for r in report.rows]
     scored = [r for r in report.rows if r.metrics]
-    lines += ["", "## Per-class AP@0.5", "", "| class | " + " | ".join(r.name for r in scored) + " |",
+    lines += ["", "## Per-class AP@0.5 (change against FP32 in points)", "", "| class | " + " | ".join(r.name for r in scored) + " |",
               "|---|" + "---|" * len(scored)]
     for name in report.label_names:
-        lines.append(f"| {name} | " + " | ".join(_fmt(r.metrics.per_class_ap50.get(name)) for r in scored) + " |")
+        lines.append(f"| {name} | " + " | ".join(_class_cell(report, r, name) for r in scored) + " |")
+    if report.changes:
+        params = next(iter(report.changes.values())).params
+        lines += ["", "## Detection changes against FP32", "", describe(params) + ".", "",
+                  "| " + " | ".join(CHANGE_COLUMNS) + " |", "|" + "---|" * len(CHANGE_COLUMNS)]
+        lines += ["| " + " | ".join(change_cells(c)) + " |" for c in report.changes.values()]
     notes = [f"- {r.name}: {r.note}" for r in report.rows if r.note]
     notes += [f"- {r.name}: {fallback_note(r)}" for r in report.rows if r.held_out and r.held_out.float_layers]
     if notes:
@@ -149,16 +169,32 @@ def markdown(report: ComparisonReport, plots: dict[str, str]) -> str:
     if report.flagged:
         lines += ["", "Flagged: " + ", ".join(f"{n} ({report.flag(r)})" for r in report.rows for n in [r.name] if report.flag(r))]
     lines += [""] + [f"![{title}]({file})" for title, file in plots.items()]
+    for name, (file, captions) in (sheets or {}).items():
+        lines += ["", f"## Detection diffs: {name} (FP32 | INT8 | ground truth)", ""] + [f"- {c}" for c in captions]
+        lines += ["", f"![{name} detection diffs]({file})"]
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: ComparisonReport, out: Path) -> dict[str, Path]:
-    """Write report.json, report.md and the plots into ``out``; returns their paths."""
+def _class_cell(report: ComparisonReport, row: ModelResult, name: str) -> str:
+    ap = row.metrics.per_class_ap50.get(name)
+    if row is report.reference or ap is None or math.isnan(ap):
+        return _fmt(ap)
+    return f"{_fmt(ap)} ({_fmt(report.class_delta(row).get(name), 2, signed=True)})"
+
+
+def write_report(report: ComparisonReport, out: Path, diff_images: int = 4) -> dict[str, Path]:
+    """Write report.json, report.md, report.html, the plots and the INT8 detection-diff sheets
+    (``diff_images`` most-changed images each) into ``out``; returns their paths."""
+    from compare.diff_sheets import write_diff_sheets
+    from compare.html import render
     from compare.plots import write_plots
 
     out.mkdir(parents=True, exist_ok=True)
     plots = write_plots(report, out)
-    paths = {"json": out / "report.json", "markdown": out / "report.md"}
+    sheets = write_diff_sheets(report, out, diff_images)
+    paths = {"json": out / "report.json", "markdown": out / "report.md", "html": out / "report.html"}
     atomic_write_text(paths["json"], json.dumps(to_dict(report), indent=2) + "\n")
-    atomic_write_text(paths["markdown"], markdown(report, {k: p.name for k, p in plots.items()}))
-    return {**paths, **plots}
+    md_sheets = {s.name: (s.path.name, [c for _, c in s.rows]) for s in sheets if s.path}
+    atomic_write_text(paths["markdown"], markdown(report, {k: p.name for k, p in plots.items()}, md_sheets))
+    atomic_write_text(paths["html"], render(report, plots, sheets))
+    return {**paths, **plots, **{f"diffs {s.name}": s.path for s in sheets if s.path}}

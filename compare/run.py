@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compare.diffs import DEFAULT_DIFF, DiffParams, ModelChanges, model_changes
 from compare.predictors import ArtifactPredictor, Predictor, TorchPredictor
 from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
 from ssd.preprocess import preprocess
@@ -50,6 +51,7 @@ class ModelResult:
     note: str | None = None
     #: what ssd-convert --max-drop measured and left float (from the sidecar), for INT8 rows
     held_out: HeldOutAccuracy | None = None
+    detections: list[Detections] | None = field(default=None, repr=False)  # per image, EVAL thresholds
 
     @property
     def latency_p50(self) -> float | None:
@@ -139,22 +141,9 @@ def evaluate_predictor(
     result.executed_by = getattr(predictor, "executed_by", None)
     result.note = getattr(predictor, "note", None)
     result.held_out = getattr(predictor, "held_out", None)
-    detections, result.latency_ms = predict(predictor, [s.image for s in samples], params, warmup)
-    score(result, samples, detections, label_names, metric)
+    result.detections, result.latency_ms = predict(predictor, [s.image for s in samples], params, warmup)
+    score(result, samples, result.detections, label_names, metric)
     return result
-
-
-def latency_ms(predictor: Predictor, images: Sequence[np.ndarray], warmup: int = 2) -> list[float]:
-    """The inference call's time per image in ms (after ``warmup`` calls), nothing else timed."""
-    batches = [preprocess(image, predictor.input_spec) for image in images]
-    for _ in range(warmup if batches else 0):
-        predictor.infer(batches[0])
-    times = []
-    for batch in batches:
-        start = time.perf_counter()
-        predictor.infer(batch)
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
 
 
 def evaluate_reference(reference: TorchPredictor, reader: SampleReader, warmup: int = 2, metric: str = "coco") -> ModelResult:
@@ -162,13 +151,14 @@ def evaluate_reference(reference: TorchPredictor, reader: SampleReader, warmup: 
     evaluation settings, scored like ``ssd-eval`` and ``ssd-train`` score it, and its latency."""
     import torch
 
-    from train.evaluate import predict
+    from train.evaluate import predict as predict_batched
 
     result = ModelResult(name=reference.name, runtime=reference.runtime, precision=reference.precision,
                          path=str(reference.path), size_mb=reference.path.stat().st_size / 1e6)
-    detections = predict(reference.model, reader, reference.spec, torch.device("cpu"), **reference.eval_settings)
-    score(result, reader.samples, detections, reader.label_names, metric)
-    result.latency_ms = latency_ms(reference, [s.image for s in reader.samples], warmup)
+    batched = predict_batched(reference.model, reader, reference.spec, torch.device("cpu"), **reference.eval_settings)
+    score(result, reader.samples, batched, reader.label_names, metric)
+    # per image, batch 1, for the latency and the detection diffs (the metrics stay the batched ones)
+    result.detections, result.latency_ms = predict(reference, [s.image for s in reader.samples], warmup=warmup)
     return result
 
 
@@ -188,6 +178,8 @@ class CompareOptions:
     format: the dataset layout, ``voc``, ``coco`` or ``auto`` (:func:`train.data.open_dataset`).
     limit: evaluate only the first N images of the split.
     metric: ``coco`` (always reported), or ``voc07``/``voc`` reported beside it.
+    diff: how detections are matched against FP32's for the detection diffs.
+    diff_images: how many most-changed images each INT8 artifact's diff sheet shows.
     """
 
     checkpoint: Path
@@ -202,6 +194,8 @@ class CompareOptions:
     strict: bool = False
     limit: int | None = None
     warmup: int = 2
+    diff: DiffParams = DEFAULT_DIFF
+    diff_images: int = 4
 
 
 @dataclass
@@ -216,6 +210,8 @@ class ComparisonReport:
     threads: int
     max_drop: float | None
     metric: str = "coco"
+    samples: list[Sample] = field(default_factory=list, repr=False)  # the compared images, for the diffs
+    changes: dict[str, ModelChanges] = field(default_factory=dict, repr=False)  # row name -> against FP32
 
     @property
     def reference(self) -> ModelResult:
@@ -232,6 +228,14 @@ class ComparisonReport:
         """VOC mAP (``metric``) of ``row`` minus the reference's, in points; ``None`` without it."""
         ref = self.reference.voc
         return None if row.voc is None or ref is None else 100 * (row.voc.map - ref.map)
+    def class_delta(self, row: ModelResult) -> dict[str, float]:
+        """Per-class AP@0.5 of ``row`` minus the reference's, in points (NaN where a class has no
+        ground truth; empty when either is unscored)."""
+        ref = self.reference.metrics
+        if row.metrics is None or ref is None:
+            return {}
+        return {n: 100 * (row.metrics.per_class_ap50.get(n, float("nan")) - ref.per_class_ap50.get(n, float("nan")))
+                for n in self.label_names}
 
     def flag(self, row: ModelResult) -> str | None:
         """Why ``row`` is flagged, or ``None``."""
@@ -310,7 +314,7 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
         except Exception as exc:  # one broken artifact must not hide the others' results
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             rows.append(ModelResult(path.name, "?", "?", str(path), artifact_size_mb(path), error=message))
-    return ComparisonReport(
+    report = ComparisonReport(
         rows=rows,
         label_names=list(reference.labels),
         dataset=str(options.data),
@@ -319,4 +323,16 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
         threads=options.threads,
         max_drop=options.max_drop,
         metric=options.metric,
+        samples=samples,
     )
+    report.changes = detection_changes(report, options.diff)
+    return report
+
+
+def detection_changes(report: ComparisonReport, params: DiffParams = DEFAULT_DIFF) -> dict[str, ModelChanges]:
+    """Box-level changes (:mod:`compare.diffs`) of every scored row against the reference's detections."""
+    ref = report.reference.detections
+    if ref is None:
+        return {}
+    return {row.name: model_changes(row.name, ref, row.detections, params)
+            for row in report.rows[1:] if row.detections is not None}
