@@ -5,13 +5,20 @@ The emulated run itself (debootstrap + qemu, ~15 min, root) is ``make pi-check``
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
-from benchmarks.pi_check import CheckError, parity, readme_commands, readme_pi_section, readme_steps, step_diff
+from benchmarks.pi_check import (
+    CheckError,
+    parity,
+    readme_commands,
+    readme_pi_section,
+    readme_steps,
+    step_diff,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
