@@ -104,7 +104,7 @@ def test_ssd_edge_without_opencv_is_one_line_naming_what_to_install(tmp_path: Pa
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert lines[0].startswith("ssd-edge: error: OpenCV (cv2) is not installed") and '".[edge]"' in lines[0]
+    assert lines[0].startswith("ssd-edge: error: ") and "OpenCV (cv2) is not installed" in lines[0] and '".[edge]"' in lines[0]
     assert '".[edge-gui]"' in lines[0]
 
 
@@ -130,7 +130,7 @@ def test_a_broken_opencv_import_is_one_line(monkeypatch) -> None:
         return real(name, *a)
 
     monkeypatch.setattr(importlib, "import_module", broken)
-    with pytest.raises(MissingDependency, match=r"cannot be imported \(numpy.core.multiarray failed to import\)"):
+    with pytest.raises(MissingDependency, match=r"cannot load with numpy .*numpy.core.multiarray failed to import"):
         import_cv2()
 
 

@@ -10,13 +10,7 @@ warning and raises :class:`edge_app.errors.MissingDependency` with the fix inste
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import io
-import sys
 from types import ModuleType
-
-from edge_app.errors import MissingDependency
 
 #: what an ImportError says when cv2's compiled module and the imported numpy disagree
 NUMPY_ABI_MARKERS = ("numpy.core.multiarray", "numpy._core.multiarray", "_ARRAY_API", "compiled using NumPy",
@@ -35,37 +29,34 @@ def _numpy_version() -> str:
         return "unknown"
 
 
-def cv2_error_message(exc: BaseException) -> str:
-    """The one-line message for an ``import cv2`` that raised ``exc``."""
+def is_numpy_mismatch(exc: BaseException) -> bool:
+    """Whether an importing ``cv2`` failed because cv2 was built against another numpy."""
     text = " ".join(str(exc).split())
-    if any(marker in text for marker in NUMPY_ABI_MARKERS):
-        numpy_version = _numpy_version()
-        major = numpy_version.split(".")[0]
-        other = "1.x" if major == "2" else "2.x"
-        return (
-            f"OpenCV (cv2) cannot load with numpy {numpy_version}: it was built against numpy {other} "
-            f"({text}); on Raspberry Pi OS / Debian bookworm keep the OS's numpy 1.x in the venv: "
-            "`.venv/bin/pip install -e '.[pi]'` (or `.venv/bin/pip install 'numpy<2'`), or use pip's "
-            "OpenCV in a venv without --system-site-packages: `pip install opencv-python-headless`"
-        )
-    return f"ssd-edge needs OpenCV but `import cv2` failed ({text}); {INSTALL_HINT}"
+    return any(marker in text for marker in NUMPY_ABI_MARKERS)
+
+
+def numpy_mismatch_message(exc: BaseException) -> str:
+    """The one-line message for an importing ``cv2`` that failed on the numpy ABI."""
+    text = " ".join(str(exc).split())
+    numpy_version = _numpy_version()
+    other = "1.x" if numpy_version.split(".")[0] == "2" else "2.x"
+    return (
+        f"OpenCV (cv2) cannot load with numpy {numpy_version}: it was built against numpy {other} "
+        f"({text}); on Raspberry Pi OS / Debian bookworm keep the OS's numpy 1.x in the venv: "
+        "`.venv/bin/pip install -e '.[pi]'` (or `.venv/bin/pip install 'numpy<2'`), or use pip's "
+        "OpenCV in a venv without --system-site-packages: `pip install opencv-python-headless`"
+    )
+
+
+def cv2_error_message(exc: BaseException) -> str:
+    """The one-line message for an importing ``cv2`` that raised ``exc`` (other than a missing cv2)."""
+    if is_numpy_mismatch(exc):
+        return numpy_mismatch_message(exc)
+    return f"ssd-edge needs OpenCV but importing cv2 failed ({' '.join(str(exc).split())}); {INSTALL_HINT}"
 
 
 def require_cv2() -> ModuleType:
-    """``cv2``, or :class:`MissingDependency` with a one-line cause and fix.
+    """``cv2`` through the one OpenCV import guard, :func:`edge_app.cv2_import.import_cv2`."""
+    from edge_app.cv2_import import import_cv2
 
-    numpy's multi-line "compiled using NumPy 1.x" warning printed during a failing import is
-    swallowed (it says nothing the error does not); on success anything printed is passed on.
-    """
-    cached = sys.modules.get("cv2")
-    if cached is not None:
-        return cached
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured):
-            module = importlib.import_module("cv2")
-    except ImportError as exc:
-        raise MissingDependency(cv2_error_message(exc)) from None
-    if captured.getvalue():
-        sys.stderr.write(captured.getvalue())
-    return module
+    return import_cv2()
