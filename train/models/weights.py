@@ -125,15 +125,7 @@ def load_backbone_weights(model: SSD, arch: str, path: str | Path) -> LoadReport
         raise WeightsError(f"arch {arch!r} has no torchvision backbone to load weights into")
     own = model.state_dict()
     report = LoadReport()
-    to_load: dict[str, torch.Tensor] = {}
-    for key, value in mapped.items():
-        if key not in own:
-            report.unexpected.append(key)
-        elif own[key].shape != value.shape:
-            report.mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}")
-        else:
-            to_load[key] = value.to(own[key].dtype)
-            report.loaded.append(key)
+    to_load = _fitting_tensors(own, mapped, report)
     report.unexpected += sorted(set(state) - _consumed_source_keys(arch, state))
     report.missing = sorted(k for k in own if k.startswith(prefix) and k not in to_load)
     if not to_load:
@@ -142,6 +134,22 @@ def load_backbone_weights(model: SSD, arch: str, path: str | Path) -> LoadReport
         for key, value in to_load.items():
             own[key].copy_(value)
     return report
+
+
+def _fitting_tensors(own: dict[str, torch.Tensor], candidates: dict[str, torch.Tensor],
+                     report: LoadReport) -> dict[str, torch.Tensor]:
+    """The ``candidates`` whose name and shape match ``own`` (cast to its dtype); the others are
+    recorded in ``report`` as unexpected or mismatched, the matches as loaded."""
+    to_load: dict[str, torch.Tensor] = {}
+    for key, value in candidates.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif own[key].shape != value.shape:
+            report.mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}")
+        else:
+            to_load[key] = value.to(own[key].dtype)
+            report.loaded.append(key)
+    return to_load
 
 
 def load_init_weights(model: SSD, path: str | Path) -> LoadReport:
@@ -156,15 +164,7 @@ def load_init_weights(model: SSD, path: str | Path) -> LoadReport:
     state = read_state_dict(path)
     own = model.state_dict()
     report = LoadReport(what=f"starting weights {Path(path).name}")
-    to_load: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key not in own:
-            report.unexpected.append(key)
-        elif own[key].shape != value.shape:
-            report.mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(own[key].shape)}")
-        else:
-            to_load[key] = value.to(own[key].dtype)
-            report.loaded.append(key)
+    to_load = _fitting_tensors(own, state, report)
     report.missing = sorted(k for k in own if k not in to_load)
     if not to_load:
         raise WeightsError(f"no tensor in {path} fits this model; was it trained with the same arch?")
