@@ -274,10 +274,10 @@ def cases(ws: Path, fx: dict, busy_port: int) -> list[Case]:
     add(Case("edge: sidecar labels renamed", "ssd-edge", ["--model", str(renamed), *edge, "--output", "-"], "7"))
 
     def trt_table(side: dict, folder: Path) -> None:
-        side.setdefault("extra", {})["trt_int8_calibration_table"] = "../../etc/shadow"
-        for key in ("tensorrt", "runtime_options"):  # the typed field, where the sidecar has one
-            if isinstance(side.get(key), dict):
-                side[key]["calibration_table"] = "../../etc/shadow"
+        """The typed v2 field the TensorRT provider reads, listed in ``files`` as a real table would be."""
+        evil = "../../etc/shadow"
+        side.setdefault("runtime_hints", {})["tensorrt_calibration"] = {"table": evil, "native": False}
+        side.setdefault("files", {})[evil] = "0" * 64
 
     evil_trt = edited_artifact(ws, fx, "evil_trt", trt_table)
     add(Case("edge: TensorRT calibration table name ../../etc/shadow", "ssd-edge", ["--model", str(evil_trt), *edge, "--output", "-"], "8"))

@@ -7,25 +7,25 @@
 ``(1, H, W, 3)`` in the model's input dtype (made on the host by ``pi_check.py``, so both
 runtimes see the same integers). ``raw.npz`` gets ``<output name>__<i>`` arrays exactly as the
 interpreter returns them (int8 for an INT8 artifact: no dequantization here), so two runtimes
-can be compared in quantization steps. Needs numpy and the interpreter package only.
+can be compared in quantization steps. Runs in the README's venv on the device (the project
+installed); the interpreter comes from :func:`edge_app.backends.tflite_backend.make_interpreter`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 from pathlib import Path
 
 import numpy as np
+
+from edge_app.backends.tflite_backend import make_interpreter
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime")
 
 
 def raw_outputs(model: Path, inputs: list[np.ndarray], runtime: str, threads: int = 1) -> dict[str, np.ndarray]:
     """``{"<name>__<i>": output of input i}`` from ``runtime``'s Interpreter (default delegates)."""
-    module = importlib.import_module(f"{runtime}.interpreter")
-    interpreter = module.Interpreter(model_path=os.fspath(model), num_threads=threads)
+    interpreter, _ = make_interpreter(model, threads, package=runtime)
     interpreter.allocate_tensors()
     (inp,) = interpreter.get_input_details()
     out: dict[str, np.ndarray] = {}

@@ -24,7 +24,7 @@ from edge_app.backends.ort_backend import (
     prepare_tensorrt_cache,
     select_providers,
 )
-from edge_app.backends.tflite_backend import TFLiteBackend
+from edge_app.backends.tflite_backend import TFLiteBackend, make_interpreter
 from edge_app.detector import Detector
 from edge_app.errors import BackendError
 from edge_app.outputs.jsonl import SCHEMA_KEYS
@@ -225,6 +225,15 @@ def test_tflite_int8_outputs_use_the_models_own_quantization(arts):
         for (scale, zero_point), index in zip(backend._quant, backend._output_index, strict=True):
             assert details[index]["dtype"] == np.int8
             assert (scale, zero_point) == details[index]["quantization"]
+
+
+def test_interpreter_package_can_be_pinned(arts):
+    """The Pi check compares two interpreter packages through the one loader; an unknown one is refused."""
+    interp, module_name = make_interpreter(arts.tflite_int8, threads=1, package="ai_edge_litert")
+    assert module_name == "ai_edge_litert.interpreter"
+    interp.allocate_tensors()
+    with pytest.raises(BackendError, match="unknown TFLite interpreter package 'tflite'"):
+        make_interpreter(arts.tflite_int8, package="tflite")
 
 
 # ---------------------------------------------------------------- faults: model and sidecar

@@ -32,12 +32,20 @@ INTERPRETER_MODULES = (
 )
 
 
-def load_interpreter_module() -> tuple[Any, str]:
-    """The first importable LiteRT/TFLite interpreter module and its name."""
+def load_interpreter_module(only: str | None = None) -> tuple[Any, str]:
+    """The first importable LiteRT/TFLite interpreter module and its name.
+
+    only: a package of :data:`INTERPRETER_MODULES` (``"tflite_runtime"``, ...) to try alone, for
+        comparing two interpreter packages on one artifact.
+    """
     import importlib
 
+    candidates = [(m, a) for m, a in INTERPRETER_MODULES if only is None or m.split(".")[0] == only]
+    if not candidates:
+        known = ", ".join(m.split(".")[0] for m, _ in INTERPRETER_MODULES)
+        raise BackendError(f"unknown TFLite interpreter package {only!r}; use one of {known}")
     errors = []
-    for module_name, attr in INTERPRETER_MODULES:
+    for module_name, attr in candidates:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -51,13 +59,15 @@ def load_interpreter_module() -> tuple[Any, str]:
     )
 
 
-def make_interpreter(path: Path, threads: int | None = None, xnnpack: bool = True) -> tuple[Any, str]:
+def make_interpreter(path: Path, threads: int | None = None, xnnpack: bool = True,
+                     package: str | None = None) -> tuple[Any, str]:
     """A LiteRT/TFLite interpreter over ``path`` (not yet allocated) and its module's name.
 
-    The one place the project creates an interpreter: the backend, and the converter reading
-    an exported model's tensor details, share the module order of :data:`INTERPRETER_MODULES`.
+    The one place the project creates an interpreter: the backend, the converter reading an
+    exported model's tensor details and the Pi check's raw-output dump share the module order
+    of :data:`INTERPRETER_MODULES`; ``package`` pins one of them (see :func:`load_interpreter_module`).
     """
-    module, module_name = load_interpreter_module()
+    module, module_name = load_interpreter_module(package)
     kwargs: dict[str, Any] = {"model_path": os.fspath(path), "num_threads": threads}
     if not xnnpack:
         resolver = getattr(module, "OpResolverType", None)
