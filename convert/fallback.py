@@ -39,9 +39,10 @@ from ssd.preprocess import preprocess
 from ssd.sidecar import HeldOutAccuracy, Sidecar
 
 #: INT8 formats the fallback can rebuild with layers in float (each exporter reads
-#: ``ExportContext.float_layers``). The TensorRT calibration-table artifact runs in FP32 on
+#: ``ExportContext.float_layers``). The TensorRT QDQ graph is measured under ORT's CPU kernels
+#: (the same Q/DQ arithmetic TensorRT fuses); the calibration-table artifact runs in FP32 on
 #: the CPU, so its INT8 drop cannot be measured here.
-FALLBACK_FORMATS = ("onnx_int8", "openvino_int8", "tflite_int8")
+FALLBACK_FORMATS = ("onnx_int8", "openvino_int8", "tflite_int8", "tensorrt_qdq")
 UNMEASURABLE = ("tensorrt_calib",)
 
 #: ``(format name, exported) -> sidecar`` written next to a staged artifact (from the pipeline)

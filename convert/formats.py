@@ -245,8 +245,11 @@ def export_tensorrt_qdq(ctx: ExportContext, stage: Path, stem: str) -> Exported:
 
     ctx.require_calibration("tensorrt_qdq")
     dst = stage / f"{stem}.onnx"
+    from convert.layers import onnx_nodes
+
     settings = quantize_tensorrt_qdq(ctx.hub_onnx(), dst, ctx.calibration_inputs(), ctx.work,
-                                     method=ctx.options.method("tensorrt"), verbose=ctx.options.verbose)
+                                     method=ctx.options.method("tensorrt"), verbose=ctx.options.verbose,
+                                     exclude=tuple(onnx_nodes(ctx.hub_onnx(), ctx.float_layers)))
     settings["calibration_images"] = ctx.num_calibration()
     check = check_tensorrt_qdq(dst)
     if not check.passed:

@@ -249,6 +249,7 @@ def quantize_tensorrt_qdq(
     work: Path,
     method: str = "entropy",
     verbose: bool = False,
+    exclude: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """A QDQ graph for TensorRT's explicit quantization (TensorRT 8.6 and 10.x).
 
@@ -268,7 +269,8 @@ def quantize_tensorrt_qdq(
       only, not ORT's int32 bias.
 
     Calibration reads the same set as every INT8 format, in chunks (``CalibStridedMinMax``).
-    Returns the settings used (for the sidecar's ``extra``).
+    Nodes named in ``exclude`` (the float fallback, :mod:`convert.fallback`) get no Q/DQ and
+    run in TensorRT's float precision. Returns the settings used (for the sidecar's ``extra``).
     """
     quant = require("onnxruntime.quantization")
     shape_inference = require("onnxruntime.quantization.shape_inference")
@@ -295,6 +297,8 @@ def quantize_tensorrt_qdq(
         "extra_options": {k: v for k, v in extra_options.items() if k != "CalibStridedMinMax"},
         "pre_process": "onnxruntime.quantization.shape_inference.quant_pre_process",
     }
+    if exclude:
+        settings["float_nodes"] = list(exclude)
     with captured(not verbose) as log:
         try:
             shape_inference.quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
@@ -304,6 +308,7 @@ def quantize_tensorrt_qdq(
                 calibration_reader(inputs),
                 quant_format=quant.QuantFormat.QDQ,
                 op_types_to_quantize=list(TENSORRT_QUANTIZED_OPS),
+                nodes_to_exclude=list(exclude),
                 per_channel=True,
                 reduce_range=False,
                 activation_type=quant.QuantType.QInt8,

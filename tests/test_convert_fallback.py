@@ -3,7 +3,8 @@
 The model is built to be sensitive (:func:`convert.testing.sensitize`: one activation with a
 1000x wider range, FP32 outputs unchanged). Its held-out ground truth is the FP32 model's own
 confident detections, so FP32 scores about 100 points and any INT8 damage shows as a drop.
-ONNX Runtime only (fast); the other backends share the loop (see the BENCHMARKS figures).
+ONNX Runtime and the TensorRT QDQ graph (both fast, under ORT CPU); OpenVINO has its own test
+(test_convert_fallback_openvino.py), TFLite shares the loop (see the BENCHMARKS figures).
 """
 
 from __future__ import annotations
@@ -91,13 +92,14 @@ def sensitive(tmp_path_factory):
     return tmp, Path(ckpt)
 
 
-def test_fallback_leaves_the_wide_layer_float_and_meets_the_limit(sensitive):
+@pytest.mark.parametrize("fmt", ["onnx_int8", "tensorrt_qdq"])
+def test_fallback_leaves_the_wide_layer_float_and_meets_the_limit(sensitive, fmt):
     tmp, ckpt = sensitive
     lines: list[str] = []
-    report = export(ckpt, "onnx_int8", tmp / "out", calib=tmp / "calib",
+    report = export(ckpt, fmt, tmp / f"out_{fmt}", calib=tmp / "calib",
                     options=ConvertOptions(max_drop=1.0, validate_images=4), log=lines.append)
     assert report.ok, "\n".join(lines)
-    sidecar = read_sidecar(report.artifact("onnx_int8"))
+    sidecar = read_sidecar(report.artifact(fmt))
     acc = sidecar.accuracy
     assert acc is not None and acc.max_drop_points == 1.0 and acc.images == 12
     assert acc.fp32_map50 > 50, "the pseudo ground truth is the FP32 model's own detections"
@@ -107,9 +109,11 @@ def test_fallback_leaves_the_wide_layer_float_and_meets_the_limit(sensitive):
     assert acc.latency_ms is not None and acc.full_int8_latency_ms is not None and acc.latency_cost > 0
     # the excluded nodes really are float in the installed graph
     assert set(sidecar.extra["quantization"]["float_nodes"])
-    raw = json.loads(Path(str(report.artifact("onnx_int8")) + ".json").read_text())
+    raw = json.loads(Path(str(report.artifact(fmt)) + ".json").read_text())
     assert raw["accuracy"]["float_layers"] == acc.float_layers
     assert any("float fallback" in line for line in lines)
+    if fmt == "tensorrt_qdq":  # the float layers keep the graph inside TensorRT's parser rules
+        assert sidecar.runtime_hints.tensorrt_check is not None and sidecar.runtime_hints.tensorrt_check.passed
 
 
 def test_an_unmeetable_limit_fails_by_name_and_leaves_no_file(sensitive):
