@@ -11,7 +11,7 @@ import torch
 from ssd import default_boxes, get_spec
 from train.models import ARCHS, build_model
 from train.models.layers import L2Norm
-from train.models.weights import WeightsError, load_backbone_weights
+from train.models.weights import WeightsError, load_backbone_weights, load_init_weights
 
 torch.set_num_threads(2)
 
@@ -159,6 +159,23 @@ def test_vgg_backbone_weights_report_missing_and_unexpected(tmp_path) -> None:
     assert torch.equal(target.features.vgg[21].weight, tv["features.21.weight"])  # conv4_3
     assert torch.equal(target.features.vgg[28].bias, tv["features.28.bias"])  # conv5_3
     assert "missing" in report.summary() and "unexpected" in report.summary()
+
+
+def test_fine_tune_start_keeps_the_heads_of_another_class_count_apart(tmp_path) -> None:
+    """From a 5-class model to a 3-class one: the classification heads differ in shape and are
+    reported once, as mismatched (not also as missing); everything else is copied."""
+    source = build_model("tiny", 6)
+    path = tmp_path / "source.pt"
+    torch.save({"model": source.state_dict()}, path)
+    target = build_model("tiny", 4)
+    report = load_init_weights(target, path)
+    mismatched = {entry.split(" ")[0] for entry in report.mismatched}
+    assert mismatched and all(k.startswith("conf_heads.") for k in mismatched)
+    assert report.missing == [] and report.unexpected == []
+    assert len(report.loaded) + len(mismatched) == len(target.state_dict())
+    assert "missing" not in report.summary() and "shape mismatch" in report.summary()
+    for key in report.loaded:
+        assert torch.equal(target.state_dict()[key], source.state_dict()[key].to(target.state_dict()[key].dtype))
 
 
 def test_backbone_weights_bad_files(tmp_path) -> None:
