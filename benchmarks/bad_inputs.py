@@ -60,7 +60,7 @@ class Outcome:
 
 MODULES = {
     "ssd-train": "train.cli", "ssd-eval": "train.eval_cli", "ssd-calibrate": "calibration.cli",
-    "ssd-convert": "convert.cli", "ssd-compare": "convert.compare_cli", "ssd-edge": "edge_app.cli",
+    "ssd-convert": "convert.cli", "ssd-compare": "compare.cli", "ssd-edge": "edge_app.cli",
 }
 
 
@@ -241,7 +241,7 @@ def cases(ws: Path, fx: dict, busy_port: int) -> list[Case]:
     (ws / "empty_calib").mkdir()
     add(Case("convert: empty calibration folder", "ssd-convert", ["--checkpoint", str(ckpt), "--calib", str(ws / "empty_calib"),
                                                                     "--target", "onnx_int8", "--out", str(ws / "o5")]))
-    add(Case("convert: --max-drop out of range", "ssd-convert", [*conv, "--target", "openvino_int8", "--max-drop", "2",
+    add(Case("convert: --max-drop out of range", "ssd-convert", [*conv, "--target", "openvino_int8", "--max-drop", "150",
                                                                    "--out", str(ws / "o6")]))
     add(Case("convert: unknown calibration method", "ssd-convert", [*conv, "--target", "onnx_int8", "--calib-method",
                                                                       "onnxruntime=magic", "--out", str(ws / "o7")]))
