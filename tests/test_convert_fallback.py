@@ -178,7 +178,7 @@ def test_sidecar_refuses_a_recorded_drop_above_its_limit(sensitive, tmp_path):
     from ssd.sidecar import SidecarError, write_sidecar
 
     tmp, _ = sensitive
-    src = tmp / "out" / "model_onnx_int8.onnx"
+    src = tmp / "out_onnx_int8" / "model_onnx_int8.onnx"  # written by the fallback test above
     dst = tmp_path / src.name
     shutil.copy(src, dst)
     sidecar = read_sidecar(src)
