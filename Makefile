@@ -138,7 +138,7 @@ bench: install  ## the benchmark scripts (each writes JSON under benchmarks/resu
 
 PI_CHECK_ARGS ?=
 
-pi-check: install  ## emulated Raspberry Pi (Debian arm64 under qemu, as root): the README's Pi install, detections vs the host (~15 min; PI_CHECK_ARGS="--suite trixie")
+pi-check: install  ## emulated Raspberry Pi (Debian arm64 under qemu, as root): the README's Pi install, detections vs the host (~1 h the first time; PI_CHECK_ARGS="--suite trixie" or "--keep-rootfs")
 	$(PY) benchmarks/pi_check.py $(PI_CHECK_ARGS)
 
 BCCD_RUN ?= runs/bccd
