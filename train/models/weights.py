@@ -127,7 +127,7 @@ def load_backbone_weights(model: SSD, arch: str, path: str | Path) -> LoadReport
     report = LoadReport()
     to_load = _fitting_tensors(own, mapped, report)
     report.unexpected += sorted(set(state) - _consumed_source_keys(arch, state))
-    report.missing = _not_provided(own, to_load, report, prefix)
+    report.missing = _absent(own, mapped, prefix)
     if not to_load:
         raise WeightsError(f"no tensor in {path} fits the {arch} backbone; is it a torchvision {'vgg16' if 'vgg' in arch else 'mobilenet'} state dict?")
     with torch.no_grad():
@@ -152,12 +152,10 @@ def _fitting_tensors(own: dict[str, torch.Tensor], candidates: dict[str, torch.T
     return to_load
 
 
-def _not_provided(own: dict[str, torch.Tensor], to_load: dict[str, torch.Tensor], report: LoadReport,
-                  prefix: str = "") -> list[str]:
-    """Keys of ``own`` under ``prefix`` the file has no tensor for at all (a key present with
-    another shape is already in ``report.mismatched`` and is not listed twice)."""
-    wrong_shape = {entry.split(" ", 1)[0] for entry in report.mismatched}
-    return sorted(k for k in own if k.startswith(prefix) and k not in to_load and k not in wrong_shape)
+def _absent(own: dict[str, torch.Tensor], candidates: dict[str, torch.Tensor], prefix: str = "") -> list[str]:
+    """Keys of ``own`` under ``prefix`` the file has no tensor for at all (a key it has with
+    another shape is in ``LoadReport.mismatched`` instead, not listed twice)."""
+    return sorted(k for k in own if k.startswith(prefix) and k not in candidates)
 
 
 def load_init_weights(model: SSD, path: str | Path) -> LoadReport:
@@ -173,7 +171,7 @@ def load_init_weights(model: SSD, path: str | Path) -> LoadReport:
     own = model.state_dict()
     report = LoadReport(what=f"starting weights {Path(path).name}")
     to_load = _fitting_tensors(own, state, report)
-    report.missing = _not_provided(own, to_load, report)
+    report.missing = _absent(own, state)
     if not to_load:
         raise WeightsError(f"no tensor in {path} fits this model; was it trained with the same arch?")
     with torch.no_grad():
