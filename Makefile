@@ -133,7 +133,7 @@ run: install  ## edge app: make run MODEL=... SOURCE=...
 bench: install  ## the benchmark scripts (each writes JSON under benchmarks/results and prints a line)
 	$(PY) benchmarks/nms.py
 	$(PY) benchmarks/runtimes.py
-	$(PY) benchmarks/edge_app.py
+	$(PY) benchmarks/edge_pipeline.py
 	$(PY) benchmarks/train_tiny_synth.py
 
 PI_CHECK_ARGS ?=

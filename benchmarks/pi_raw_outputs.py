@@ -14,16 +14,11 @@ installed); the interpreter comes from :func:`edge_app.backends.tflite_backend.m
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if sys.path and Path(sys.path[0]).resolve() == ROOT / "benchmarks":
-    sys.path[0] = str(ROOT)  # run as a script: benchmarks/edge_app.py must not shadow the edge_app package
-
-from edge_app.backends.tflite_backend import make_interpreter  # noqa: E402
+from edge_app.backends.tflite_backend import make_interpreter
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime")
 

@@ -1,7 +1,8 @@
 """Every benchmark script starts as its docs say (``python benchmarks/X.py``): its imports resolve.
 
-Run as a script, ``benchmarks/`` is first on ``sys.path``, where ``benchmarks/edge_app.py`` would
-shadow the ``edge_app`` package; a renamed module would only show when the benchmark is next run.
+Run as a script, ``benchmarks/`` is first on ``sys.path``, so a script named like one of the
+project's packages (a ``benchmarks/edge_app.py``) would shadow that package for every other
+script; a renamed module would only show when the benchmark is next run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if p.name != "__init__.py")
+PACKAGES = sorted(p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name not in ("benchmarks", "tests"))
+
+
+def test_no_benchmark_script_shadows_a_project_package() -> None:
+    assert "edge_app" in PACKAGES and "ssd" in PACKAGES
+    clashing = sorted({p.stem for p in SCRIPTS} & set(PACKAGES))
+    assert not clashing, f"benchmarks/{clashing[0]}.py would shadow the {clashing[0]} package when a script runs"
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])

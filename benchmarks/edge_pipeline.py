@@ -1,7 +1,7 @@
 """Edge-app benchmark: app FPS against backend-only throughput, decode + NMS share, RSS growth.
 
-    python benchmarks/edge_app.py                       # tiny SSD at 320 px, ONNX/OpenVINO/TFLite, 1 and 2 threads
-    python benchmarks/edge_app.py --model artifacts/x/model_onnx_int8.onnx --threads 2
+    python benchmarks/edge_pipeline.py                       # tiny SSD at 320 px, ONNX/OpenVINO/TFLite, 1 and 2 threads
+    python benchmarks/edge_pipeline.py --model artifacts/x/model_onnx_int8.onnx --threads 2
 
 For each artifact and thread count, ``rounds`` times side by side in one process:
 ``ssd-edge --benchmark N`` on a 640x480 MJPG video (looped): the app's FPS over N frames
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {
         "benchmark": "edge_app",
-        "command": " ".join([Path(sys.executable).name, "benchmarks/edge_app.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join([Path(sys.executable).name, "benchmarks/edge_pipeline.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_average_at_start": load_start, "load_average_at_end": os.getloadavg()},
         "size": args.size,
