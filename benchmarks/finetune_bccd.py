@@ -55,15 +55,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--out", default="runs/finetune_bccd")
     args = parser.parse_args()
+    from ssd.atomic import atomic_write_text
+
     out = Path(args.out).resolve()
     bccd = str(Path(args.bccd).resolve())
     finetune = run_arm("finetune", bccd, out, args.epochs, [f"model.init_weights={Path(args.init).resolve()}"])
     scratch = run_arm("scratch", bccd, out, args.epochs, ["model.backbone_weights=scratch"])
     payload = {"init": args.init, "bccd": args.bccd, "finetune": finetune, "scratch": scratch}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_name(RESULTS.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(RESULTS)
+    atomic_write_text(RESULTS, json.dumps(payload, indent=2) + "\n")
     print(f"finetune_bccd: {args.epochs} epochs, test mAP@0.5 fine-tuned {finetune['map50']:.4f} vs scratch "
           f"{scratch['map50']:.4f} ({finetune['train_s']:.0f} s / {scratch['train_s']:.0f} s training) -> {RESULTS}")
 
