@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.backends.tflite_backend import make_interpreter
+from ssd.atomic import atomic_path
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime")
 
@@ -48,9 +49,8 @@ def main() -> None:
     with np.load(args.inputs) as data:
         inputs = [data[f"input_{i}"] for i in range(len(data.files))]
     outputs = raw_outputs(args.model, inputs, args.runtime, args.threads)
-    tmp = args.out.with_name(args.out.name + ".tmp.npz")
-    np.savez(tmp, **outputs)
-    tmp.replace(args.out)
+    with atomic_path(args.out) as tmp:  # the temporary name keeps .npz, so savez adds nothing
+        np.savez(tmp, **outputs)
     print(f"{args.runtime}: {len(inputs)} inputs -> {len(outputs)} outputs in {args.out}")
 
 
