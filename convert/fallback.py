@@ -7,12 +7,19 @@ For an INT8 format, once the staged artifact has passed its check:
    the calibration set's held-out images and scores it with the same decode + NMS
    (:data:`ssd.postprocess.EVAL`) and evaluator as ``ssd-compare``; PyTorch FP32 on the same
    images is the reference. The drop is in points of mAP@0.5 (0-100).
-2. When the drop exceeds ``--max-drop``, layers are left in float, worst first, and the format
-   is re-exported with ``ExportContext.float_layers`` (each exporter maps the names to its own
-   graph, :mod:`convert.layers`) until the measured drop is at most the limit. The order comes
+2. When the drop exceeds ``--max-drop``, layers are left in float and the format is re-exported
+   with ``ExportContext.float_layers`` (each exporter maps the names to its own graph,
+   :mod:`convert.layers`) until the measured drop is at most the limit
+   (:func:`search_float_layers`). The units, in order: the detection heads' output
+   convolutions (the class logits, then the box offsets: a small share of the compute, and
+   a per-tensor 8-bit range shared by background and foreground logits reorders near-tied
+   scores, which the SQNR ranking does not see), then every other convolution, worst first,
    from :func:`rank_layers`: each convolution quantized *alone* (everything else float) in
-   ONNX Runtime QDQ, ranked by the SQNR of the head outputs against PyTorch on the validation
-   images (lowest first); one ranking serves every backend (cheap, the same names).
+   ONNX Runtime QDQ, ranked by the SQNR of the head outputs against PyTorch on the
+   validation images (lowest first; computed only when the heads are not enough, once per
+   run for every backend). Once the limit is met, each unit but the last is tried quantized
+   again and stays quantized when the limit still holds, so no unit stays float that the
+   result does not need.
 3. The result (FP32 and INT8 mAP, drop, limit, float layers, latency of the fallback artifact
    against the full-INT8 one measured side by side) becomes the sidecar's typed
    :class:`ssd.sidecar.HeldOutAccuracy`. If the limit cannot be met, :class:`ConvertError`
@@ -23,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,10 +211,86 @@ def _record(meter: HeldOutMeter, limit: float, map50: float, float_layers: Seque
     )
 
 
+@dataclass(frozen=True)
+class FallbackUnit:
+    """Layers that are left float together (one step of the search)."""
+
+    name: str
+    layers: tuple[str, ...]
+
+
+def head_output_units(model: Any) -> list[FallbackUnit]:
+    """The last convolution of every classification head, then of every box head: the layers
+    whose outputs are the logits and offsets that decode + NMS read."""
+    from convert.layers import conv_layers
+
+    layers = conv_layers(model)
+
+    def last_convs(attribute: str) -> tuple[str, ...]:
+        heads = range(len(getattr(model, attribute)))
+        return tuple(max((x for x in layers if x.startswith(f"{attribute}.{i}.") or x == f"{attribute}.{i}"),
+                         key=layers.index) for i in heads)
+
+    return [FallbackUnit("class-logit convolutions", last_convs("conf_heads")),
+            FallbackUnit("box-offset convolutions", last_convs("loc_heads"))]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One re-export with ``float_layers`` float and its held-out mAP@0.5 (points)."""
+
+    float_layers: tuple[str, ...]
+    map50: float
+    exported: Any = None
+    sidecar: Sidecar | None = None
+
+
+def _flatten(units: Sequence[FallbackUnit]) -> tuple[str, ...]:
+    return tuple(layer for unit in units for layer in unit.layers)
+
+
+def search_float_layers(units: Iterable[FallbackUnit], evaluate: Callable[[tuple[str, ...]], Trial], fp32_map50: float,
+                        limit: float, max_layers: int | None = None) -> tuple[Trial | None, Trial | None]:
+    """Leave ``units`` float one more at a time (consumed lazily) until ``evaluate`` measures a
+    drop of at most ``limit`` points, then try each unit but the last quantized again and keep
+    it quantized where the limit still holds.
+
+    max_layers: stop before the float layers would exceed this many (``None``: no cap).
+    Returns ``(trial that meets the limit or None, best trial seen or None)``.
+    """
+    chosen: list[FallbackUnit] = []
+    best: Trial | None = None
+    for unit in units:
+        if max_layers is not None and len(_flatten(chosen)) + len(unit.layers) > max_layers:
+            break
+        chosen.append(unit)
+        trial = evaluate(_flatten(chosen))
+        best = trial if best is None or trial.map50 > best.map50 else best
+        if fp32_map50 - trial.map50 <= limit:
+            for extra in list(chosen[:-1]):
+                rest = [u for u in chosen if u is not extra]
+                again = evaluate(_flatten(rest))
+                if fp32_map50 - again.map50 <= limit:
+                    chosen, trial = rest, again
+            return trial, best
+    return None, best
+
+
+def fallback_units(ctx: ExportContext, stage_sidecar: StageSidecar) -> Iterator[FallbackUnit]:
+    """The head output units, then every other convolution in :func:`rank_layers` order
+    (the ranking is computed only when the search gets that far)."""
+    heads = head_output_units(ctx.source.model)
+    yield from heads
+    taken = set(_flatten(heads))
+    for score in rank_layers(ctx, stage_sidecar):
+        if score.layer not in taken:
+            yield FallbackUnit(score.layer, (score.layer,))
+
+
 def enforce_max_drop(ctx: ExportContext, fmt_name: str, exported: Any, stage: Path, stage_sidecar: StageSidecar
                      ) -> tuple[Any, Sidecar | None, HeldOutAccuracy]:
     """Measure ``exported`` on the held-out images; leave layers float until the drop is at most
-    ``ctx.options.max_drop`` points.
+    ``ctx.options.max_drop`` points (:func:`search_float_layers` over :func:`fallback_units`).
 
     Returns ``(exported, sidecar or None, accuracy)``: the original exported files (sidecar
     ``None``: unchanged) or a re-export with the float layers and its staged sidecar.
@@ -225,21 +308,24 @@ def enforce_max_drop(ctx: ExportContext, fmt_name: str, exported: Any, stage: Pa
     if not ctx.options.fallback or fmt_name not in FALLBACK_FORMATS:
         raise ConvertError(f"{fmt_name}: held-out mAP@0.5 drop {drop:.2f} points > --max-drop {limit:g}"
                            + ("" if ctx.options.fallback else " (float fallback switched off)"))
-    ranking = [s.layer for s in rank_layers(ctx, stage_sidecar)]
-    budget = len(ranking) if ctx.options.max_float_layers is None else min(len(ranking), ctx.options.max_float_layers)
-    float_layers: list[str] = []
-    best = full_map
-    for layer in ranking[:budget]:
-        float_layers.append(layer)
-        candidate, sidecar = export_variant(ctx, fmt_name, float_layers, stage, stage_sidecar)
-        value, _ = meter.measure(candidate.artifact)
-        best = max(best, value)
-        log(f"  {fmt_name}: {len(float_layers)} layer(s) float (+{layer}): held-out mAP@0.5 {value:.2f}, "
-            f"drop {meter.fp32_map50 - value:.2f} points")
-        if meter.fp32_map50 - value <= limit:
-            latency = side_by_side_latency(exported.artifact, candidate.artifact, meter.frames[:20], ctx.options.threads)
-            log(f"  {fmt_name}: float fallback {', '.join(float_layers)}; latency {latency[1]:.2f} ms against "
-                f"{latency[0]:.2f} ms full INT8 ({latency[1] / latency[0]:.2f}x)")
-            return candidate, sidecar, _record(meter, limit, value, float_layers, full_map, latency)
-    raise ConvertError(f"{fmt_name}: cannot meet --max-drop {limit:g}: held-out mAP@0.5 drop {drop:.2f} points in full INT8, "
-                       f"{meter.fp32_map50 - best:.2f} at best with {len(float_layers)} layer(s) left float")
+    trials: dict[tuple[str, ...], Trial] = {}
+
+    def evaluate(float_layers: tuple[str, ...]) -> Trial:
+        key = tuple(sorted(float_layers))
+        if key not in trials:
+            candidate, sidecar = export_variant(ctx, fmt_name, float_layers, stage, stage_sidecar)
+            value, _ = meter.measure(candidate.artifact)
+            trials[key] = Trial(float_layers, value, candidate, sidecar)
+            log(f"  {fmt_name}: {len(float_layers)} layer(s) float: held-out mAP@0.5 {value:.2f}, "
+                f"drop {meter.fp32_map50 - value:.2f} points ({', '.join(float_layers)})")
+        return trials[key]
+
+    met, best = search_float_layers(fallback_units(ctx, stage_sidecar), evaluate, meter.fp32_map50, limit,
+                                    ctx.options.max_float_layers)
+    if met is None:
+        at_best = "" if best is None else f", {meter.fp32_map50 - best.map50:.2f} at best with {len(best.float_layers)} layer(s) left float"
+        raise ConvertError(f"{fmt_name}: cannot meet --max-drop {limit:g}: held-out mAP@0.5 drop {drop:.2f} points in full INT8{at_best}")
+    latency = side_by_side_latency(exported.artifact, met.exported.artifact, meter.frames[:20], ctx.options.threads)
+    log(f"  {fmt_name}: float fallback {', '.join(met.float_layers)}; latency {latency[1]:.2f} ms against "
+        f"{latency[0]:.2f} ms full INT8 ({latency[1] / latency[0]:.2f}x)")
+    return met.exported, met.sidecar, _record(meter, limit, met.map50, met.float_layers, full_map, latency)

@@ -354,7 +354,9 @@ def export_tflite_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
     settings = convert_int8(ctx.source.model, ctx.image_size, dst, ctx.calibration_batches("NHWC"),
                             ctx.options.method("tflite"), verbose=ctx.options.verbose, float_layers=ctx.float_layers)
     exported = _tflite_exported(ctx, dst, {"quantization": settings})
-    if exported.input.dtype != "int8" or any(o.dtype != "int8" for o in exported.outputs.values()):
+    # an output stays float only when the fallback left every head feeding it float
+    output_dtypes = {"int8", "float32"} if ctx.float_layers else {"int8"}
+    if exported.input.dtype != "int8" or any(o.dtype not in output_dtypes for o in exported.outputs.values()):
         raise ConvertError(f"tflite_int8 is not full-integer: input {exported.input.dtype}, outputs "
                            f"{[o.dtype for o in exported.outputs.values()]}")
     return exported

@@ -179,41 +179,65 @@ def _fused_after_conv() -> set[Any]:
     return {getattr(aten, n).default for n in names if hasattr(aten, n)}
 
 
+def _data_movement() -> set[Any]:
+    """Ops that only move values: float when every input is float."""
+    torch = require("torch")
+    aten = torch.ops.aten
+    names = ("view", "reshape", "_unsafe_view", "permute", "contiguous", "clone", "flatten", "cat", "squeeze", "unsqueeze")
+    return {getattr(aten, n).default for n in names if hasattr(aten, n) and hasattr(getattr(aten, n), "default")}
+
+
+def _sharing_groups(model: Any) -> dict[Any, set[Any]]:
+    """node -> every node that shares one quantization range with it (``SharedQuantizationSpec``)."""
+    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+
+    groups: dict[Any, set[Any]] = {}
+    for node in model.graph.nodes:
+        ann = node.meta.get("quantization_annotation")
+        for spec in [] if ann is None else [*ann.input_qspec_map.values(), ann.output_qspec]:
+            if isinstance(spec, SharedQuantizationSpec):
+                edge = spec.edge_or_node
+                members = {node, *(edge if isinstance(edge, tuple) else (edge,))}
+                for member in list(members):
+                    members |= groups.get(member, set())
+                for member in members:
+                    groups[member] = members
+    return groups
+
+
 def leave_in_float(quantizer: Any, prefixes: list[str]) -> Any:
     """Wrap ``quantizer.annotate`` so that FX nodes of the modules at ``prefixes`` (paths in
     ``nn_module_stack``, e.g. ``inner.conf_heads.0``) stay float, together with the BatchNorm
     and ReLU nodes that directly follow such a node (the quantizer annotates a conv-BN-ReLU
-    pattern's output on its last node, which belongs to another module).
+    pattern's output on its last node, which belongs to another module) and the reshapes,
+    permutes and concatenations whose inputs are all float.
 
-    A node whose output range others share (``SharedQuantizationSpec``: the concatenated
-    outputs) keeps its output annotation and only loses its input ones. LiteRT then runs
-    those ops in float between DEQUANTIZE and QUANTIZE (mixed precision).
+    A float node whose output range a quantized node shares (``SharedQuantizationSpec``: an
+    output concatenation fed by other, quantized heads) keeps its output annotation and only
+    loses its input ones. When every head feeding an output is float, that output is float
+    too (``float32`` in the model's signature). LiteRT runs float ops between DEQUANTIZE and
+    QUANTIZE (mixed precision).
     """
-    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
-
     if not prefixes:
         return quantizer
     annotate = quantizer.annotate
     fused = _fused_after_conv()
+    moves = _data_movement()
 
     def annotate_leaving_float(model: Any) -> Any:
         model = annotate(model)
-        shared = set()
-        for node in model.graph.nodes:
-            ann = node.meta.get("quantization_annotation")
-            for spec in [] if ann is None else [*ann.input_qspec_map.values(), ann.output_qspec]:
-                if isinstance(spec, SharedQuantizationSpec):
-                    edge = spec.edge_or_node
-                    shared.update(edge if isinstance(edge, tuple) else (edge,))
+        groups = _sharing_groups(model)
         float_nodes: set[Any] = set()
         for node in model.graph.nodes:  # topological order
+            inputs = [a for a in node.all_input_nodes if a.op != "get_attr"]
             follows = (node.op == "call_function" and node.target in fused and node.args
                        and node.args[0] in float_nodes and len(node.args[0].users) == 1)
-            if _in_modules(node, prefixes) or follows:  # the conv and the BN/ReLU fused into its output
+            moved = node.op == "call_function" and node.target in moves and inputs and all(a in float_nodes for a in inputs)
+            if _in_modules(node, prefixes) or follows or moved:  # the conv, the BN/ReLU fused into its output, views of it
                 float_nodes.add(node)
         for node in model.graph.nodes:
             if "quantization_annotation" in node.meta and node in float_nodes:
-                if node in shared:
+                if groups.get(node, set()) - float_nodes:
                     node.meta["quantization_annotation"].input_qspec_map.clear()
                 else:
                     del node.meta["quantization_annotation"]
@@ -243,7 +267,8 @@ def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.nd
     """Full-integer TFLite: PT2E calibration on NHWC float ``batches``, int8 in and out.
 
     float_layers: module paths of the model (:mod:`convert.layers`) left in float, the float
-    fallback; the input and outputs stay int8.
+    fallback; the input stays int8, and so does each output unless every head feeding it is
+    float (then that output is float32).
     """
     torch = require("torch")
     with captured(not verbose):  # importing litert-torch logs through absl
