@@ -206,3 +206,114 @@ def test_sensitivity_report_puts_the_wide_layer_first(sensitive):
     assert table.index("features.stem.1.0") < table.index("conf_heads.1"), "worst first"
     assert paths["sensitivity onnx_int8 png"].stat().st_size > 1000
     assert not list((tmp / "sens").glob(".ssd-sensitivity.*")), "no scratch left"
+
+
+# ------------------------------------------------------------------ the search and its units
+
+
+def _units(names_and_layers, seen):
+    from convert.fallback import FallbackUnit
+
+    for name, layers in names_and_layers:
+        if name == "explode":
+            raise AssertionError("the search asked for a unit it did not need (the ranking would have run)")
+        seen.append(name)
+        yield FallbackUnit(name, layers)
+
+
+def test_search_adds_units_in_order_until_the_limit_holds_then_requantizes_what_it_does_not_need():
+    from convert.fallback import Trial, search_float_layers
+
+    seen: list[str] = []
+    asked: list[tuple[str, ...]] = []
+
+    def evaluate(layers):  # only layer "b" matters: float, the drop is 0.2 points; else 3
+        asked.append(layers)
+        return Trial(layers, 100.0 - (0.2 if "b" in layers else 3.0))
+
+    units = [("heads", ("h1", "h2")), ("a", ("a",)), ("b", ("b",)), ("explode", ())]
+    met, best = search_float_layers(_units(units, seen), evaluate, 100.0, 0.5)
+    assert met is not None and met.float_layers == ("b",), "heads and a go back to INT8: the limit holds without them"
+    assert best.map50 == pytest.approx(99.8)
+    assert seen == ["heads", "a", "b"]
+    assert asked[:3] == [("h1", "h2"), ("h1", "h2", "a"), ("h1", "h2", "a", "b")]
+    assert asked[3:] == [("a", "b"), ("b",)], "each unit but the last is tried in INT8 again, in the order added"
+
+
+def test_search_stops_at_the_heads_when_they_meet_the_limit_and_respects_the_layer_cap():
+    from convert.fallback import Trial, search_float_layers
+
+    def heads_fix_it(layers):
+        return Trial(layers, 100.0 - (0.1 if "h1" in layers else 2.0))
+
+    seen: list[str] = []
+    met, _ = search_float_layers(_units([("heads", ("h1", "h2")), ("explode", ())], seen), heads_fix_it, 100.0, 0.5)
+    assert met is not None and met.float_layers == ("h1", "h2") and seen == ["heads"]
+
+    def nothing_helps(layers):
+        return Trial(layers, 97.0 + 0.1 * len(layers))
+
+    seen = []
+    met, best = search_float_layers(_units([("heads", ("h1", "h2")), ("a", ("a",)), ("b", ("b",))], seen), nothing_helps,
+                                    100.0, 0.5, max_layers=3)
+    assert met is None and best.float_layers == ("h1", "h2", "a") and seen == ["heads", "a", "b"]
+
+
+@pytest.mark.parametrize("arch,kwargs", [("tiny", {"width": 8}), ("ssdlite320_mobilenetv2", {"width": 0.25})])
+def test_head_output_units_are_the_convolutions_that_make_the_logits_and_offsets(arch, kwargs):
+    import torch
+
+    from convert.fallback import head_output_units
+    from train.models import build_model
+
+    model = build_model(arch, len(LABELS) + 1, **kwargs).eval()
+    conf, loc = head_output_units(model)
+    modules = dict(model.named_modules())
+    assert len(conf.layers) == len(model.conf_heads) and len(loc.layers) == len(model.loc_heads)
+    for i, (c, b) in enumerate(zip(conf.layers, loc.layers, strict=True)):
+        assert c.startswith(f"conf_heads.{i}") and b.startswith(f"loc_heads.{i}")
+        assert isinstance(modules[c], torch.nn.Conv2d) and isinstance(modules[b], torch.nn.Conv2d)
+        # the last convolution of the head: its channels are boxes x classes (boxes x 4)
+        assert modules[c].out_channels % (len(LABELS) + 1) == 0 and modules[b].out_channels % 4 == 0
+        head_convs = [n for n, m in model.conf_heads[i].named_modules() if isinstance(m, torch.nn.Conv2d)]
+        assert c == f"conf_heads.{i}" + (f".{head_convs[-1]}" if head_convs[-1] else "")
+
+
+def test_tflite_output_is_float32_only_when_every_head_feeding_it_is_float(sensitive, tmp_path):
+    pytest.importorskip("litert_torch")
+    from calibration.sets import load_calibration_set
+    from convert.fallback import head_output_units
+    from convert.tflite_export import convert_int8, describe
+    from edge_app.backends.tflite_backend import make_interpreter
+    from train.checkpoint import load_model
+
+    tmp, _ = sensitive
+    model = load_model(tmp / "plain.pt").model.eval()  # the lively model before sensitize: INT8 keeps its features
+    calib = load_calibration_set(tmp / "calib")
+    conf_layers = head_output_units(model)[0].layers
+    results = {}
+    for name, layers in (("all_conf", conf_layers), ("one_conf", conf_layers[:1])):
+        dst = tmp_path / f"{name}.tflite"
+        settings = convert_int8(model, 128, dst, calib.batches("NHWC", "float32"), float_layers=layers)
+        assert settings["float_layers"] == list(layers)
+        results[name] = describe(dst)
+    assert results["all_conf"]["input"]["dtype"] == "int8"
+    assert results["all_conf"]["outputs"]["conf"]["dtype"] == "float32", "every class-logit conv is float: so is conf"
+    assert results["all_conf"]["outputs"]["loc"]["dtype"] == "int8"
+    assert results["one_conf"]["outputs"]["conf"]["dtype"] == "int8", "other heads still feed conf in INT8"
+    # the float output carries the logits as PyTorch computes them, up to the INT8 layers before it
+    interpreter, _ = make_interpreter(tmp_path / "all_conf.tflite")
+    interpreter.allocate_tensors()
+    x = next(iter(calib.batches("NHWC", "float32")))
+    inp = interpreter.get_input_details()[0]
+    interpreter.set_tensor(inp["index"], (x - 128).round().clip(-128, 127).astype(np.int8))
+    interpreter.invoke()
+    conf_name = results["all_conf"]["outputs"]["conf"]["name"]
+    conf = next(interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details() if d["name"] == conf_name)
+    import torch
+
+    with torch.no_grad():
+        _, reference = model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+    reference = reference.numpy()
+    assert conf.dtype == np.float32 and conf.shape == reference.shape
+    assert np.corrcoef(conf.ravel(), reference.ravel())[0, 1] > 0.98
