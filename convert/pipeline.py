@@ -197,7 +197,7 @@ def _install(out: Path, fmt: Format, staged: list[Path], staged_sidecar: Path) -
     return out / fmt.filename
 
 
-def _stage_sidecar(ctx: ExportContext):
+def stage_sidecar_writer(ctx: ExportContext):
     """``(format name, exported) -> Sidecar``: write and read back the sidecar of a staged export
     (for the fallback's re-exports, which are run through their backend like the first)."""
 
@@ -220,7 +220,7 @@ def _held_out(ctx: ExportContext, fmt: Format, exported: Exported, stage: Path, 
         ctx.log(f"{index} {fmt.name}: --max-drop not measured: the artifact runs in FP32 without TensorRT "
                 "(measure its INT8 drop with ssd-compare on the device)")
         return exported, None, None
-    return enforce_max_drop(ctx, fmt.name, exported, stage, _stage_sidecar(ctx))
+    return enforce_max_drop(ctx, fmt.name, exported, stage, stage_sidecar_writer(ctx))
 
 
 def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> ArtifactResult:

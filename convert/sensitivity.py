@@ -162,7 +162,7 @@ def sensitivity_report(
     """Write the sensitivity report of every INT8 format of ``formats`` (one that can leave layers
     float) into ``out``; returns the written paths. ``layers``: a subset (default: all)."""
     from convert.fallback import candidate_layers
-    from convert.pipeline import _stage_sidecar, load_calibration
+    from convert.pipeline import load_calibration, stage_sidecar_writer
     from convert.source import load_source
     from convert.targets import resolve_formats
 
@@ -186,7 +186,7 @@ def sensitivity_report(
         for name in names:
             stage = work / name
             stage.mkdir()
-            result = layer_sensitivity(ctx, name, chosen, stage, _stage_sidecar(ctx))
+            result = layer_sensitivity(ctx, name, chosen, stage, stage_sidecar_writer(ctx))
             results.append(result)
             paths[f"sensitivity {name} md"] = out / f"sensitivity_{name}.md"
             atomic_write_text(paths[f"sensitivity {name} md"], markdown(result))

@@ -22,7 +22,7 @@ def test_openvino_ignored_scope_leaves_the_wide_layers_float(sensitive):  # noqa
     from calibration.sets import load_calibration_set
     from convert.context import ConvertOptions, ExportContext
     from convert.fallback import HeldOutMeter, export_variant
-    from convert.pipeline import _stage_sidecar
+    from convert.pipeline import stage_sidecar_writer
     from convert.source import load_source
 
     tmp, ckpt = sensitive
@@ -30,8 +30,8 @@ def test_openvino_ignored_scope_leaves_the_wide_layers_float(sensitive):  # noqa
     ctx = ExportContext(load_source(ckpt), load_calibration_set(tmp / "calib"), ConvertOptions(validate_images=4), work,
                         log=lambda s: None)
     meter = HeldOutMeter.of(ctx)
-    plain, _ = export_variant(ctx, "openvino_int8", [], work, _stage_sidecar(ctx))
-    fixed, sidecar = export_variant(ctx, "openvino_int8", sorted(SENSITIVE), work, _stage_sidecar(ctx))
+    plain, _ = export_variant(ctx, "openvino_int8", [], work, stage_sidecar_writer(ctx))
+    fixed, sidecar = export_variant(ctx, "openvino_int8", sorted(SENSITIVE), work, stage_sidecar_writer(ctx))
     plain_map, _ = meter.measure(plain.artifact)
     fixed_map, _ = meter.measure(fixed.artifact)
     assert plain_map < meter.fp32_map50 - 5, "plain NNCF PTQ breaks the sensitive model"
