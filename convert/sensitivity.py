@@ -1,14 +1,16 @@
 """Per-layer quantization sensitivity, per INT8 backend: ``ssd-convert --sensitivity``.
 
-For every layer (a convolution, :mod:`convert.layers`) and every INT8 format asked for, two
-re-exports through the format's own exporter, each run through the edge app's backend:
+For every layer group (the heads' output convolutions as two groups, the class logits and the
+box offsets, :func:`convert.fallback.head_output_units`, then every convolution on its own,
+:mod:`convert.layers`) and every INT8 format asked for, two re-exports through the format's own
+exporter, each run through the edge app's backend:
 
-- *alone*: only this layer quantized, everything else float: the SQNR of the head outputs
+- *alone*: only this group quantized, everything else float: the SQNR of the head outputs
   against PyTorch on the validation images, and the held-out mAP@0.5 change against FP32;
-- *left float*: everything quantized but this layer: the SQNR, the held-out mAP@0.5 it wins
+- *left float*: everything quantized but this group: the SQNR, the held-out mAP@0.5 it wins
   back against full INT8, and its latency against full INT8 (measured side by side);
 
-plus the layer's share of the model's multiply-accumulates (from PyTorch). Writes
+plus the group's share of the model's multiply-accumulates (from PyTorch). Writes
 ``sensitivity_<format>.md`` / ``.json`` / ``.png`` per format and ``sensitivity.json``.
 mAPs are points of mAP@0.5 (0-100) on the calibration set's held-out images.
 """
@@ -30,6 +32,7 @@ from convert.context import ConvertOptions, ExportContext, Log
 from convert.errors import ConvertError
 from convert.fallback import (
     FALLBACK_FORMATS,
+    FallbackUnit,
     HeldOutMeter,
     export_variant,
     head_sqnr,
@@ -40,9 +43,11 @@ from ssd.atomic import atomic_write_text
 
 @dataclass(frozen=True)
 class LayerSensitivity:
-    """One row of the report (mAPs in points of mAP@0.5, SQNR in dB)."""
+    """One row of the report (mAPs in points of mAP@0.5, SQNR in dB); ``layer`` names the group
+    (a layer's module path, or a head group's name) and ``layers`` lists its convolutions."""
 
     layer: str
+    layers: tuple[str, ...]
     mac_share: float
     alone_sqnr_db: float
     alone_map50_delta: float
@@ -82,8 +87,9 @@ def _run(ctx: ExportContext, fmt: str, float_layers: Sequence[str], stage: Path,
     return exported.artifact, head_sqnr(ctx.reference(), outputs), value
 
 
-def layer_sensitivity(ctx: ExportContext, fmt: str, layers: Sequence[str], stage: Path, stage_sidecar) -> dict[str, Any]:
-    """The rows for one format, with the full-INT8 and FP32 figures they are measured against."""
+def layer_sensitivity(ctx: ExportContext, fmt: str, units: Sequence[FallbackUnit], stage: Path, stage_sidecar) -> dict[str, Any]:
+    """The rows for one format (one per unit), with the full-INT8 and FP32 figures they are
+    measured against."""
     from convert.fallback import candidate_layers
 
     meter = HeldOutMeter.of(ctx)
@@ -92,14 +98,14 @@ def layer_sensitivity(ctx: ExportContext, fmt: str, layers: Sequence[str], stage
     full, full_sqnr, full_map = _run(ctx, fmt, [], stage, stage_sidecar, meter)
     ctx.log(f"  {fmt}: full INT8 held-out mAP@0.5 {full_map:.2f} (FP32 {meter.fp32_map50:.2f}), head SQNR {full_sqnr:.1f} dB")
     rows = []
-    for i, layer in enumerate(layers, start=1):
+    for i, unit in enumerate(units, start=1):
         start = time.perf_counter()
-        _, alone_sqnr, alone_map = _run(ctx, fmt, [x for x in every if x != layer], stage, stage_sidecar, meter)
-        left, float_sqnr, float_map = _run(ctx, fmt, [layer], stage, stage_sidecar, meter)
+        _, alone_sqnr, alone_map = _run(ctx, fmt, [x for x in every if x not in unit.layers], stage, stage_sidecar, meter)
+        left, float_sqnr, float_map = _run(ctx, fmt, list(unit.layers), stage, stage_sidecar, meter)
         t_full, t_left = side_by_side_latency(full, left, meter.frames[:10], ctx.options.threads, rounds=2)
-        rows.append(LayerSensitivity(layer, shares.get(layer, 0.0), alone_sqnr, alone_map - meter.fp32_map50,
-                                     float_sqnr, float_map - full_map, t_left / t_full))
-        ctx.log(f"  {fmt} [{i}/{len(layers)}] {layer}: alone {alone_sqnr:.1f} dB ({alone_map - meter.fp32_map50:+.2f}), "
+        rows.append(LayerSensitivity(unit.name, tuple(unit.layers), sum(shares.get(x, 0.0) for x in unit.layers), alone_sqnr,
+                                     alone_map - meter.fp32_map50, float_sqnr, float_map - full_map, t_left / t_full))
+        ctx.log(f"  {fmt} [{i}/{len(units)}] {unit.name}: alone {alone_sqnr:.1f} dB ({alone_map - meter.fp32_map50:+.2f}), "
                 f"float {float_sqnr:.1f} dB ({float_map - full_map:+.2f}, {t_left / t_full:.2f}x), {time.perf_counter() - start:.0f} s")
     return {"format": fmt, "fp32_map50": meter.fp32_map50, "int8_map50": full_map, "int8_sqnr_db": full_sqnr,
             "held_out_images": len(meter), "validation_images": len(ctx.validation_frames()),
@@ -114,7 +120,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Held-out mAP@0.5 (points, {result['held_out_images']} images): FP32 {result['fp32_map50']:.2f}, full INT8 "
         f"{result['int8_map50']:.2f}; head SQNR of full INT8 {result['int8_sqnr_db']:.1f} dB on {result['validation_images']} "
-        "validation images. *Alone*: only this layer quantized (mAP change against FP32); *float*: only this layer float "
+        "validation images. *Alone*: only this layer group quantized (mAP change against FP32); *float*: only this group float "
         "(mAP won back against full INT8, latency against full INT8).",
         "",
         "| layer | MACs % | alone SQNR dB | alone d mAP50 | float SQNR dB | float mAP50 gain | float latency |",
@@ -123,6 +129,9 @@ def markdown(result: dict[str, Any]) -> str:
     for r in rows:
         lines.append(f"| {r['layer']} | {100 * r['mac_share']:.1f} | {r['alone_sqnr_db']:.1f} | {r['alone_map50_delta']:+.2f} | "
                      f"{r['float_sqnr_db']:.1f} | {r['float_map50_gain']:+.2f} | {r['float_latency_cost']:.2f}x |")
+    groups = [r for r in result["rows"] if list(r["layers"]) != [r["layer"]]]
+    if groups:
+        lines += ["", *(f"- {r['layer']}: {', '.join(r['layers'])}" for r in groups)]
     return "\n".join(lines) + "\n"
 
 
@@ -158,10 +167,12 @@ def sensitivity_report(
     options: ConvertOptions | None = None,
     log: Log = print,
     layers: Sequence[str] | None = None,
+    head_groups: bool = True,
 ) -> dict[str, Path]:
     """Write the sensitivity report of every INT8 format of ``formats`` (one that can leave layers
-    float) into ``out``; returns the written paths. ``layers``: a subset (default: all)."""
-    from convert.fallback import candidate_layers
+    float) into ``out``; returns the written paths. ``layers``: the single layers reported
+    (default: all); the two head groups come first unless ``head_groups`` is False."""
+    from convert.fallback import candidate_layers, head_output_units
     from convert.pipeline import load_calibration, stage_sidecar_writer
     from convert.source import load_source
     from convert.targets import resolve_formats
@@ -182,11 +193,12 @@ def sensitivity_report(
     try:
         ctx = ExportContext(source, calib_set, options, work, log)
         chosen = list(layers) if layers is not None else candidate_layers(ctx)
-        log(f"sensitivity: {len(chosen)} layers x {len(names)} formats ({', '.join(names)}), 2 exports per layer each")
+        units = [*(head_output_units(source.model) if head_groups else []), *(FallbackUnit(x, (x,)) for x in chosen)]
+        log(f"sensitivity: {len(units)} layer groups x {len(names)} formats ({', '.join(names)}), 2 exports per group each")
         for name in names:
             stage = work / name
             stage.mkdir()
-            result = layer_sensitivity(ctx, name, chosen, stage, stage_sidecar_writer(ctx))
+            result = layer_sensitivity(ctx, name, units, stage, stage_sidecar_writer(ctx))
             results.append(result)
             paths[f"sensitivity {name} md"] = out / f"sensitivity_{name}.md"
             atomic_write_text(paths[f"sensitivity {name} md"], markdown(result))

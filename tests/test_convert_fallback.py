@@ -197,13 +197,21 @@ def test_sensitivity_report_puts_the_wide_layer_first(sensitive):
                                log=lambda s: None, layers=layers)
     data = json.loads(paths["sensitivity json"].read_text())
     rows = {r["layer"]: r for r in data["formats"][0]["rows"]}
-    assert set(rows) == set(layers)
+    assert set(rows) == set(layers) | {"class-logit convolutions", "box-offset convolutions"}
+    from convert.fallback import head_output_units
+    from train.checkpoint import load_model
+
+    logits, offsets = head_output_units(load_model(ckpt).model)
+    assert rows["class-logit convolutions"]["layers"] == list(logits.layers)
+    assert rows["box-offset convolutions"]["layers"] == list(offsets.layers)
+    assert rows["conf_heads.1"]["layers"] == ["conf_heads.1"]
     worst = min(rows.values(), key=lambda r: r["alone_sqnr_db"])
     assert worst["layer"] == "features.stem.1.0", rows
     assert worst["alone_map50_delta"] < -1.0, "quantizing the wide layer alone costs accuracy"
     assert all(0.0 < r["mac_share"] < 1.0 and r["float_latency_cost"] > 0 for r in rows.values())
     table = paths["sensitivity onnx_int8 md"].read_text()
-    assert table.index("features.stem.1.0") < table.index("conf_heads.1"), "worst first"
+    assert table.index("features.stem.1.0") < table.index("| conf_heads.1 |"), "worst first"
+    assert f"- class-logit convolutions: {', '.join(logits.layers)}" in table
     assert paths["sensitivity onnx_int8 png"].stat().st_size > 1000
     assert not list((tmp / "sens").glob(".ssd-sensitivity.*")), "no scratch left"
 
