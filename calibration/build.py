@@ -10,6 +10,7 @@ folder atomically (:func:`calibration.sets.write_calibration_set`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ class CalibrationRequest:
     seed: selection seed. image_size: model input side in pixels (from the checkpoint).
     labels: the model's foreground class names, in model order.
     checkpoint_sha256: recorded in the manifest (which model the size came from).
+    holdout_split: draw the held-out images from this split instead of ``split`` (images the
+        model did not train on, e.g. ``val``); ``None``: from ``split``, after the calibration images.
+    trained_on: ``(dataset folder, split)`` the checkpoint was trained on (its config), to warn
+        when the held-out images are among them; ``None``: unknown.
     """
 
     data: Path
@@ -52,10 +57,15 @@ class CalibrationRequest:
     holdout: int = 100
     checkpoint_sha256: str | None = None
     dataset_format: str = "auto"
+    holdout_split: str | None = None
+    trained_on: tuple[str, str] | None = None
 
 
-def _open_dataset(req: CalibrationRequest):
-    """The split, with class indices in the checkpoint's label order; other classes are refused."""
+def _open_dataset(req: CalibrationRequest, split: str | None = None):
+    """The split (default ``req.split``), with class indices in the checkpoint's label order;
+    other classes are refused."""
+    split = split or req.split
+    req = dataclasses.replace(req, split=split)
     try:
         from train.data import DatasetError, open_dataset
     except ImportError as exc:
@@ -131,6 +141,24 @@ def split_counts(available: int, num: int, holdout: int) -> tuple[int, int]:
     return min(num, available - reserve), reserve
 
 
+def _seen_in_training(req: CalibrationRequest, held_ids: list[str]) -> int | None:
+    """How many of ``held_ids`` are in the split the checkpoint was trained on (``None``: not
+    known, e.g. another dataset folder or no training config in the checkpoint)."""
+    if req.trained_on is None or not held_ids:
+        return None
+    root, split = req.trained_on
+    try:
+        if Path(root).resolve() != Path(req.data).resolve():
+            return None
+        trained = _open_dataset(req, split)
+    except (OSError, CalibrationError):
+        return None
+    ids = getattr(trained, "ids", None)
+    if ids is None:
+        ids = [trained.annotation(i).image_id for i in range(len(trained))]
+    return len(set(held_ids) & set(map(str, ids)))
+
+
 def build_calibration_set(req: CalibrationRequest, out: str | Path, log: Log = print) -> CalibrationSet:
     """Select, preprocess and write a calibration set; returns it loaded from ``out``.
 
@@ -144,21 +172,38 @@ def build_calibration_set(req: CalibrationRequest, out: str | Path, log: Log = p
     if len(dataset) == 0:
         raise CalibrationError(f"split {req.split!r} of {req.data} has no images; check --data and --split")
     labels_per_image = [dataset.annotation(i).labels for i in range(len(dataset))]
-    num, holdout = split_counts(len(dataset), req.num, req.holdout)
+    separate = req.holdout_split is not None and req.holdout_split != req.split
+    held_set = _open_dataset(req, req.holdout_split) if separate and req.holdout > 0 else dataset
+    if separate:
+        num, holdout = min(req.num, len(dataset)), min(req.holdout, len(held_set))
+    else:
+        num, holdout = split_counts(len(dataset), req.num, req.holdout)
     if holdout < req.holdout and req.holdout > 0:
         log(f"ssd-calibrate: {len(dataset)} images cannot give {req.num} calibration + {req.holdout} held-out images; "
             f"reserving {holdout} held-out images and calibrating on {num}")
     if holdout == 0:
         log("ssd-calibrate: warning: no held-out images (--holdout 0): ssd-convert --max-drop will refuse this set")
     chosen = stratified_indices(labels_per_image, num, req.seed)
-    held = stratified_indices(labels_per_image, holdout, req.seed + 1, exclude=chosen) if holdout > 0 else np.zeros(0, np.int64)
-    log(f"ssd-calibrate: {len(chosen)} calibration + {len(held)} held-out images of {len(dataset)} in {req.data}/{req.split} (seed {req.seed})")
+    if separate:
+        held_labels = [held_set.annotation(i).labels for i in range(len(held_set))]
+        held = stratified_indices(held_labels, holdout, req.seed + 1) if holdout > 0 else np.zeros(0, np.int64)
+    else:
+        held = stratified_indices(labels_per_image, holdout, req.seed + 1, exclude=chosen) if holdout > 0 else np.zeros(0, np.int64)
+    held_ids = [held_set.annotation(int(i)).image_id for i in held]
+    seen = _seen_in_training(req, held_ids)
+    if seen:
+        log(f"ssd-calibrate: warning: {seen} of {len(held_ids)} held-out images are in {req.trained_on[1]!r}, the split the "
+            "checkpoint was trained on: ssd-convert --max-drop then measures the INT8 loss on images the model has learnt, "
+            "which understates it on new ones; pass --holdout-split with a split it did not see (e.g. val)")
+    held_from = f" (held-out from {req.data}/{req.holdout_split})" if separate else ""
+    log(f"ssd-calibrate: {len(chosen)} calibration + {len(held)} held-out images of {len(dataset)} in {req.data}/{req.split}"
+        f"{held_from} (seed {req.seed})")
     if len(chosen) < MIN_RECOMMENDED:
         log(f"ssd-calibrate: warning: only {len(chosen)} calibration images (fewer than {MIN_RECOMMENDED}); INT8 ranges may miss real inputs")
     inputs, samples = _preprocess_rows(dataset, chosen, req.image_size, log, "calibration")
     holdout = None
     if len(held):
-        h_inputs, h_samples = _preprocess_rows(dataset, held, req.image_size, log, "held-out")
+        h_inputs, h_samples = _preprocess_rows(held_set, held, req.image_size, log, "held-out")
         holdout = _holdout_from(h_samples, h_inputs)
     num_classes = len(req.labels) + 1
     manifest = {
@@ -174,8 +219,10 @@ def build_calibration_set(req: CalibrationRequest, out: str | Path, log: Log = p
         "class_image_counts": dict(zip(req.labels, class_image_counts(labels_per_image, chosen, num_classes), strict=True)),
         "checkpoint_sha256": req.checkpoint_sha256,
         "holdout": {
-            "image_ids": [dataset.annotation(int(i)).image_id for i in held],
+            "split": req.holdout_split if separate else req.split,
+            "image_ids": held_ids,
             "seed": req.seed + 1,
+            "seen_in_training": seen,
         },
     }
     missing = [name for name, count in manifest["class_image_counts"].items() if count == 0]

@@ -24,11 +24,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num", type=int, default=300, help="calibration images (default 300; < 100 warns)")
     p.add_argument("--holdout", type=int, default=100,
                    help="further held-out images with ground truth, for ssd-convert --max-drop (default 100; 0 for none)")
+    p.add_argument("--holdout-split", default=None,
+                   help="draw the held-out images from this split (one the model was not trained on, e.g. val) "
+                        "instead of --split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint whose input size and labels to use")
     p.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "synth"), help="dataset layout")
     p.add_argument("--out", required=True, type=Path, help="output folder, e.g. calibration/sets/NAME")
     return p.parse_args(argv)
+
+
+def _trained_on(ckpt: dict) -> tuple[str, str] | None:
+    """``(dataset folder, split)`` from the checkpoint's training config, when it has one."""
+    data = (ckpt.get("config") or {}).get("data") or {}
+    root, split = data.get("root"), data.get("train_split")
+    return (str(root), str(split)) if root and split else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         holdout=max(0, args.holdout),
         checkpoint_sha256=file_sha256(args.checkpoint),
         dataset_format=args.format,
+        holdout_split=args.holdout_split,
+        trained_on=_trained_on(ckpt),
     )
     build_calibration_set(req, args.out)
     return 0

@@ -225,3 +225,35 @@ def test_a_failed_write_keeps_the_old_set_and_leaves_no_temporary(tmp_path, monk
     kept = load_calibration_set(out)
     assert len(kept) == 3 and kept.manifest["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_held_out_images_from_another_split_and_a_warning_when_the_model_trained_on_them(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from train.checkpoint import save_checkpoint
+    from train.models import build_model
+
+    root = write_voc_dataset(tmp_path / "voc2", 24, size=80, classes=CLASSES, seed=0, split="train")
+    write_voc_dataset(root, 10, size=80, classes=CLASSES, seed=1, split="val")
+    model = build_model("tiny", len(CLASSES) + 1, width=8)
+    ckpt = tmp_path / "trained_on_train.pt"
+    save_checkpoint({"model": model.state_dict(), "arch": "tiny", "model_kwargs": {"width": 8}, "spec": model.spec.to_dict(),
+                     "labels": CLASSES, "config": {"data": {"root": str(root), "train_split": "train"}}}, ckpt)
+    del torch
+    # held out from the training split: said up front, and recorded
+    code, stdout, stderr = _calibrate_here(capsys, "--data", str(root), "--split", "train", "--num", "12", "--holdout", "6",
+                                           "--checkpoint", str(ckpt), "--out", str(tmp_path / "same"))
+    assert code == 0, stderr
+    assert "warning: 6 of 6 held-out images are in 'train', the split the checkpoint was trained on" in stdout
+    assert "--holdout-split" in stdout
+    assert json.loads((tmp_path / "same" / "manifest.json").read_text())["holdout"]["seen_in_training"] == 6
+    # held out from val: unseen images, no warning
+    code, stdout, stderr = _calibrate_here(capsys, "--data", str(root), "--split", "train", "--holdout-split", "val",
+                                           "--num", "12", "--holdout", "6", "--checkpoint", str(ckpt), "--out", str(tmp_path / "val"))
+    assert code == 0, stderr
+    assert "trained on" not in stdout and "held-out from" in stdout
+    manifest = json.loads((tmp_path / "val" / "manifest.json").read_text())
+    assert manifest["holdout"]["split"] == "val" and manifest["holdout"]["seen_in_training"] == 0
+    assert all(i.startswith("val_") for i in manifest["holdout"]["image_ids"]) and len(manifest["holdout"]["image_ids"]) == 6
+    assert all(i.startswith("train_") for i in manifest["image_ids"]) and len(manifest["image_ids"]) == 12
+    calib = load_calibration_set(tmp_path / "val")
+    assert calib.holdout is not None and len(calib.holdout) == 6 and len(calib) == 12
