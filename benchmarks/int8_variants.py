@@ -10,7 +10,8 @@ held-out images, the same decode + NMS and evaluator as ``ssd-compare``). Varian
 ``plain`` (full INT8), ``class_logits`` / ``box_offsets`` (the heads' output convolutions
 float, :func:`convert.fallback.head_output_units`), ``heads`` (every head convolution float),
 ``method=NAME`` (full INT8 with another calibration method for the format's backend). Writes
-JSON and prints one line per variant.
+JSON and prints one line per variant; ``--keep DIR`` keeps each variant's artifact with its
+sidecar in ``DIR/VARIANT/`` for ``ssd-compare``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", default="onnx_int8", choices=sorted(BACKENDS))
     p.add_argument("--variants", default="plain,class_logits,box_offsets,heads")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--keep", type=Path, default=None,
+                   help="copy each variant's artifact and sidecar to KEEP/VARIANT/ (for ssd-compare --artifacts)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "int8_variants.json")
     args = p.parse_args(argv)
 
@@ -82,6 +85,7 @@ def _run(args: argparse.Namespace, ctx, base, meter, work: Path, rows: list[dict
     """One re-export and held-out measurement per variant, appended to ``rows``."""
     from convert.fallback import export_variant
     from convert.pipeline import stage_sidecar_writer
+    from ssd.sidecar import sidecar_path
 
     source = ctx.source
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
@@ -90,6 +94,11 @@ def _run(args: argparse.Namespace, ctx, base, meter, work: Path, rows: list[dict
         ctx.options = dataclasses.replace(base, calib_methods={BACKENDS[args.format]: method} if method else {})
         exported, _ = export_variant(ctx, args.format, layers, work / "variants", stage_sidecar_writer(ctx))
         map50, ms = meter.measure(exported.artifact)
+        if args.keep is not None:
+            folder = args.keep / variant.replace("=", "_")
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in (exported.artifact, *exported.companions, sidecar_path(exported.artifact)):
+                shutil.copy2(path, folder / path.name)
         rows.append({"variant": variant, "float_layers": list(layers), "map50": map50, "drop_points": meter.fp32_map50 - map50,
                      "median_ms": ms})
         print(f"int8_variants {args.format} {variant}: held-out mAP@0.5 {map50:.2f} (FP32 {meter.fp32_map50:.2f}), "
