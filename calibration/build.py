@@ -178,7 +178,9 @@ def build_calibration_set(req: CalibrationRequest, out: str | Path, log: Log = p
         num, holdout = min(req.num, len(dataset)), min(req.holdout, len(held_set))
     else:
         num, holdout = split_counts(len(dataset), req.num, req.holdout)
-    if holdout < req.holdout and req.holdout > 0:
+    if separate and holdout < req.holdout:
+        log(f"ssd-calibrate: {req.holdout_split!r} has {len(held_set)} images: holding out all of them")
+    elif holdout < req.holdout and req.holdout > 0:
         log(f"ssd-calibrate: {len(dataset)} images cannot give {req.num} calibration + {req.holdout} held-out images; "
             f"reserving {holdout} held-out images and calibrating on {num}")
     if holdout == 0:
