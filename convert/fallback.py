@@ -222,14 +222,10 @@ class FallbackUnit:
 def head_output_units(model: Any) -> list[FallbackUnit]:
     """The last convolution of every classification head, then of every box head: the layers
     whose outputs are the logits and offsets that decode + NMS read."""
-    from convert.layers import conv_layers
-
-    layers = conv_layers(model)
+    from convert.layers import head_output_layers
 
     def last_convs(attribute: str) -> tuple[str, ...]:
-        heads = range(len(getattr(model, attribute)))
-        return tuple(max((x for x in layers if x.startswith(f"{attribute}.{i}.") or x == f"{attribute}.{i}"),
-                         key=layers.index) for i in heads)
+        return tuple(name for name, _ in head_output_layers(model, attribute))
 
     return [FallbackUnit("class-logit convolutions", last_convs("conf_heads")),
             FallbackUnit("box-offset convolutions", last_convs("loc_heads"))]

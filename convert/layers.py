@@ -28,6 +28,17 @@ def conv_layers(model: Any) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
 
 
+def head_output_layers(model: Any, attribute: str) -> list[tuple[str, Any]]:
+    """``(module path, Conv2d)`` of the last convolution of each head in ``model.<attribute>``
+    (``conf_heads`` or ``loc_heads``): the layers whose outputs are the head outputs."""
+    torch = require("torch")
+    found = []
+    for i, head in enumerate(getattr(model, attribute)):
+        name, conv = [(n, m) for n, m in head.named_modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        found.append((f"{attribute}.{i}" + (f".{name}" if name else ""), conv))
+    return found
+
+
 def onnx_nodes(graph_path: Path, layers: Sequence[str]) -> list[str]:
     """ONNX node names of ``layers`` in the graph at ``graph_path``; ConvertError for a layer
     the graph does not have."""

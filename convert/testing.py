@@ -17,12 +17,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from convert.errors import require
-
-
-def _last_conv(head):
-    torch = require("torch")
-    convs = [m for m in head.modules() if isinstance(m, torch.nn.Conv2d)]
-    return convs[-1]
+from convert.layers import head_output_layers
 
 
 def lively_model(
@@ -57,19 +52,18 @@ def lively_model(
             if bn.weight is not None:
                 bn.weight.mul_(bn_gain)
     c = model.num_classes
+    loc_convs = [conv for _, conv in head_output_layers(model, "loc_heads")]
+    conf_convs = [conv for _, conv in head_output_layers(model, "conf_heads")]
     with torch.no_grad():
-        for heads in (model.loc_heads, model.conf_heads):
-            for head in heads:
-                conv = _last_conv(head)
-                if conv.bias is not None:
-                    conv.bias.zero_()
+        for conv in loc_convs + conf_convs:
+            if conv.bias is not None:
+                conv.bias.zero_()
         loc, conf = model(batches[0])
         loc_scale = loc_std / max(float(loc.std()), 1e-12)
         conf_scale = conf_std / max(float(conf.std()), 1e-12)
-        for head in model.loc_heads:
-            _last_conv(head).weight.mul_(loc_scale)
-        for head in model.conf_heads:
-            conv = _last_conv(head)
+        for conv in loc_convs:
+            conv.weight.mul_(loc_scale)
+        for conv in conf_convs:
             conv.weight.mul_(conf_scale)
             if conv.bias is not None:
                 background_channels = torch.arange(conv.out_channels) % c == 0
