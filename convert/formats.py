@@ -354,9 +354,14 @@ def export_tflite_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
     settings = convert_int8(ctx.source.model, ctx.image_size, dst, ctx.calibration_batches("NHWC"),
                             ctx.options.method("tflite"), verbose=ctx.options.verbose, float_layers=ctx.float_layers)
     exported = _tflite_exported(ctx, dst, {"quantization": settings})
-    # an output stays float only when the fallback left every head feeding it float
-    output_dtypes = {"int8", "float32"} if ctx.float_layers else {"int8"}
-    if exported.input.dtype != "int8" or any(o.dtype not in output_dtypes for o in exported.outputs.values()):
+    from convert.layers import head_output_layers
+
+    # an output may be float only when the fallback left every head feeding it float
+    floats = set(ctx.float_layers)
+    float_ok = {key: all(name in floats for name, _ in head_output_layers(ctx.source.model, heads))
+                for key, heads in (("loc", "loc_heads"), ("conf", "conf_heads"))}
+    if exported.input.dtype != "int8" or any(o.dtype != "int8" and not (o.dtype == "float32" and float_ok[key])
+                                             for key, o in exported.outputs.items()):
         raise ConvertError(f"tflite_int8 is not full-integer: input {exported.input.dtype}, outputs "
                            f"{[o.dtype for o in exported.outputs.values()]}")
     return exported
