@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -141,16 +142,17 @@ def split_counts(available: int, num: int, holdout: int) -> tuple[int, int]:
     return min(num, available - reserve), reserve
 
 
-def _seen_in_training(req: CalibrationRequest, held_ids: list[str]) -> int | None:
+def _seen_in_training(req: CalibrationRequest, held_ids: list[str], opened: dict[str, Any]) -> int | None:
     """How many of ``held_ids`` are in the split the checkpoint was trained on (``None``: not
-    known, e.g. another dataset folder or no training config in the checkpoint)."""
+    known, e.g. another dataset folder or no training config in the checkpoint).
+    ``opened``: split name -> dataset already read from ``req.data`` (not read again)."""
     if req.trained_on is None or not held_ids:
         return None
     root, split = req.trained_on
     try:
         if Path(root).resolve() != Path(req.data).resolve():
             return None
-        trained = _open_dataset(req, split)
+        trained = opened[split] if split in opened else _open_dataset(req, split)
     except (OSError, CalibrationError):
         return None
     ids = getattr(trained, "ids", None)
@@ -192,7 +194,7 @@ def build_calibration_set(req: CalibrationRequest, out: str | Path, log: Log = p
     else:
         held = stratified_indices(labels_per_image, holdout, req.seed + 1, exclude=chosen) if holdout > 0 else np.zeros(0, np.int64)
     held_ids = [held_set.annotation(int(i)).image_id for i in held]
-    seen = _seen_in_training(req, held_ids)
+    seen = _seen_in_training(req, held_ids, {req.split: dataset, **({req.holdout_split: held_set} if held_set is not dataset else {})})
     if seen:
         log(f"ssd-calibrate: warning: {seen} of {len(held_ids)} held-out images are in {req.trained_on[1]!r}, the split the "
             "checkpoint was trained on: ssd-convert --max-drop then measures the INT8 loss on images the model has learnt, "
