@@ -69,9 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     base = ConvertOptions(threads=args.threads)
     ctx = ExportContext(source, calib, base, work, log=lambda s: None)
     meter = HeldOutMeter.of(ctx)
-    rows = []
     try:
-        _run(args, ctx, base, meter, work, rows)
+        rows = _run(args, ctx, base, meter, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -81,13 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, ctx, base, meter, work: Path, rows: list[dict]) -> None:
-    """One re-export and held-out measurement per variant, appended to ``rows``."""
+def _run(args: argparse.Namespace, ctx, base, meter, work: Path) -> list[dict]:
+    """One re-export and held-out measurement per variant; returns one row each."""
     from convert.fallback import export_variant
     from convert.pipeline import stage_sidecar_writer
     from ssd.sidecar import sidecar_path
 
     source = ctx.source
+    rows = []
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
         layers = float_layers_of(variant, source.model)
         method = variant.partition("=")[2] if variant.startswith("method=") else None
@@ -103,6 +103,7 @@ def _run(args: argparse.Namespace, ctx, base, meter, work: Path, rows: list[dict
                      "median_ms": ms})
         print(f"int8_variants {args.format} {variant}: held-out mAP@0.5 {map50:.2f} (FP32 {meter.fp32_map50:.2f}), "
               f"drop {meter.fp32_map50 - map50:.2f} points, {len(layers)} layer(s) float, {ms:.1f} ms", flush=True)
+    return rows
 
 
 if __name__ == "__main__":
