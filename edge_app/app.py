@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,10 @@ from edge_app.outputs import build_outputs
 from edge_app.pipeline import Pipeline, PipelineOptions, PipelineStats
 from edge_app.sources import SourceOptions, make_source
 from ssd.postprocess import LIVE, PostprocessParams
+
+if TYPE_CHECKING:
+    from edge_app.analytics import AnalyticsOptions
+    from edge_app.outputs.mqtt import MqttOptions
 
 log = logging.getLogger("edge_app")
 
@@ -47,6 +51,9 @@ class RunOptions:
     outputs: ``--output`` values (:mod:`edge_app.outputs`); empty: none.
     serve: ``[HOST:]PORT`` of the MJPEG server, or ``None``.
     benchmark: count this many frames after a warm-up (at least 10), then time the backend alone.
+    analytics: tracking and zones (:class:`edge_app.analytics.AnalyticsOptions`); ``None``: off.
+    events: ``--events`` target (a file or ``-``), or ``None``.
+    mqtt: the MQTT broker and topics (:class:`edge_app.outputs.mqtt.MqttOptions`), or ``None``.
     """
 
     model: Path
@@ -58,6 +65,9 @@ class RunOptions:
     outputs: tuple[str, ...] = ()
     serve: str | None = None
     benchmark: int | None = None
+    analytics: AnalyticsOptions | None = None
+    events: str | None = None
+    mqtt: MqttOptions | None = None
 
     def effective_pipeline(self) -> PipelineOptions:
         """:attr:`pipeline`, with ``--benchmark``'s frame count and warm-up applied."""
@@ -72,7 +82,9 @@ class RunSummary:
     """What a run did. Stage times are ``{"count", "mean_ms", "p50_ms", "p90_ms"}`` per stage
     (capture, preprocess, infer, postprocess (decode + NMS), output, latency (capture to output)).
     ``cores_used``: process CPU time / wall time while counting frames; ``backend_fps`` and
-    ``backend_cores_used``: the backend alone on the same artifact and threads (``--benchmark``)."""
+    ``backend_cores_used``: the backend alone on the same artifact and threads (``--benchmark``).
+    ``analytics``: with ``--track``/``--zones``, per source the confirmed tracks, events by type
+    and each zone's and line's final counts (the ``track`` and ``zones`` stages time them)."""
 
     model: str
     backend: str
@@ -89,6 +101,7 @@ class RunSummary:
     backend_fps: float | None = None
     backend_cores_used: float | None = None
     threads: int | None = None
+    analytics: dict[str, object] | None = None
 
     @property
     def overlap_ratio(self) -> float | None:
@@ -205,10 +218,16 @@ def run(
             source = make_source(options.source, options.capture)
             source.open()
             io.callback(source.close)
-            outputs = build_outputs(options.outputs, options.serve, fps=source.fps)
+            analytics = None
+            if options.analytics is not None:
+                from edge_app.analytics import Analytics
+
+                analytics = Analytics(options.analytics, fps=source.fps)
+            outputs = build_outputs(options.outputs, options.serve, fps=source.fps, events=options.events,
+                                    mqtt=options.mqtt)
             io.callback(_close_all, outputs)
             log.info("running %s on %s from %s", Path(options.model).name, backend.name, options.source)
-            stats = Pipeline(source, detector, outputs, options.effective_pipeline()).run(stop, observer)
+            stats = Pipeline(source, detector, outputs, options.effective_pipeline(), analytics=analytics).run(stop, observer)
         # the backend alone, after capture and outputs have stopped competing for the cores
         backend_fps = backend_cores = None
         if options.benchmark and not stop.is_set():
@@ -222,5 +241,5 @@ def run(
         seconds=stats.seconds, fps=stats.fps, dropped=stats.dropped, corrupt=stats.corrupt,
         reconnects=stats.reconnects, ended_by=stats.ended_by, stages=stats.stage_summary(),
         cores_used=stats.cores_used, backend_fps=backend_fps, backend_cores_used=backend_cores,
-        threads=options.backend.threads,
+        threads=options.backend.threads, analytics=None if analytics is None else analytics.summary(),
     )

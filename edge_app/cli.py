@@ -4,6 +4,8 @@
     ssd-edge --model model.tflite --source picam://0 --threads 4 --serve 0.0.0.0:8080
     ssd-edge --model model.xml --device GPU --source clip.mp4 --output out.avi --output dets.jsonl
     ssd-edge --model model.onnx --source clip.mp4 --loop --benchmark 300
+    ssd-edge --model model.onnx --source rtsp://cam/stream --track --zones zones.yaml --events events.jsonl \
+        --mqtt 127.0.0.1:1883 --serve 8080
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_app.app import RunOptions, RunSummary, run
 from edge_app.backends import BackendOptions
@@ -21,6 +24,10 @@ from edge_app.errors import EdgeAppError
 from edge_app.pipeline import PipelineOptions
 from edge_app.sources import SourceOptions
 from ssd.postprocess import LIVE, PostprocessParams
+
+if TYPE_CHECKING:
+    from edge_app.analytics import AnalyticsOptions
+    from edge_app.outputs.mqtt import MqttOptions
 
 EXIT_USAGE = 2
 
@@ -69,6 +76,32 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep only the newest frame (default for cameras and streams)")
     mode.add_argument("--every-frame", dest="realtime", action="store_false",
                       help="process every frame (default for files, folders, synthetic)")
+    tr = p.add_argument_group("tracking (ByteTrack-style; defaults are ByteTrack's)")
+    tr.add_argument("--track", action="store_true", help="give detections stable track IDs")
+    tr.add_argument("--tracker-config", type=Path, default=None, metavar="YAML",
+                    help="tracker options as YAML (high_thresh, low_thresh, new_track_thresh, match_thresh, "
+                         "second_match_thresh, unconfirmed_match_thresh, fuse_score, min_hits, track_buffer, frame_rate); "
+                         "the flags below override it")
+    tr.add_argument("--track-high", dest="high_thresh", type=float, default=None,
+                    help="score of a high detection (first association, may start a track) [0.5]")
+    tr.add_argument("--track-low", dest="low_thresh", type=float, default=None,
+                    help="lowest score a detection may continue a track with [0.1]")
+    tr.add_argument("--track-new", dest="new_track_thresh", type=float, default=None, help="score to start a track [0.6]")
+    tr.add_argument("--track-match", dest="match_thresh", type=float, default=None,
+                    help="cost limit 1 - IoU*score of the first association [0.8]")
+    tr.add_argument("--track-confirm", dest="min_hits", type=int, default=None,
+                    help="consecutive frames before a track is confirmed and gets an ID [2]")
+    tr.add_argument("--track-buffer", dest="track_buffer", type=int, default=None,
+                    help="frames (at 30 FPS) a lost track is kept [30]")
+    tr.add_argument("--zones", type=Path, default=None, metavar="YAML",
+                    help="named zones (polygons) and counting lines per source; turns on --track")
+    ev = p.add_argument_group("events")
+    ev.add_argument("--events", default=None, metavar="FILE",
+                    help="zone events (enter, exit, cross, loiter) as JSON lines to FILE, or - for stdout")
+    ev.add_argument("--mqtt", default=None, metavar="HOST[:PORT]", help="publish events and zone counts to this MQTT broker")
+    ev.add_argument("--mqtt-prefix", default="ssd-edge", help="MQTT topic prefix")
+    ev.add_argument("--mqtt-qos", type=int, default=1, choices=(0, 1, 2), help="MQTT QoS of events and counts")
+    ev.add_argument("--mqtt-buffer", type=int, default=10_000, help="events kept while the broker is unreachable")
     run_group = p.add_argument_group("run")
     run_group.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     run_group.add_argument("--benchmark", type=int, default=None, metavar="N",
@@ -94,15 +127,74 @@ def _fields(cls: type, args: argparse.Namespace) -> dict[str, object]:
     return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
+TRACKER_FLAGS = ("high_thresh", "low_thresh", "new_track_thresh", "match_thresh", "min_hits", "track_buffer")
+
+
+def analytics_from_args(args: argparse.Namespace) -> AnalyticsOptions | None:
+    """``--track``/``--zones`` and the tracker flags (over ``--tracker-config``), or ``None`` when both are off."""
+    if args.events and not args.zones:
+        raise EdgeAppError("--events needs --zones FILE: events come from zones and lines")
+    if args.mqtt and not args.zones:
+        raise EdgeAppError("--mqtt needs --zones FILE: it publishes zone events and counts")
+    if not (args.track or args.zones):
+        given = [f for f in TRACKER_FLAGS if getattr(args, f) is not None]
+        if given or args.tracker_config:
+            raise EdgeAppError("tracker options need --track (or --zones)")
+        return None
+    from edge_app.analytics import AnalyticsOptions, TrackerOptions
+    from edge_app.analytics.zones import load_zones
+
+    tracker = TrackerOptions()
+    if args.tracker_config:
+        tracker = TrackerOptions.from_mapping(load_tracker_config(args.tracker_config))
+    overrides = {f: getattr(args, f) for f in TRACKER_FLAGS if getattr(args, f) is not None}
+    tracker = TrackerOptions.from_mapping(overrides, base=tracker)
+    zones = load_zones(args.zones) if args.zones else {}
+    return AnalyticsOptions(tracker=tracker, zones=zones, display_score=args.score_threshold)
+
+
+def load_tracker_config(path: Path) -> dict[str, object]:
+    """A ``--tracker-config`` YAML mapping (``yaml.safe_load``)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise EdgeAppError(f"--tracker-config {path}: cannot read it ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise EdgeAppError(f"--tracker-config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise EdgeAppError(f"--tracker-config {path}: expected a mapping such as 'track_buffer: 60'")
+    return data
+
+
+def mqtt_from_args(args: argparse.Namespace) -> MqttOptions | None:
+    if not args.mqtt:
+        return None
+    from edge_app.outputs.mqtt import MqttOptions, parse_mqtt
+
+    host, port = parse_mqtt(args.mqtt)
+    return MqttOptions(host=host, port=port, prefix=args.mqtt_prefix, qos=args.mqtt_qos, buffer=args.mqtt_buffer)
+
+
 def options_from_args(args: argparse.Namespace) -> RunOptions:
-    """The parsed flags as one :class:`RunOptions`, each part built from its own flags."""
+    """The parsed flags as one :class:`RunOptions`, each part built from its own flags.
+
+    With tracking on, the detector keeps boxes down to the tracker's ``low_thresh`` (ByteTrack's
+    second association needs them); ``--score`` still decides which untracked boxes are shown.
+    """
     outputs = tuple(args.output) if args.output else default_outputs(args.benchmark)
+    analytics = analytics_from_args(args)
+    postprocess = PostprocessParams(**_fields(PostprocessParams, args))
+    if analytics is not None:
+        postprocess = postprocess._replace(score_threshold=min(postprocess.score_threshold, analytics.tracker.low_thresh))
     return RunOptions(
         model=args.model, source=args.source, outputs=outputs, serve=args.serve, benchmark=args.benchmark,
         backend=BackendOptions(**_fields(BackendOptions, args)),
         capture=SourceOptions(**_fields(SourceOptions, args)),
-        postprocess=PostprocessParams(**_fields(PostprocessParams, args)),
+        postprocess=postprocess,
         pipeline=PipelineOptions(**_fields(PipelineOptions, args)),
+        analytics=analytics, events=args.events, mqtt=mqtt_from_args(args),
     )
 
 
@@ -117,6 +209,9 @@ def format_report(result: RunSummary) -> str:
         lines.append(f"  {name:<12}{s['p50_ms']:>9.2f}{s['p90_ms']:>9.2f}{s['mean_ms']:>9.2f}")
     lines.append(f"  app: {result.fps:.1f} FPS over {result.frames} frames, {result.cores_used:.2f} cores busy "
                  f"(dropped {result.dropped}, corrupt {result.corrupt}, reconnects {result.reconnects})")
+    for source, info in (result.analytics or {}).items():
+        counts = ", ".join(f"{k} {v}" for k, v in info["counts"].items())
+        lines.append(f"  {source}: {info['tracks']} tracks, events {info['events'] or 'none'}" + (f"; {counts}" if counts else ""))
     if result.backend_fps:
         lines.append(f"  backend only: {result.backend_fps:.1f} FPS, {result.backend_cores_used:.2f} cores busy; "
                      f"app / backend = {result.overlap_ratio:.2f}")

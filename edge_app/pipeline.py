@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_app.backends.base import InferResult
 from edge_app.detector import Detector
@@ -30,6 +30,9 @@ from edge_app.outputs.base import FrameResult, Output
 from edge_app.outputs.draw import draw_detections
 from edge_app.sources.base import Frame, FrameSource
 from edge_app.stats import STAGES, RateMeter, StageTimes
+
+if TYPE_CHECKING:
+    from edge_app.analytics import Analytics
 
 log = logging.getLogger("edge_app.pipeline")
 
@@ -165,14 +168,26 @@ class _Job:
 
 
 class Pipeline:
-    """Runs one source through one detector into outputs until the end, a stop or ``max_frames``."""
+    """Runs one source through one detector into outputs until the end, a stop or ``max_frames``.
 
-    def __init__(self, source: FrameSource, detector: Detector, outputs: list[Output], options: PipelineOptions | None = None) -> None:
+    ``analytics`` (``--track``/``--zones``): tracks and zone events of each frame, under the
+    source's name ``source_name``; their times are the ``track`` and ``zones`` stages.
+    """
+
+    def __init__(self, source: FrameSource, detector: Detector, outputs: list[Output], options: PipelineOptions | None = None,
+                 analytics: Analytics | None = None, source_name: str = "default") -> None:
         self.source = source
         self.detector = detector
         self.outputs = outputs
         self.options = options or PipelineOptions()
+        self.analytics = analytics
+        self.source_name = source_name
         self.stats = PipelineStats()
+        if analytics is not None:  # the analytics stages sit between decode + NMS and the outputs
+            extra = ["track", "zones"] if analytics.uses_zones else ["track"]
+            names = list(self.stats.stages)
+            at = names.index("output")
+            self.stats.stages = {n: StageTimes() for n in names[:at] + extra + names[at:]}
         self._needs_image = any(o.needs_image for o in outputs)
         self._rate = RateMeter()
         self._processed = 0
@@ -248,6 +263,9 @@ class Pipeline:
             dets, self.detector.label_names(dets.labels), frame.index, frame.timestamp,
             frame.width, frame.height, pts=frame.pts, fps=self._rate.fps,
         )
+        track_s = zones_s = 0.0
+        if self.analytics is not None:
+            frame_result, track_s, zones_s = self.analytics.process(frame_result, self.source_name)
         image = draw_detections(frame.image, frame_result, self.options.show_fps) if self._needs_image else None
         for output in self.outputs:
             output.write(frame_result, image)
@@ -263,7 +281,11 @@ class Pipeline:
             stages["preprocess"].add(job.preprocess_s)
             stages["infer"].add(result.seconds)
             stages["postprocess"].add(post_end - start)
-            stages["output"].add(end - post_end)
+            stages["output"].add(end - post_end - track_s - zones_s)
+            if self.analytics is not None:
+                stages["track"].add(track_s)
+                if self.analytics.uses_zones:
+                    stages["zones"].add(zones_s)
             stages["latency"].add(end - job.captured)
             self.stats.frames += 1
         if observer is not None:

@@ -7,13 +7,15 @@
     dets.jsonl / .ndjson / .json JSON lines in a file
     out.avi / .mp4 / .mkv / .mov annotated video (MJPG for .avi/.mkv, mp4v for .mp4/.mov)
 
-``--serve [HOST:]PORT`` adds the MJPEG server (loopback unless HOST is given).
+``--serve [HOST:]PORT`` adds the MJPEG server (loopback unless HOST is given); ``--events FILE|-``
+the zone events as JSON lines; ``--mqtt HOST:PORT`` events and zone counts to an MQTT broker.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from edge_app.errors import OutputError
 from edge_app.outputs.base import FrameResult, Output
@@ -57,11 +59,13 @@ def make_output(spec: str, fps: float | None = None) -> Output:
     return VideoFileOutput(text, fps=fps)
 
 
-def build_outputs(specs: Iterable[str], serve: str | None = None, fps: float | None = None) -> list[Output]:
+def build_outputs(specs: Iterable[str], serve: str | None = None, fps: float | None = None,
+                  events: str | None = None, mqtt: Any = None) -> list[Output]:
     """All outputs of a run; on an error the ones already made are closed.
 
     The MJPEG server binds first, so a port in use fails before any output file is opened
-    (and truncated).
+    (and truncated). ``events``: the ``--events`` file or ``-``; ``mqtt``: an
+    :class:`edge_app.outputs.mqtt.MqttOptions` (the client connects in the background).
     """
     specs = list(specs)
     for spec in specs:  # refuse an unknown --output before anything is opened
@@ -75,6 +79,14 @@ def build_outputs(specs: Iterable[str], serve: str | None = None, fps: float | N
             outputs.append(MjpegOutput(host, port))
         for spec in specs:
             outputs.append(make_output(spec, fps))
+        if events:
+            from edge_app.outputs.jsonl import EventLinesOutput
+
+            outputs.append(EventLinesOutput(events.strip()))
+        if mqtt is not None:
+            from edge_app.outputs.mqtt import MqttOutput
+
+            outputs.append(MqttOutput(mqtt))
     except BaseException:
         for out in outputs:
             out.close()

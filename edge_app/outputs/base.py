@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ssd.postprocess import Detections
+
+if TYPE_CHECKING:
+    from edge_app.analytics.events import Event
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,9 @@ class FrameResult:
     labels: ``(K,)`` int64 model classes ``1..C-1``.
     names: the K label names.
     fps: the app's current frame rate (moving average).
+    track_ids: ``(K,)`` int64 track ID of each detection, ``-1`` untracked; ``None`` without ``--track``.
+    events: the zone and line events of this frame (:class:`edge_app.analytics.events.Event`).
+    zones: the source's :class:`edge_app.analytics.zones.ZoneTracker` (geometry and live counts), or ``None``.
     """
 
     index: int
@@ -33,6 +40,9 @@ class FrameResult:
     labels: np.ndarray
     names: list[str]
     fps: float = 0.0
+    track_ids: np.ndarray | None = None
+    events: tuple[Event, ...] = ()
+    zones: Any = None
 
     @classmethod
     def from_detections(

@@ -9,7 +9,8 @@ Schema (every key always present)::
      "boxes": [[x1, y1, x2, y2], ...],  # pixels of the frame, float, 2 decimals
      "labels": ["cat", ...],            # class names
      "class_ids": [1, ...],             # model classes 1..C-1 (0 is background)
-     "scores": [0.91, ...]}             # 4 decimals, descending
+     "scores": [0.91, ...],             # 4 decimals, descending
+     "track_ids": [3, -1, ...]}         # with --track: each box's track ID (-1 untracked), else null
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from edge_app.outputs.base import FrameResult, Output
 
-SCHEMA_KEYS = ("frame", "timestamp", "pts", "width", "height", "boxes", "labels", "class_ids", "scores")
+SCHEMA_KEYS = ("frame", "timestamp", "pts", "width", "height", "boxes", "labels", "class_ids", "scores", "track_ids")
 
 
 def record(result: FrameResult) -> dict[str, Any]:
@@ -38,11 +39,14 @@ def record(result: FrameResult) -> dict[str, Any]:
         "labels": list(result.names),
         "class_ids": result.labels.astype(np.int64).tolist(),
         "scores": np.round(result.scores.astype(np.float64), 4).tolist(),
+        "track_ids": None if result.track_ids is None else result.track_ids.astype(np.int64).tolist(),
     }
 
 
 class JsonLinesOutput(Output):
     """``-`` writes to stdout (flushed per line, for pipes); a path writes a file (flushed on close)."""
+
+    flush_every_write = False
 
     def __init__(self, target: str = "-") -> None:
         self.target = target
@@ -55,14 +59,31 @@ class JsonLinesOutput(Output):
             self._file = open(target, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self.lines = 0
 
+    def records(self, result: FrameResult) -> list[str]:
+        """The JSON lines (without newlines) one frame adds: its detections."""
+        return [json.dumps(record(result), separators=(",", ":"))]
+
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
-        self._file.write(json.dumps(record(result), separators=(",", ":")) + "\n")
-        if self._stdout:
+        lines = self.records(result)
+        if not lines:
+            return
+        self._file.write("".join(line + "\n" for line in lines))
+        if self._stdout or self.flush_every_write:
             self._file.flush()
-        self.lines += 1
+        self.lines += len(lines)
 
     def close(self) -> None:
         if self._stdout:
             self._file.flush()
         elif not self._file.closed:
             self._file.close()
+
+
+class EventLinesOutput(JsonLinesOutput):
+    """``--events FILE`` or ``-``: one JSON line per zone or line event
+    (:mod:`edge_app.analytics.events`), in the order they happened; flushed as they come."""
+
+    flush_every_write = True
+
+    def records(self, result: FrameResult) -> list[str]:
+        return [event.to_json() for event in result.events]
