@@ -23,7 +23,7 @@ SOURCE ?= synthetic://
 BCCD ?= ../shared/datasets/bccd
 
 .DEFAULT_GOAL := help
-.PHONY: help install reference-torchvision test test-fast lint demo demo-steps train eval calibrate convert compare run bench bench-bccd pi-check clean
+.PHONY: help install reference-torchvision mqtt-broker test test-fast lint demo demo-steps train eval calibrate convert compare run bench bench-bccd pi-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,16 @@ reference-torchvision:
 			|| echo "note: apt-get install python3-torchvision failed; the torchvision parity tests will skip"; \
 	else echo "note: run 'sudo apt-get install python3-torchvision' for the torchvision parity tests (they skip without it)"; fi
 
+# The MQTT tests start Debian's mosquitto themselves (on 127.0.0.1, a free port); installed when
+# missing and we are root with apt (the package's own service is not started here).
+mqtt-broker:
+	@if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing mosquitto (the MQTT tests' broker)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null) \
+			|| echo "note: apt-get install mosquitto failed; the MQTT tests will fail"; \
+	else echo "note: run 'sudo apt-get install mosquitto' for the MQTT tests"; fi
+
 # One pytest process per stage: litert-torch starts JAX threads and OpenVINO's converter
 # forks a telemetry process; in one process the two crash (segfault). Every file not in a
 # named stage runs in the core stage, so no test file is ever left out.
@@ -58,7 +68,7 @@ DEMO_TESTS := $(wildcard tests/test_demo*.py)
 CORE_TESTS := $(filter-out $(TRAIN_TESTS) $(EDGE_TESTS) $(CONVERT_TESTS) $(DEMO_TESTS),$(wildcard tests/test_*.py))
 PYTEST_ARGS ?=
 
-test: install reference-torchvision  ## run the whole test suite (one process per stage)
+test: install reference-torchvision mqtt-broker  ## run the whole test suite (one process per stage)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(CORE_TESTS) $(TRAIN_TESTS)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(EDGE_TESTS)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(CONVERT_TESTS)
@@ -134,6 +144,7 @@ bench: install  ## the benchmark scripts (each writes JSON under benchmarks/resu
 	$(PY) benchmarks/nms.py
 	$(PY) benchmarks/runtimes.py
 	$(PY) benchmarks/edge_pipeline.py
+	$(PY) benchmarks/edge_tracking.py
 	$(PY) benchmarks/train_tiny_synth.py
 
 PI_CHECK_ARGS ?=

@@ -11,6 +11,10 @@ The ratio app / backend is 1.0 when capture, preprocessing and decode + NMS hide
 behind inference. Then one long run (``--rss-frames``, default 10,000 frames, small model,
 320x240 video, JSON lines and MJPEG outputs) samples the process RSS after a warm-up and
 at the end. Without ``--model`` the artifacts are built with torch (tests/edge_artifacts.py).
+Then the analytics' cost per frame (``--track`` and ``--zones``: the ``track`` and ``zones``
+stages, timed exactly as the pipeline times them) at 10 and 50 objects (``--analytics-objects``):
+that many boxes moving across a 1280x720 frame with jitter, a few missed and low-score boxes,
+two zones and two lines; ``--analytics-only`` runs just this part.
 Writes JSON (``--out``) and prints one line per measurement.
 """
 
@@ -26,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -176,6 +182,49 @@ def rss_in_child(model: Path, video: Path, frames: int, workdir: Path) -> dict[s
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+ANALYTICS_ZONES = {
+    "zones": {"left": {"polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "units": "fraction", "loiter_s": 5},
+              "bay": {"polygon": [[0.6, 0.5], [0.95, 0.55], [0.9, 0.95], [0.55, 0.9], [0.5, 0.7]], "units": "fraction"}},
+    "lines": {"door": {"points": [[0.5, 0], [0.5, 1]], "units": "fraction"},
+              "gate": {"points": [[0, 0.5], [1, 0.5]], "units": "fraction"}},
+}
+
+
+def analytics_cost(objects: int, frames: int = 600, warmup: int = 50, seed: int = 0) -> dict[str, object]:
+    """Tracker and zones time per frame for ``objects`` moving boxes (see the module docstring)."""
+    from edge_app.analytics import Analytics, AnalyticsOptions, TrackerOptions
+    from edge_app.analytics.zones import parse_zones
+    from edge_app.outputs.base import FrameResult
+
+    rng = np.random.default_rng(seed)
+    width, height = 1280, 720
+    start = rng.uniform([0, 0], [width, height], (objects, 2))
+    velocity = rng.uniform(-4, 4, (objects, 2))
+    size = rng.uniform(30, 70, (objects, 2))
+    analytics = Analytics(AnalyticsOptions(tracker=TrackerOptions(frame_rate=30.0), zones=parse_zones(ANALYTICS_ZONES)))
+    track_ms, zones_ms, events = [], [], 0
+    for i in range(warmup + frames):
+        span = np.array([width, height], np.float64)
+        folded = np.mod(start + velocity * i, 2 * span)
+        centre = np.where(folded > span, 2 * span - folded, folded)
+        boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1) + rng.normal(0, 1.5, (objects, 4))
+        scores = rng.uniform(0.3, 0.95, objects)  # about a third are low-score boxes
+        keep = rng.random(objects) > 0.05  # and 5 % are missed
+        result = FrameResult(i, i / 30.0, None, width, height, boxes[keep].astype(np.float32), scores[keep].astype(np.float32),
+                             np.ones(int(keep.sum()), np.int64), ["car"] * int(keep.sum()))
+        result, track_s, zones_s = analytics.process(result)
+        if i >= warmup:
+            track_ms.append(track_s * 1e3)
+            zones_ms.append(zones_s * 1e3)
+            events += len(result.events)
+    total = np.add(track_ms, zones_ms)
+    return {"objects": objects, "frames": frames, "track_p50_ms": float(np.median(track_ms)),
+            "track_p90_ms": float(np.percentile(track_ms, 90)), "zones_p50_ms": float(np.median(zones_ms)),
+            "zones_p90_ms": float(np.percentile(zones_ms, 90)), "total_p50_ms": float(np.median(total)),
+            "total_p90_ms": float(np.percentile(total, 90)), "total_mean_ms": float(total.mean()),
+            "events": events, "tracks": analytics.summary()["default"]["tracks"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, action="append", help="artifact(s) with sidecars (default: build tiny ones)")
@@ -190,10 +239,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-ov-throughput", dest="ov_throughput", action="store_false",
                    help="skip the OpenVINO THROUGHPUT-hint rows (async requests in flight)")
     p.add_argument("--rss-frames", type=int, default=10_000, help="0 skips the RSS run")
+    p.add_argument("--analytics-objects", type=int, nargs="+", default=[10, 50])
+    p.add_argument("--analytics-only", action="store_true", help="only the tracker + zones cost per frame")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "edge_app.json")
     args = p.parse_args(argv)
 
     load_start = os.getloadavg()
+    analytics = []
+    for objects in args.analytics_objects:
+        row = analytics_cost(objects)
+        analytics.append(row)
+        print(f"edge_app analytics {objects} objects: tracker {row['track_p50_ms']:.3f} ms + zones {row['zones_p50_ms']:.3f} ms "
+              f"= {row['total_p50_ms']:.3f} ms per frame (p50; p90 {row['total_p90_ms']:.3f} ms), {row['tracks']} tracks, "
+              f"{row['events']} events over {row['frames']} frames", flush=True)
+    if args.analytics_only:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        report = {"benchmark": "edge_app_analytics", "command": " ".join(["python", "benchmarks/edge_pipeline.py",
+                  *(argv if argv is not None else sys.argv[1:])]), "machine": {"cpus": os.cpu_count(),
+                  "load_average_at_start": load_start, "load_average_at_end": os.getloadavg()}, "analytics": analytics}
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return 0
     with tempfile.TemporaryDirectory(prefix="edge_bench_") as tmp:
         work = Path(tmp)
         if args.model:
@@ -233,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         "size": args.size,
         "overlap": rows,
         "rss": rss,
+        "analytics": analytics,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

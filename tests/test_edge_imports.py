@@ -20,7 +20,7 @@ for pkg in (ssd, edge_app):
 for name in names:
     importlib.import_module(name)
 loaded = sorted(k for k, v in sys.modules.items() if v is not None)
-heavy = [m for m in ("torch", "cv2", "onnxruntime", "openvino", "ai_edge_litert", "picamera2") if m in loaded]
+heavy = [m for m in ("torch", "cv2", "onnxruntime", "openvino", "ai_edge_litert", "picamera2", "scipy", "paho") if m in loaded]
 print(len(names), ",".join(heavy) or "-")
 """
 

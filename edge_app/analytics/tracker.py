@@ -179,7 +179,8 @@ class ByteTracker:
 
     def _match(self, rows: np.ndarray, dets: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
                labels: np.ndarray) -> None:
-        """Kalman-update tracks ``rows`` with detections ``dets`` (indices into the frame's input)."""
+        """Kalman-update tracks ``rows`` with detections ``dets`` (indices into the frame's input),
+        in one batch for the frame's three associations."""
         if rows.size == 0:
             return
         self._mean[rows], self._cov[rows] = kalman.update(self._mean[rows], self._cov[rows],
@@ -222,13 +223,14 @@ class ByteTracker:
         sim = iou(predicted[pool], boxes[high])
         cost = 1.0 - (sim * scores[high][None, :] if opt.fuse_score else sim)
         rows, cols, free_pool, free_high = assign(cost, opt.match_thresh)
-        self._match(pool[rows], high[cols], boxes, scores, labels)
+        matched_rows, matched_dets = [pool[rows]], [high[cols]]
 
         # 2. confirmed tracks tracked until the last frame, still unmatched x low detections
         rest = pool[free_pool]
         rest = rest[was_tracked[rest]]
         rows, cols, free_rest, _ = assign(1.0 - iou(predicted[rest], boxes[low]), opt.second_match_thresh)
-        self._match(rest[rows], low[cols], boxes, scores, labels)
+        matched_rows.append(rest[rows])
+        matched_dets.append(low[cols])
         self._state[rest[free_rest]] = LOST
 
         # 3. tentative tracks x the high detections left
@@ -237,10 +239,11 @@ class ByteTracker:
         sim = iou(predicted[tentative], boxes[left])
         cost = 1.0 - (sim * scores[left][None, :] if opt.fuse_score else sim)
         rows, cols, free_tentative, free_left = assign(cost, opt.unconfirmed_match_thresh)
-        self._match(tentative[rows], left[cols], boxes, scores, labels)
+        matched_rows.append(tentative[rows])
+        matched_dets.append(left[cols])
+        self._match(np.concatenate(matched_rows), np.concatenate(matched_dets), boxes, scores, labels)
         matched_tentative = tentative[rows]
-        newly = matched_tentative[self._hits[matched_tentative] >= opt.min_hits]
-        self._confirm(newly)
+        self._confirm(matched_tentative[self._hits[matched_tentative] >= opt.min_hits])
 
         keep = np.ones(n, bool)
         keep[tentative[free_tentative]] = False
@@ -251,7 +254,8 @@ class ByteTracker:
         # 4. new tentative tracks
         new = left[free_left]
         new = new[scores[new] >= opt.new_track_thresh]
-        self._compact(keep)
+        if not keep.all():
+            self._compact(keep)
         if new.size:
             self._start_tracks(new, boxes, scores, labels)
         removed += self._remove_duplicates()

@@ -65,17 +65,31 @@ def anchor_points(boxes: np.ndarray, anchor: str = "bottom_center") -> np.ndarra
     return np.stack([x, y], axis=1)
 
 
+class Polygon:
+    """A polygon's edges, prepared once for :meth:`contains` (even-odd rule, vectorized)."""
+
+    def __init__(self, vertices: np.ndarray) -> None:
+        self.vertices = np.asarray(vertices, dtype=np.float64)
+        x1, y1 = self.vertices[:, 0], self.vertices[:, 1]
+        x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+        dy = y2 - y1
+        self._x1, self._y1, self._y2 = x1[None, :], y1[None, :], y2[None, :]
+        # horizontal edges never straddle a point's y, so their slope is never used
+        self._dxdy = (np.divide(x2 - x1, dy, out=np.zeros_like(dy), where=dy != 0))[None, :]
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """``(N, 2)`` points -> ``(N,)`` bool."""
+        if points.shape[0] == 0:
+            return np.zeros(0, bool)
+        x, y = points[:, 0:1], points[:, 1:2]
+        straddles = (self._y1 > y) != (self._y2 > y)
+        x_cross = self._x1 + (y - self._y1) * self._dxdy
+        return np.count_nonzero(straddles & (x < x_cross), axis=1) % 2 == 1
+
+
 def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """``(N, 2)`` points, ``(V, 2)`` polygon -> ``(N,)`` bool, even-odd rule, vectorized over both."""
-    if points.shape[0] == 0:
-        return np.zeros(0, bool)
-    x, y = points[:, 0:1], points[:, 1:2]
-    x1, y1 = polygon[:, 0][None, :], polygon[:, 1][None, :]
-    x2, y2 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
-    straddles = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_cross = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    return np.count_nonzero(straddles & (x < x_cross), axis=1) % 2 == 1
+    """``(N, 2)`` points, ``(V, 2)`` polygon -> ``(N,)`` bool, even-odd rule."""
+    return Polygon(polygon).contains(points)
 
 
 @dataclass(frozen=True)
@@ -254,9 +268,10 @@ class ZoneTracker:
         self.counts.update({ln.name: ZoneCounts("line") for ln in spec.lines})
         self.changed = False  # some count changed on the last update
 
-    def _resolve(self, width: int, height: int) -> None:
+    def resolve(self, width: int, height: int) -> None:
         self.size = (width, height)
         self.zone_polygons = [_to_pixels(z.points, z.units, width, height) for z in self.spec.zones]
+        self._polygons = [Polygon(p) for p in self.zone_polygons]
         self.line_points = [_to_pixels(ln.points, ln.units, width, height) for ln in self.spec.lines]
 
     def update(self, frame: int, timestamp: float, width: int, height: int, ids: np.ndarray, boxes: np.ndarray,
@@ -264,43 +279,45 @@ class ZoneTracker:
         """One frame: ``ids (M,)`` track IDs, ``boxes (M, 4)`` xyxy pixels, ``names`` their labels;
         ``removed``: track IDs the tracker dropped (an exit for each zone they were in)."""
         if self.size is None:
-            self._resolve(width, height)
+            self.resolve(width, height)
         events: list[Event] = []
         self.changed = False
         ids_list = ids.tolist()
+        anchors: dict[str, np.ndarray] = {}
         for zi, zone in enumerate(self.spec.zones):
-            keep = self._label_mask(names, zone.labels)
-            pts = anchor_points(boxes[keep], zone.anchor)
-            inside = points_in_polygon(pts, self.zone_polygons[zi]).tolist()
-            kept = np.flatnonzero(keep).tolist()
-            for j, k in enumerate(kept):
-                events += self._zone_step(zi, zone, ids_list[k], names[k], bool(inside[j]), frame, timestamp, boxes[k])
+            if zone.anchor not in anchors:
+                anchors[zone.anchor] = anchor_points(boxes, zone.anchor)
+            inside = self._polygons[zi].contains(anchors[zone.anchor]).tolist()
+            for k in self._kept(names, zone.labels):
+                events += self._zone_step(zi, zone, ids_list[k], names[k], inside[k], frame, timestamp, boxes[k])
             for tid in removed:
                 stay = self._stays[zi].pop(tid, None)
                 if stay is not None and stay.inside:
                     events.append(self._exit(zone, tid, stay, frame, timestamp, None))
         for li, line in enumerate(self.spec.lines):
-            keep = self._label_mask(names, line.labels)
-            kept = np.flatnonzero(keep)
-            if kept.size:
+            kept = self._kept(names, line.labels)
+            if kept:
                 a, b = self.line_points[li]
-                pts = anchor_points(boxes[kept], line.anchor)
+                if line.anchor not in anchors:
+                    anchors[line.anchor] = anchor_points(boxes, line.anchor)
+                pts = anchors[line.anchor]
                 d = b - a
                 cross = d[0] * (pts[:, 1] - a[1]) - d[1] * (pts[:, 0] - a[0])
                 # image y points down: a positive cross product is the right-hand side looking from A to B
-                sides = np.where(cross > 0, -1, np.where(cross < 0, 1, 0)).tolist()
+                sides = (np.sign(cross) * -1).astype(np.int64).tolist()
                 along = (((pts - a) @ d) / max(float(d @ d), 1e-12)).tolist()
-                for j, k in enumerate(kept.tolist()):
-                    events += self._line_step(li, line, ids_list[k], names[k], sides[j], along[j], frame, timestamp, boxes[k])
+                for k in kept:
+                    events += self._line_step(li, line, ids_list[k], names[k], sides[k], along[k], frame, timestamp, boxes[k])
             for tid in removed:
                 self._sides[li].pop(tid, None)
         return events
 
     @staticmethod
-    def _label_mask(names: list[str], labels: frozenset[str] | None) -> np.ndarray:
+    def _kept(names: list[str], labels: frozenset[str] | None) -> list[int] | range:
+        """Indices of the tracks a zone or line with this label filter looks at."""
         if labels is None:
-            return np.ones(len(names), bool)
-        return np.fromiter((n in labels for n in names), bool, len(names))
+            return range(len(names))
+        return [k for k, n in enumerate(names) if n in labels]
 
     def _event(self, kind: str, zone: str, tid: int, label: str, frame: int, ts: float, box: np.ndarray | None,
                **extra: Any) -> Event:

@@ -72,7 +72,7 @@ def draw_zones(image: np.ndarray, zones: ZoneTracker) -> None:
     cv2 = import_cv2()
 
     if zones.size is None:
-        zones._resolve(image.shape[1], image.shape[0])
+        zones.resolve(image.shape[1], image.shape[0])
     for spec, polygon in zip(zones.spec.zones, zones.zone_polygons, strict=True):
         pts = np.rint(polygon).astype(np.int32)
         cv2.polylines(image, [pts], True, ZONE_COLOR, 2, cv2.LINE_AA)
