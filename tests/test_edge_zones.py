@@ -147,3 +147,13 @@ def test_bad_zones_files_are_one_line(tmp_path, text, message):
     with pytest.raises(ZonesError, match=message) as info:
         load_zones(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_zones_file_for_another_source_is_refused():
+    from edge_app.analytics import Analytics, AnalyticsOptions
+
+    zones = parse_zones({"sources": {"cam2": {"zones": {"bay": {"polygon": [[0, 0], [1, 0], [1, 1]]}}}}})
+    with pytest.raises(ZonesError, match="named default"):
+        Analytics(AnalyticsOptions(zones=zones))
+    both = parse_zones({"sources": {"default": {}, "cam2": {}}})
+    assert Analytics(AnalyticsOptions(zones=both)).options.zones == both

@@ -13,6 +13,7 @@ Nothing here is imported unless ``--track`` or ``--zones`` is given.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,10 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge_app.analytics.tracker import ByteTracker, TrackerOptions
-from edge_app.analytics.zones import DEFAULT_SOURCE, SourceZones, ZoneTracker
+from edge_app.analytics.zones import DEFAULT_SOURCE, SourceZones, ZonesError, ZoneTracker
 
 if TYPE_CHECKING:
     from edge_app.outputs.base import FrameResult
+
+log = logging.getLogger("edge_app.analytics")
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,18 @@ class SourceAnalytics:
 class Analytics:
     """Per-source tracking and zones; one instance per run."""
 
-    def __init__(self, options: AnalyticsOptions | None = None, fps: float | None = None) -> None:
+    def __init__(self, options: AnalyticsOptions | None = None, fps: float | None = None,
+                 sources: tuple[str, ...] = (DEFAULT_SOURCE,)) -> None:
+        """``sources``: the run's source names; a zones file naming none of them is an error
+        (:class:`edge_app.analytics.zones.ZonesError`), one naming others besides is a warning."""
         self.options = options or AnalyticsOptions()
+        named = set(self.options.zones)
+        if named and not named & set(sources):
+            raise ZonesError(f"--zones: the file has zones for source(s) {', '.join(sorted(named))}, but this run's "
+                             f"source is named {', '.join(sources)}; put them under sources: {sources[0]}:")
+        if named - set(sources):
+            log.warning("--zones: no source named %s in this run; their zones are not used",
+                        ", ".join(sorted(named - set(sources))))
         self.fps = fps
         self.sources: dict[str, SourceAnalytics] = {}
         self.next_seq = 0

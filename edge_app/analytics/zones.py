@@ -36,6 +36,7 @@ Semantics:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,7 +276,7 @@ class ZoneTracker:
         self.line_points = [_to_pixels(ln.points, ln.units, width, height) for ln in self.spec.lines]
 
     def update(self, frame: int, timestamp: float, width: int, height: int, ids: np.ndarray, boxes: np.ndarray,
-               names: list[str], removed: list[int] = ()) -> list[Event]:  # type: ignore[assignment]
+               names: list[str], removed: Sequence[int] = ()) -> list[Event]:
         """One frame: ``ids (M,)`` track IDs, ``boxes (M, 4)`` xyxy pixels, ``names`` their labels;
         ``removed``: track IDs the tracker dropped (an exit for each zone they were in)."""
         if self.size is None:

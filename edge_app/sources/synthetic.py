@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from edge_app.cv2_import import import_cv2
+from edge_app.errors import SourceError
 from edge_app.sources.base import Frame, FrameSource, SourceOptions
 from edge_app.sources.uri import SourceURI
 
@@ -131,7 +132,7 @@ class SyntheticSource(FrameSource):
             height=parsed.get_int("height", options.height) or 480,
             objects=parsed.get_int("objects", 4) or 0,
             seed=parsed.get_int("seed", 0) or 0,
-            motion=parsed.params.get("motion", "bounce"),
+            motion=self._motion(parsed.params.get("motion", "bounce")),
         )
         self.frames = parsed.get_int("frames", None)
         self._fps = parsed.get_float("fps", options.fps) or 30.0
@@ -140,6 +141,12 @@ class SyntheticSource(FrameSource):
         self.loop = parsed.get_bool("loop", options.loop)
         self._next_index = 0
         self._next_due = 0.0
+
+    @staticmethod
+    def _motion(value: str) -> str:
+        if value not in MOTIONS:
+            raise SourceError(f"synthetic:// motion={value!r}: use one of {', '.join(MOTIONS)}")
+        return value
 
     @property
     def fps(self) -> float | None:
