@@ -94,28 +94,30 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ZoneSpec:
-    """A named region. ``points``: ``(V, 2)`` in ``units`` ("pixels" or "fraction" of the frame)."""
+class RegionSpec:
+    """What zones and lines share. ``points``: ``(V, 2)`` in ``units`` ("pixels" or "fraction" of
+    the frame); ``labels``: only these labels (``None``: all); ``inertia``: frames before a change counts."""
 
     name: str
     points: np.ndarray
     units: str = "pixels"
     labels: frozenset[str] | None = None
     inertia: int = 3
-    loiter_s: float | None = None
     anchor: str = "bottom_center"
 
 
 @dataclass(frozen=True)
-class LineSpec:
+class ZoneSpec(RegionSpec):
+    """A named polygon; ``loiter_s``: a loiter event after this many seconds inside."""
+
+    loiter_s: float | None = None
+
+
+@dataclass(frozen=True)
+class LineSpec(RegionSpec):
     """A named directed segment ``points = [[ax, ay], [bx, by]]``; right-to-left of A->B is ``in``."""
 
-    name: str
-    points: np.ndarray
-    units: str = "pixels"
-    labels: frozenset[str] | None = None
     inertia: int = 2
-    anchor: str = "bottom_center"
 
 
 @dataclass(frozen=True)

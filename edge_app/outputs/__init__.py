@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edge_app.errors import OutputError
 from edge_app.outputs.base import FrameResult, Output
+
+if TYPE_CHECKING:
+    from edge_app.outputs.mqtt import MqttOptions
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
@@ -60,7 +63,7 @@ def make_output(spec: str, fps: float | None = None) -> Output:
 
 
 def build_outputs(specs: Iterable[str], serve: str | None = None, fps: float | None = None,
-                  events: str | None = None, mqtt: Any = None) -> list[Output]:
+                  events: str | None = None, mqtt: MqttOptions | None = None) -> list[Output]:
     """All outputs of a run; on an error the ones already made are closed.
 
     The MJPEG server binds first, so a port in use fails before any output file is opened

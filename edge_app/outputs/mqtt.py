@@ -79,6 +79,7 @@ class MqttOutput(Output):
         self.dropped = 0
         self._pending: deque[tuple[str, bytes]] = deque()
         self._counts: dict[str, bytes] = {}  # retained count topics not yet handed to paho (latest wins)
+        self._counts_seeded = False
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._outage_logged = False
@@ -160,7 +161,9 @@ class MqttOutput(Output):
 
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
         zones = result.zones
-        if not result.events and (zones is None or not zones.changed):
+        # the counts go out on the first frame (a dashboard starts from zeros), then when they change
+        counts_due = zones is not None and (zones.changed or not self._counts_seeded)
+        if not result.events and not counts_due:
             return
         prefix = self.options.prefix
         with self._lock:
@@ -169,7 +172,8 @@ class MqttOutput(Output):
                     self._pending.popleft()
                     self.dropped += 1
                 self._pending.append((f"{prefix}/{event.source}/events", event.to_json().encode()))
-            if zones is not None and zones.changed:
+            if counts_due:
+                self._counts_seeded = True
                 for name, counts in zones.counts.items():
                     self._counts[f"{prefix}/{zones.source}/zones/{name}"] = _json(counts.to_dict())
         self._flush()
