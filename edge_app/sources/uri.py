@@ -7,7 +7,7 @@
     csi://0?width=1280&height=720&fps=30&flip=0      Jetson CSI camera (GStreamer nvarguscamerasrc)
     picam://0?width=1280&height=720&format=RGB888    Raspberry Pi camera (picamera2)
     images://folder?loop=1&fps=5                      a folder of images, sorted by name
-    synthetic://?width=640&height=480&fps=30&frames=300&seed=0&objects=4&realtime=0
+    synthetic://?width=640&height=480&fps=30&frames=300&seed=0&objects=4&realtime=0&motion=bounce (or cross)
 
 Query parameters of ``v4l2``, ``file``, ``csi``, ``picam``, ``images`` and ``synthetic``
 URIs are settings; a network URL is passed to FFmpeg whole (its query belongs to the server).
