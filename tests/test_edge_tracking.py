@@ -133,6 +133,11 @@ def test_options_validate_and_load_from_a_mapping():
     assert TrackerOptions(frame_rate=15).max_lost == 15
     with pytest.raises(ValueError, match="unknown option"):
         TrackerOptions.from_mapping({"buffer": 3})
+    with pytest.raises(ValueError, match="track_buffer must be an integer"):
+        TrackerOptions.from_mapping({"track_buffer": "long"})
+    with pytest.raises(ValueError, match="fuse_score must be true or false"):
+        TrackerOptions.from_mapping({"fuse_score": 1})
+    assert TrackerOptions.from_mapping({"high_thresh": 1, "frame_rate": None}).high_thresh == 1
     with pytest.raises(ValueError, match="low_thresh"):
         TrackerOptions(low_thresh=0.6, high_thresh=0.5)
 
@@ -168,3 +173,11 @@ def test_benchmark_metrics_bytetrack_beats_greedy_on_the_synthetic_scene():
     assert ours["num_switches"] < greedy["num_switches"]
     assert ours["idf1"] > greedy["idf1"]
     assert 0.0 < ours["mota"] <= 1.0
+
+
+def test_boxes_without_area_are_ignored():
+    tracker = ByteTracker()
+    boxes = np.array([_box(100, 100), [50.0, 50.0, 50.0, 90.0], [10.0, 10.0, 30.0, 10.0]])
+    for _ in range(3):
+        tracks = tracker.update(boxes, np.array([0.9, 0.9, 0.9]))
+    assert tracks.det_index.tolist() == [0] and tracker.created == 1

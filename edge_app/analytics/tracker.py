@@ -91,7 +91,19 @@ class TrackerOptions:
             raise ValueError(f"tracker: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
         import dataclasses
 
-        return dataclasses.replace(base or cls(), **values)
+        base = base or cls()
+        for key, value in values.items():
+            default = getattr(base, key) if key != "frame_rate" else 30.0
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                ok = (isinstance(value, (int, float)) and not isinstance(value, bool)) or (key == "frame_rate" and value is None)
+            if not ok:
+                kind = {bool: "true or false", int: "an integer"}.get(type(default), "a number")
+                raise ValueError(f"tracker: {key} must be {kind}, got {value!r}")
+        return dataclasses.replace(base, **values)
 
 
 @dataclass
@@ -202,8 +214,10 @@ class ByteTracker:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         labels = np.zeros(scores.shape[0], np.int64) if labels is None else np.asarray(labels, np.int64).reshape(-1)
-        high = np.flatnonzero(scores >= opt.high_thresh)
-        low = np.flatnonzero((scores >= opt.low_thresh) & (scores < opt.high_thresh))
+        # a box without area (a degenerate decode) would make the Kalman update singular
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        high = np.flatnonzero(valid & (scores >= opt.high_thresh))
+        low = np.flatnonzero(valid & (scores >= opt.low_thresh) & (scores < opt.high_thresh))
         n = self._id.shape[0]
         self._det[:] = -1
 
