@@ -234,3 +234,52 @@ def test_app_events_over_mqtt_equal_the_json_lines_events(broker, tmp_path):
             retained[topic.rsplit("/", 1)[1]] = json.loads(payload)
     assert retained == counts
     assert set(summary.stages) >= {"track", "zones"}
+
+
+def test_app_keeps_running_through_a_broker_restart_and_loses_no_event(broker, tmp_path, caplog):
+    """The broker stopped at frame 30 and started again at frame 90 of an ``ssd-edge`` run: the run
+    ends normally and the subscriber has every event of the --events file, those of the outage included."""
+    from edge_app.app import run
+    from edge_app.cli import build_parser, options_from_args
+
+    arts = ea.get_artifacts()
+    zones = tmp_path / "zones.yaml"
+    zones.write_text(
+        "zones:\n  top: {polygon: [[0, 0], [1, 0], [1, 0.5], [0, 0.5]], units: fraction, inertia: 1}\n"
+        "lines:\n  v1: {points: [[0.33, 0], [0.33, 1]], units: fraction, inertia: 1}\n"
+        "  v2: {points: [[0.66, 0], [0.66, 1]], units: fraction, inertia: 1}\n"
+        "  h1: {points: [[0, 0.5], [1, 0.5]], units: fraction, inertia: 1}\n"
+    )
+    prefix = "t-app-restart"
+    sub = Subscriber(broker.port, prefix)
+    events_file = tmp_path / "events.jsonl"
+    options = options_from_args(build_parser().parse_args([
+        "--model", str(arts.onnx_fp32), "--source", "synthetic://?width=160&height=120&frames=150&objects=8&motion=cross",
+        "--zones", str(zones), "--events", str(events_file), "--mqtt", f"127.0.0.1:{broker.port}",
+        "--mqtt-prefix", prefix, "--threads", "1",
+    ]))
+
+    def outage(processed: int, _stats: object) -> None:
+        if processed == 30:
+            broker.stop()
+        elif 30 < processed < 90:
+            time.sleep(0.02)  # long enough for paho to notice, and for its reconnect attempts to fail
+        elif processed == 90:
+            broker.start()
+
+    caplog.set_level(logging.INFO, logger="edge_app.outputs")
+    try:
+        summary = run(dataclasses.replace(options, outputs=()), observer=outage)
+        file_events = [json.loads(line) for line in events_file.read_text().splitlines()]
+        sub.wait_events(len(file_events), timeout=30)
+        time.sleep(0.3)
+        got = sub.events()
+    finally:
+        sub.close()
+    assert summary.frames == 150 and summary.ended_by == "end"
+    outage_frames = [e for e in file_events if 30 < e["frame"] < 90]
+    assert len(outage_frames) >= 10, "too few events during the outage to test it"
+    assert {e["seq"] for e in got} == set(range(len(file_events)))
+    assert sorted({e["seq"]: e for e in got}.values(), key=lambda e: e["seq"]) == file_events
+    outage_logs = [r for r in caplog.records if "buffering up to" in r.getMessage()]
+    assert len(outage_logs) == 1

@@ -80,6 +80,7 @@ class MqttOutput(Output):
         self._pending: deque[tuple[str, bytes]] = deque()
         self._counts: dict[str, bytes] = {}  # retained count topics not yet handed to paho (latest wins)
         self._counts_seeded = False
+        self._closing = False
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._outage_logged = False
@@ -124,7 +125,8 @@ class MqttOutput(Output):
 
     def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
         self._connected.clear()
-        self._log_outage(f"disconnected ({reason})")
+        if not self._closing:
+            self._log_outage(f"disconnected ({reason})")
 
     def _log_outage(self, why: str) -> None:
         if not self._outage_logged:
@@ -183,8 +185,9 @@ class MqttOutput(Output):
         import time
 
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (self.buffered or self._counts) and self._connected.wait(0.1):
-            self._flush()
+        while time.monotonic() < deadline and (self.buffered or self._counts):
+            if self._connected.wait(0.1):  # paho's thread may still be reconnecting
+                self._flush()
         while time.monotonic() < deadline and self._connected.is_set() and self._unacked:
             if self._unacked[0].is_published():
                 self._unacked.popleft()
@@ -195,8 +198,12 @@ class MqttOutput(Output):
         if self.dropped:
             log.warning("MQTT: %d event(s) were dropped from the full buffer (--mqtt-buffer %d)", self.dropped,
                         self.options.buffer)
+        self._closing = True
         if self._connected.is_set():
-            self._client.publish(self._status, b"offline", qos=1, retain=True).wait_for_publish(1.0)
+            try:
+                self._client.publish(self._status, b"offline", qos=1, retain=True).wait_for_publish(1.0)
+            except (RuntimeError, ValueError):  # the connection dropped just now: the will says offline
+                pass
         self._client.disconnect()
         self._client.loop_stop()
 
