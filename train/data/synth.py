@@ -6,6 +6,9 @@ textured backgrounds (gradient, blurred noise, clutter lines), overlapping up to
 so a dataset is reproducible image by image. Writes ``JPEGImages``, ``Annotations``,
 ``ImageSets/Main/{train,val,trainval}.txt``, ``labels.txt`` and ``synth.json`` (parameters).
 Torch-free (numpy + OpenCV).
+
+``ssd-synth --scene cross --out DIR`` instead renders labelled frames of the ``synthetic://``
+camera source (:mod:`train.data.scene`): the data for a detector that is to run on that source.
 """
 
 from __future__ import annotations
@@ -184,19 +187,66 @@ def ensure_dataset(out: str | Path, cfg: SynthConfig) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ssd-synth", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder (VOC layout)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="default 0 (with --scene: 1000, the first scene seed)")
     parser.add_argument("--num-train", type=int, default=SynthConfig.num_train)
     parser.add_argument("--num-val", type=int, default=SynthConfig.num_val)
     parser.add_argument("--size", type=int, default=SynthConfig.size, help="image side in pixels")
-    parser.add_argument("--max-objects", type=int, default=SynthConfig.max_objects)
+    parser.add_argument("--max-objects", type=int, default=None,
+                        help=f"default {SynthConfig.max_objects} (with --scene: shapes per sequence, default 12)")
+    scene = parser.add_argument_group("frames of the synthetic:// scene instead (train.data.scene)")
+    scene.add_argument("--scene", choices=("cross", "bounce"), default=None,
+                       help="render labelled frames of synthetic://?motion=MOTION sequences")
+    scene.add_argument("--width", type=int, default=640)
+    scene.add_argument("--height", type=int, default=480)
+    scene.add_argument("--train-sequences", type=int, default=40)
+    scene.add_argument("--val-sequences", type=int, default=4)
+    scene.add_argument("--frames-per-sequence", type=int, default=50)
+    scene.add_argument("--stride", type=int, default=11, help="frames between two samples of a sequence")
+    scene.add_argument("--min-objects", type=int, default=4)
+    scene.add_argument("--min-visible", type=float, default=0.25,
+                       help="objects less visible than this are marked difficult")
     args = parser.parse_args(argv)
-    if args.size < 32 or args.num_train < 0 or args.num_val < 0 or args.max_objects < 1:
+    if args.scene:
+        return _main_scene(args)
+    max_objects = SynthConfig.max_objects if args.max_objects is None else args.max_objects
+    if args.size < 32 or args.num_train < 0 or args.num_val < 0 or max_objects < 1:
         print("ssd-synth: need --size >= 32, non-negative counts and --max-objects >= 1", file=sys.stderr)
         return 2
-    cfg = SynthConfig(seed=args.seed, num_train=args.num_train, num_val=args.num_val, size=args.size,
-                      max_objects=args.max_objects, min_objects=min(SynthConfig.min_objects, args.max_objects))
+    cfg = SynthConfig(seed=args.seed or 0, num_train=args.num_train, num_val=args.num_val, size=args.size,
+                      max_objects=max_objects, min_objects=min(SynthConfig.min_objects, max_objects))
     out = generate(args.out, cfg)
     print(f"ssd-synth: wrote {cfg.num_train} train + {cfg.num_val} val images ({cfg.size} px, classes {', '.join(CLASSES)}) to {out}")
+    return 0
+
+
+def _seed_range(seeds: list[int]) -> str:
+    return f"seeds {seeds[0]}-{seeds[-1]}" if seeds else "no sequences"
+
+
+def _main_scene(args: argparse.Namespace) -> int:
+    from train.data.scene import (
+        SCENE_CLASSES,
+        SceneDatasetConfig,
+        generate_scene_dataset,
+        scene_seeds,
+    )
+
+    cfg = SceneDatasetConfig(
+        seed=1000 if args.seed is None else args.seed, train_sequences=args.train_sequences,
+        val_sequences=args.val_sequences, frames_per_sequence=args.frames_per_sequence, stride=args.stride,
+        width=args.width, height=args.height, min_objects=args.min_objects,
+        max_objects=12 if args.max_objects is None else args.max_objects, motion=args.scene, min_visible=args.min_visible,
+    )
+    try:
+        cfg.check()
+    except ValueError as exc:
+        print(f"ssd-synth: {exc}", file=sys.stderr)
+        return 2
+    out = generate_scene_dataset(args.out, cfg)
+    train, val = scene_seeds(cfg, "train"), scene_seeds(cfg, "val")
+    print(f"ssd-synth: wrote {len(train) * cfg.frames_per_sequence} train ({_seed_range(train)}) + "
+          f"{len(val) * cfg.frames_per_sequence} val ({_seed_range(val)}) frames of synthetic://?motion={cfg.motion} "
+          f"({cfg.width}x{cfg.height}, classes {', '.join(SCENE_CLASSES)}) to {out}")
     return 0
 
 
