@@ -1,7 +1,8 @@
 """Tracking quality on video with known identities: detector + tracker on ``synthetic://?motion=cross``.
 
     python benchmarks/edge_tracking.py                                  # simulated detector (noisy truth)
-    python benchmarks/edge_tracking.py --model /tmp/t23/art/model_onnx_fp32.onnx   # + an SSD artifact
+    python benchmarks/edge_tracking.py --model /tmp/t23/art/model_onnx_fp32.onnx   # + an SSD artifact (repeatable)
+    python benchmarks/edge_tracking.py --train-detector /tmp/t23b       # + the SSD trained on this source's frames
 
 The scene (:class:`edge_app.sources.synthetic.SyntheticScene`, ``motion="cross"``) knows every
 object's true box and how much of it is visible: shapes cross the frame on straight lines, pass
@@ -17,8 +18,16 @@ occluded and out-of-frame objects.
 Detectors: ``simulated``: the true boxes with jitter (3 % of the size), a miss probability and a
 score that fall with visibility (occluded objects come as low-score boxes, the case ByteTrack's
 second association is for), and 0.3 false positives a frame; ``ssd``: an SSD artifact
-(``--model``) through :class:`edge_app.detector.Detector` at score 0.1.
-Writes JSON (``--out``) and prints one line per detector and tracker.
+(``--model``) through :class:`edge_app.detector.Detector` at score 0.1; ``--train-detector
+WORKDIR`` first renders labelled frames of other sequences of the same source, trains the tiny
+SSD on them and converts it to ONNX FP32 and INT8 (``benchmarks/edge_tracking_detector.py``;
+steps already done are skipped), and runs both artifacts.
+
+The detectors' own quality is measured too (so a low IDF1 can be laid at the detector's or the
+tracker's door): per frame, detections matched one-to-one to counted objects at IoU >= 0.5,
+recall and precision at score >= 0.5 (what ByteTrack's first association takes) and >= 0.1
+(everything the tracker gets); a detection on a don't-care object is neither.
+Writes JSON (``--out``) and prints one line per detector and per detector and tracker.
 """
 
 from __future__ import annotations
@@ -137,6 +146,32 @@ class GreedyIoUTracker:
         return det_ids, boxes
 
 
+def detection_quality(truth: list, detections: list, min_visible: float, min_score: float) -> dict[str, float]:
+    """Recall and precision of per-frame detections with ``score >= min_score``: one-to-one
+    matches (Hungarian on IoU) at IoU >= 0.5 to counted objects; a detection that is not matched
+    but has IoU >= 0.5 with a don't-care object (below ``min_visible``) is not a false positive."""
+    from scipy.optimize import linear_sum_assignment
+
+    hits = n_det = n_gt = ignored = 0
+    for (_, gt_boxes, visible), (boxes, scores, _) in zip(truth, detections, strict=True):
+        boxes = boxes[scores >= min_score]
+        care = visible >= min_visible
+        n_gt += int(care.sum())
+        n_det += boxes.shape[0]
+        sim = iou(gt_boxes[care], boxes)
+        matched = np.zeros(boxes.shape[0], bool)
+        if sim.size:
+            rows, cols = linear_sum_assignment(-sim)
+            good = sim[rows, cols] >= 0.5
+            hits += int(good.sum())
+            matched[cols[good]] = True
+        dont_care = (visible > 0) & ~care
+        if dont_care.any() and boxes.shape[0]:
+            ignored += int(((iou(boxes, gt_boxes[dont_care]) >= 0.5).any(axis=1) & ~matched).sum())
+    return {"min_score": min_score, "recall": hits / max(n_gt, 1), "precision": hits / max(n_det - ignored, 1),
+            "detections": n_det, "matched": hits, "on_dont_care": ignored, "objects": n_gt}
+
+
 def run_ours(detections: list, options: TrackerOptions | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per frame ``(track ids, boxes)`` of our tracker (its Kalman boxes, as ByteTrack outputs)."""
     tracker = ByteTracker(options or TrackerOptions(frame_rate=30.0))
@@ -184,13 +219,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--objects", type=int, default=DEFAULT_SCENE["objects"])
     p.add_argument("--seed", type=int, default=DEFAULT_SCENE["seed"])
     p.add_argument("--frames", type=int, default=DEFAULT_SCENE["frames"])
-    p.add_argument("--model", type=Path, default=None, help="an SSD artifact (with sidecar) to run as a second detector")
+    p.add_argument("--model", type=Path, action="append", default=[],
+                   help="an SSD artifact (with sidecar) to run as a further detector; repeatable")
+    p.add_argument("--train-detector", type=Path, default=None, metavar="WORKDIR",
+                   help="train the tiny SSD on this source's frames under WORKDIR (steps already done are "
+                        "skipped; benchmarks/edge_tracking_detector.py) and run its FP32 and INT8 artifacts")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--min-visible", type=float, default=0.25, help="objects less visible than this are don't-care")
     p.add_argument("--identity", choices=("visit", "object"), default="visit",
                    help="visit: an object back after leaving the frame is a new identity; object: one identity per object")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "edge_tracking.json")
     args = p.parse_args(argv)
+    if args.train_detector is not None:
+        from benchmarks.edge_tracking_detector import train_detector, training_seeds
+
+        if args.seed in training_seeds():
+            print(f"edge_tracking: --seed {args.seed} is one of the detector's training sequences "
+                  f"({min(training_seeds())}-{max(training_seeds())}); pick an unseen one", file=sys.stderr)
+            return 2
+        args.model += train_detector(args.train_detector)
 
     scene = make_scene(args.width, args.height, args.objects, args.seed)
     truth = truth_sequence(scene, args.frames, visits=args.identity == "visit")
@@ -202,10 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         ends = np.flatnonzero(np.diff(column.astype(np.int8)) == -1)
         reentries += sum(1 for r in runs if any(0 < r - e and r - e >= 10 for e in ends))
     detectors = {"simulated": simulated_detections(scene, truth, seed=args.seed)}
-    if args.model:
-        detectors["ssd"] = ssd_detections(args.model, scene, args.frames, args.threads)
-    rows = []
+    for model in args.model:
+        name = f"ssd {model.stem.removeprefix('model_')}"
+        detectors[name if name not in detectors else f"{name} ({model})"] = ssd_detections(model, scene, args.frames, args.threads)
+    rows, detector_rows = [], []
     for det_name, dets in detectors.items():
+        quality = [detection_quality(truth, dets, args.min_visible, s) for s in (0.5, 0.1)]
+        detector_rows.append({"detector": det_name, "at_score": quality})
+        print(f"edge_tracking {det_name} detections: " + "; ".join(
+            f"score >= {q['min_score']}: recall {q['recall']:.3f}, precision {q['precision']:.3f}" for q in quality), flush=True)
         for trk_name, runner in (("bytetrack (ours)", run_ours), ("greedy IoU", run_greedy)):
             start = time.perf_counter()
             hyps = runner(dets)
@@ -226,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                   "identity": args.identity, "identities": len({int(i) for t in truth for i in t[0][t[2] >= args.min_visible]}),
                   "reentries": reentries, "object_frames_counted": int(visible_frames.sum())},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
+        "detectors": {str(m): str(m.resolve()) for m in args.model},
+        "detection_quality": detector_rows,
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
