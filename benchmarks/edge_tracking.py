@@ -27,6 +27,10 @@ The detectors' own quality is measured too (so a low IDF1 can be laid at the det
 tracker's door): per frame, detections matched one-to-one to counted objects at IoU >= 0.5,
 recall and precision at score >= 0.5 (what ByteTrack's first association takes) and >= 0.1
 (everything the tracker gets); a detection on a don't-care object is neither.
+``--attribute`` adds, per SSD detector, the same detections with their false positives removed
+(a box matched to no object of any visibility at IoU >= 0.5), and then also with each remaining
+box replaced by the true box of the object it matched (same frames, same scores, same misses):
+what the tracker makes of the detector's hits, misses and scores alone.
 Writes JSON (``--out``) and prints one line per detector and per detector and tracker.
 """
 
@@ -172,6 +176,29 @@ def detection_quality(truth: list, detections: list, min_visible: float, min_sco
             "detections": n_det, "matched": hits, "on_dont_care": ignored, "objects": n_gt}
 
 
+def attribution_variants(truth: list, detections: list) -> dict[str, list]:
+    """The detections without false positives, and without them and with true boxes (see the
+    module doc): ``{"no false positives": ..., "no false positives, true boxes": ...}``, each
+    per frame ``(boxes, scores, labels)``. Matching: one-to-one (Hungarian on IoU) at IoU >= 0.5
+    to the objects with visible > 0."""
+    from scipy.optimize import linear_sum_assignment
+
+    hits, true_boxes = [], []
+    for (_, gt_boxes, visible), (boxes, scores, labels) in zip(truth, detections, strict=True):
+        shown = np.flatnonzero(visible > 0)
+        sim = iou(gt_boxes[shown], boxes)
+        rows = cols = np.zeros(0, np.int64)
+        if sim.size:
+            rows, cols = linear_sum_assignment(-sim)
+            good = sim[rows, cols] >= 0.5
+            rows, cols = rows[good], cols[good]
+        order = np.argsort(cols)  # keep the detector's order
+        rows, cols = rows[order], cols[order]
+        hits.append((boxes[cols], scores[cols], labels[cols]))
+        true_boxes.append((gt_boxes[shown[rows]], scores[cols], labels[cols]))
+    return {"no false positives": hits, "no false positives, true boxes": true_boxes}
+
+
 def run_ours(detections: list, options: TrackerOptions | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per frame ``(track ids, boxes)`` of our tracker (its Kalman boxes, as ByteTrack outputs)."""
     tracker = ByteTracker(options or TrackerOptions(frame_rate=30.0))
@@ -224,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-detector", type=Path, default=None, metavar="WORKDIR",
                    help="train the tiny SSD on this source's frames under WORKDIR (steps already done are "
                         "skipped; benchmarks/edge_tracking_detector.py) and run its FP32 and INT8 artifacts")
+    p.add_argument("--attribute", action="store_true",
+                   help="also track each SSD detector's hits alone, and its hits with true boxes (see the module doc)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--min-visible", type=float, default=0.25, help="objects less visible than this are don't-care")
     p.add_argument("--identity", choices=("visit", "object"), default="visit",
@@ -250,8 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         reentries += sum(1 for r in runs if any(0 < r - e and r - e >= 10 for e in ends))
     detectors = {"simulated": simulated_detections(scene, truth, seed=args.seed)}
     for model in args.model:
-        name = f"ssd {model.stem.removeprefix('model_')}"
-        detectors[name if name not in detectors else f"{name} ({model})"] = ssd_detections(model, scene, args.frames, args.threads)
+        name = f"ssd {model}"
+        detectors[name] = ssd_detections(model, scene, args.frames, args.threads)
+        if args.attribute:
+            for variant, dets in attribution_variants(truth, detectors[name]).items():
+                detectors[f"{name} [{variant}]"] = dets
     rows, detector_rows = [], []
     for det_name, dets in detectors.items():
         quality = [detection_quality(truth, dets, args.min_visible, s) for s in (0.5, 0.1)]

@@ -141,3 +141,20 @@ def test_detection_quality_hand_computed() -> None:
     assert high["recall"] == pytest.approx(0.5) and high["precision"] == pytest.approx(1 / 3)
     low = et.detection_quality(truth, dets, 0.25, 0.1)
     assert low["recall"] == pytest.approx(1.0) and low["precision"] == pytest.approx(2 / 4)
+
+
+def test_attribution_variants_keep_hits_and_swap_in_true_boxes() -> None:
+    gt = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], float)
+    visible = np.array([1.0, 0.1, 0.0])  # a don't-care object still counts as a hit; a hidden one does not
+    truth = [(np.arange(3), gt, visible)]
+    boxes = np.array([[60, 0, 70, 10], [21, 0, 30, 10], [0, 0, 10, 9], [40, 0, 50, 10]], float)
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    labels = np.array([1, 2, 3, 1])
+    variants = et.attribution_variants(truth, [(boxes, scores, labels)])
+    hits_boxes, hits_scores, hits_labels = variants["no false positives"][0]
+    np.testing.assert_array_equal(hits_boxes, boxes[[1, 2]])
+    np.testing.assert_array_equal(hits_scores, [0.8, 0.7])
+    np.testing.assert_array_equal(hits_labels, [2, 3])
+    true_boxes, true_scores, _ = variants["no false positives, true boxes"][0]
+    np.testing.assert_array_equal(true_boxes, gt[[1, 0]])
+    np.testing.assert_array_equal(true_scores, [0.8, 0.7])
