@@ -23,12 +23,12 @@ WORKDIR`` first renders labelled frames of other sequences of the same source, t
 SSD on them and converts it to ONNX FP32 and INT8 (``benchmarks/edge_tracking_detector.py``;
 steps already done are skipped), and runs both artifacts.
 
-The detectors' own quality is measured too (so a low IDF1 can be laid at the detector's or the
-tracker's door): per frame, detections matched one-to-one to counted objects at IoU >= 0.5,
-recall and precision at score >= 0.5 (what ByteTrack's first association takes) and >= 0.1
-(everything the tracker gets); a detection on a don't-care object is neither.
-``--attribute`` adds, per SSD detector, the same detections with their false positives removed
-(a box matched to no object of any visibility at IoU >= 0.5), and then also with each remaining
+The detectors' own quality is measured too (so a low IDF1 can be laid at the detector's or
+the tracker's door): per frame, recall and precision at score >= 0.5 (what ByteTrack's first
+association takes) and >= 0.1 (everything the tracker gets), matched as VOC matches (by
+descending score, IoU >= 0.5); a detection on a don't-care object is neither hit nor false
+positive. ``--attribute`` adds, per SSD detector, the same detections with their false
+positives removed (a box matched to no object on screen), and then also with each remaining
 box replaced by the true box of the object it matched (same frames, same scores, same misses):
 what the tracker makes of the detector's hits, misses and scores alone.
 Writes JSON (``--out``) and prints one line per detector and per detector and tracker.
@@ -150,28 +150,40 @@ class GreedyIoUTracker:
         return det_ids, boxes
 
 
-def detection_quality(truth: list, detections: list, min_visible: float, min_score: float) -> dict[str, float]:
-    """Recall and precision of per-frame detections with ``score >= min_score``: one-to-one
-    matches (Hungarian on IoU) at IoU >= 0.5 to counted objects; a detection that is not matched
-    but has IoU >= 0.5 with a don't-care object (below ``min_visible``) is not a false positive."""
-    from scipy.optimize import linear_sum_assignment
+def match_by_score(gt_boxes: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """VOC's matching: detections in descending score order, each takes the not yet matched
+    object of highest IoU if that IoU is >= 0.5. Returns ``(objects, detections)`` index arrays
+    of the pairs, in descending score order."""
+    sim = iou(gt_boxes, boxes)  # (G, D)
+    taken = np.zeros(gt_boxes.shape[0], bool)
+    rows, cols = [], []
+    for d in np.argsort(-scores, kind="stable").tolist():
+        if not sim.shape[0]:
+            break
+        candidates = np.where(taken, -1.0, sim[:, d])
+        g = int(candidates.argmax())
+        if candidates[g] >= 0.5:
+            taken[g] = True
+            rows.append(g)
+            cols.append(d)
+    return np.asarray(rows, np.int64), np.asarray(cols, np.int64)
 
+
+def detection_quality(truth: list, detections: list, min_visible: float, min_score: float) -> dict[str, float]:
+    """Recall and precision of per-frame detections with ``score >= min_score``, as VOC counts
+    them: :func:`match_by_score` to every object on screen (visible > 0); a detection matched to
+    a counted object is a hit, one matched to a don't-care object (below ``min_visible``) is
+    ignored, any other is a false positive."""
     hits = n_det = n_gt = ignored = 0
     for (_, gt_boxes, visible), (boxes, scores, _) in zip(truth, detections, strict=True):
-        boxes = boxes[scores >= min_score]
-        care = visible >= min_visible
-        n_gt += int(care.sum())
-        n_det += boxes.shape[0]
-        sim = iou(gt_boxes[care], boxes)
-        matched = np.zeros(boxes.shape[0], bool)
-        if sim.size:
-            rows, cols = linear_sum_assignment(-sim)
-            good = sim[rows, cols] >= 0.5
-            hits += int(good.sum())
-            matched[cols[good]] = True
-        dont_care = (visible > 0) & ~care
-        if dont_care.any() and boxes.shape[0]:
-            ignored += int(((iou(boxes, gt_boxes[dont_care]) >= 0.5).any(axis=1) & ~matched).sum())
+        keep = scores >= min_score
+        shown = np.flatnonzero(visible > 0)
+        rows, _ = match_by_score(gt_boxes[shown], boxes[keep], scores[keep])
+        counted = visible[shown[rows]] >= min_visible
+        hits += int(counted.sum())
+        ignored += int((~counted).sum())
+        n_gt += int((visible >= min_visible).sum())
+        n_det += int(keep.sum())
     return {"min_score": min_score, "recall": hits / max(n_gt, 1), "precision": hits / max(n_det - ignored, 1),
             "detections": n_det, "matched": hits, "on_dont_care": ignored, "objects": n_gt}
 
@@ -179,20 +191,13 @@ def detection_quality(truth: list, detections: list, min_visible: float, min_sco
 def attribution_variants(truth: list, detections: list) -> dict[str, list]:
     """The detections without false positives, and without them and with true boxes (see the
     module doc): ``{"no false positives": ..., "no false positives, true boxes": ...}``, each
-    per frame ``(boxes, scores, labels)``. Matching: one-to-one (Hungarian on IoU) at IoU >= 0.5
-    to the objects with visible > 0."""
-    from scipy.optimize import linear_sum_assignment
-
+    per frame ``(boxes, scores, labels)`` in the detector's order. Matching: :func:`match_by_score`
+    to the objects on screen (visible > 0)."""
     hits, true_boxes = [], []
     for (_, gt_boxes, visible), (boxes, scores, labels) in zip(truth, detections, strict=True):
         shown = np.flatnonzero(visible > 0)
-        sim = iou(gt_boxes[shown], boxes)
-        rows = cols = np.zeros(0, np.int64)
-        if sim.size:
-            rows, cols = linear_sum_assignment(-sim)
-            good = sim[rows, cols] >= 0.5
-            rows, cols = rows[good], cols[good]
-        order = np.argsort(cols)  # keep the detector's order
+        rows, cols = match_by_score(gt_boxes[shown], boxes, scores)
+        order = np.argsort(cols)
         rows, cols = rows[order], cols[order]
         hits.append((boxes[cols], scores[cols], labels[cols]))
         true_boxes.append((gt_boxes[shown[rows]], scores[cols], labels[cols]))
