@@ -26,14 +26,13 @@ written last). Torch-free (numpy + OpenCV). CLI: ``ssd-synth --scene cross`` (se
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
 
-from ssd.atomic import atomic_write_text
+from train.data.synth import finish_voc_layout, is_complete
 
 #: class names in the order of ``SyntheticScene.kind`` (0 rectangle, 1 circle, 2 triangle), so
 #: model label ``kind + 1`` is the scene's shape
@@ -158,26 +157,14 @@ def generate_scene_dataset(out: str | Path, cfg: SceneDatasetConfig) -> Path:
                 labels = frame_labels(scene, index, cfg.min_visible)
                 (out / "Annotations" / f"{image_id}.xml").write_text(voc_xml(image_id, cfg.width, cfg.height, labels))
                 ids[split].append(image_id)
-    for split, names in (*ids.items(), ("trainval", ids["train"] + ids["val"])):
-        (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
-    (out / "labels.txt").write_text("".join(f"{c}\n" for c in SCENE_CLASSES))
-    atomic_write_text(meta, json.dumps(asdict(cfg), indent=2) + "\n")  # last: marks completion
+    finish_voc_layout(out, ids, SCENE_CLASSES, meta, asdict(cfg))
     return out
 
 
 def ensure_scene_dataset(out: str | Path, cfg: SceneDatasetConfig) -> Path:
     """Render ``out`` unless it already holds a complete dataset made with ``cfg``."""
     out = Path(out)
-    meta = out / "scene.json"
-    if meta.is_file():
-        try:
-            if json.loads(meta.read_text()) == asdict(cfg):
-                return out
-        except json.JSONDecodeError:
-            pass
-    elif out.exists() and any(out.iterdir()) and not (out / "JPEGImages").is_dir():
-        raise FileExistsError(f"{out} exists and is not a rendered dataset; choose another folder")
-    return generate_scene_dataset(out, cfg)
+    return out if is_complete(out, out / "scene.json", asdict(cfg)) else generate_scene_dataset(out, cfg)
 
 
 __all__ = ["SCENE_CLASSES", "SceneDatasetConfig", "SceneLabels", "ensure_scene_dataset", "frame_indices", "frame_labels",

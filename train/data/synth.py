@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -161,27 +163,39 @@ def generate(out: str | Path, cfg: SynthConfig) -> Path:
                 raise OSError(f"cannot write {out / 'JPEGImages' / (image_id + '.jpg')}")
             (out / "Annotations" / f"{image_id}.xml").write_text(_voc_xml(image_id, cfg.size, boxes, classes))
             ids[split].append(image_id)
+    finish_voc_layout(out, ids, CLASSES, out / "synth.json", asdict(cfg))
+    return out
+
+
+def finish_voc_layout(out: Path, ids: dict[str, list[str]], classes: Sequence[str], meta: Path,
+                      params: dict[str, Any]) -> None:
+    """Write ``ImageSets/Main/{train,val,trainval}.txt`` from ``ids`` (split -> image ids),
+    ``labels.txt``, and last ``meta`` (``params`` as JSON), which marks the dataset complete."""
     for split, names in (*ids.items(), ("trainval", ids["train"] + ids["val"])):
         (out / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
-    (out / "labels.txt").write_text("".join(f"{c}\n" for c in CLASSES))
-    atomic_write_text(out / "synth.json", json.dumps(asdict(cfg), indent=2) + "\n")  # last: marks completion
-    return out
+    (out / "labels.txt").write_text("".join(f"{c}\n" for c in classes))
+    atomic_write_text(meta, json.dumps(params, indent=2) + "\n")
+
+
+def is_complete(out: Path, meta: Path, params: dict[str, Any]) -> bool:
+    """True when ``out`` holds a complete generated dataset made with ``params`` (``meta`` says
+    so); a stale ``meta`` is removed. ``FileExistsError`` when ``out`` holds something else."""
+    if meta.is_file():
+        try:
+            if json.loads(meta.read_text()) == params:
+                return True
+        except json.JSONDecodeError:
+            pass
+        meta.unlink()
+    elif out.exists() and any(out.iterdir()) and not (out / "JPEGImages").is_dir():
+        raise FileExistsError(f"{out} exists and is not a generated dataset; choose another folder (data.root)")
+    return False
 
 
 def ensure_dataset(out: str | Path, cfg: SynthConfig) -> Path:
     """Generate ``out`` unless it already holds a complete dataset made with ``cfg``."""
     out = Path(out)
-    meta = out / "synth.json"
-    if meta.is_file():
-        try:
-            if json.loads(meta.read_text()) == asdict(cfg):
-                return out
-        except json.JSONDecodeError:
-            pass
-        meta.unlink()
-    elif out.exists() and any(out.iterdir()) and not (out / "JPEGImages").is_dir():
-        raise FileExistsError(f"{out} exists and is not a synthetic dataset; choose another data.root")
-    return generate(out, cfg)
+    return out if is_complete(out, out / "synth.json", asdict(cfg)) else generate(out, cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
