@@ -32,6 +32,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from edge_app.sources.synthetic import MOTIONS, SyntheticScene
 from train.data.synth import finish_voc_layout, is_complete
 
 #: class names in the order of ``SyntheticScene.kind`` (0 rectangle, 1 circle, 2 triangle), so
@@ -70,6 +71,8 @@ class SceneDatasetConfig:
             raise ValueError("scene dataset: need non-negative sequence counts, frames per sequence >= 1 and stride >= 1")
         if not 1 <= self.min_objects <= self.max_objects:
             raise ValueError(f"scene objects {self.min_objects}..{self.max_objects}: need 1 <= min <= max")
+        if self.motion not in MOTIONS:
+            raise ValueError(f"scene motion {self.motion!r}: use one of {', '.join(MOTIONS)}")
         if not 0.0 <= self.min_visible <= 1.0:
             raise ValueError(f"scene min_visible {self.min_visible}: need a fraction in [0, 1]")
 
@@ -107,8 +110,8 @@ class SceneLabels:
     visible: np.ndarray
 
 
-def frame_labels(scene, index: int, min_visible: float) -> SceneLabels:
-    """Labels of frame ``index`` of ``scene`` (a :class:`SyntheticScene`) from its truth."""
+def frame_labels(scene: SyntheticScene, index: int, min_visible: float) -> SceneLabels:
+    """Labels of frame ``index`` of ``scene`` from its truth."""
     _, boxes, visible = scene.truth(index)
     full = scene.boxes(index)
     truncated = (full[:, 0] < 0) | (full[:, 1] < 0) | (full[:, 2] > scene.width) | (full[:, 3] > scene.height)
@@ -134,8 +137,6 @@ def voc_xml(image_id: str, width: int, height: int, labels: SceneLabels) -> str:
 def generate_scene_dataset(out: str | Path, cfg: SceneDatasetConfig) -> Path:
     """Write the dataset under ``out`` (created; existing files are overwritten); returns ``out``."""
     import cv2
-
-    from edge_app.sources.synthetic import SyntheticScene
 
     cfg.check()
     out = Path(out)

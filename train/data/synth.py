@@ -199,25 +199,29 @@ def ensure_dataset(out: str | Path, cfg: SynthConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from train.data.scene import MOTIONS
+    from train.data.scene import SceneDatasetConfig as Scene
+
     parser = argparse.ArgumentParser(prog="ssd-synth", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="output folder (VOC layout)")
-    parser.add_argument("--seed", type=int, default=None, help="default 0 (with --scene: 1000, the first scene seed)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help=f"default {SynthConfig.seed} (with --scene: {Scene.seed}, the first scene seed)")
     parser.add_argument("--num-train", type=int, default=SynthConfig.num_train)
     parser.add_argument("--num-val", type=int, default=SynthConfig.num_val)
     parser.add_argument("--size", type=int, default=SynthConfig.size, help="image side in pixels")
     parser.add_argument("--max-objects", type=int, default=None,
-                        help=f"default {SynthConfig.max_objects} (with --scene: shapes per sequence, default 12)")
+                        help=f"default {SynthConfig.max_objects} (with --scene: shapes per sequence, default {Scene.max_objects})")
     scene = parser.add_argument_group("frames of the synthetic:// scene instead (train.data.scene)")
-    scene.add_argument("--scene", choices=("cross", "bounce"), default=None,
+    scene.add_argument("--scene", choices=MOTIONS, default=None,
                        help="render labelled frames of synthetic://?motion=MOTION sequences")
-    scene.add_argument("--width", type=int, default=640)
-    scene.add_argument("--height", type=int, default=480)
-    scene.add_argument("--train-sequences", type=int, default=40)
-    scene.add_argument("--val-sequences", type=int, default=4)
-    scene.add_argument("--frames-per-sequence", type=int, default=50)
-    scene.add_argument("--stride", type=int, default=11, help="frames between two samples of a sequence")
-    scene.add_argument("--min-objects", type=int, default=4)
-    scene.add_argument("--min-visible", type=float, default=0.25,
+    scene.add_argument("--width", type=int, default=Scene.width)
+    scene.add_argument("--height", type=int, default=Scene.height)
+    scene.add_argument("--train-sequences", type=int, default=Scene.train_sequences)
+    scene.add_argument("--val-sequences", type=int, default=Scene.val_sequences)
+    scene.add_argument("--frames-per-sequence", type=int, default=Scene.frames_per_sequence)
+    scene.add_argument("--stride", type=int, default=Scene.stride, help="frames between two samples of a sequence")
+    scene.add_argument("--min-objects", type=int, default=Scene.min_objects)
+    scene.add_argument("--min-visible", type=float, default=Scene.min_visible,
                        help="objects less visible than this are marked difficult")
     args = parser.parse_args(argv)
     if args.scene:
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.size < 32 or args.num_train < 0 or args.num_val < 0 or max_objects < 1:
         print("ssd-synth: need --size >= 32, non-negative counts and --max-objects >= 1", file=sys.stderr)
         return 2
-    cfg = SynthConfig(seed=args.seed or 0, num_train=args.num_train, num_val=args.num_val, size=args.size,
+    cfg = SynthConfig(seed=SynthConfig.seed if args.seed is None else args.seed, num_train=args.num_train, num_val=args.num_val, size=args.size,
                       max_objects=max_objects, min_objects=min(SynthConfig.min_objects, max_objects))
     out = generate(args.out, cfg)
     print(f"ssd-synth: wrote {cfg.num_train} train + {cfg.num_val} val images ({cfg.size} px, classes {', '.join(CLASSES)}) to {out}")
@@ -245,11 +249,13 @@ def _main_scene(args: argparse.Namespace) -> int:
         scene_seeds,
     )
 
+    default = SceneDatasetConfig()
     cfg = SceneDatasetConfig(
-        seed=1000 if args.seed is None else args.seed, train_sequences=args.train_sequences,
+        seed=default.seed if args.seed is None else args.seed, train_sequences=args.train_sequences,
         val_sequences=args.val_sequences, frames_per_sequence=args.frames_per_sequence, stride=args.stride,
         width=args.width, height=args.height, min_objects=args.min_objects,
-        max_objects=12 if args.max_objects is None else args.max_objects, motion=args.scene, min_visible=args.min_visible,
+        max_objects=default.max_objects if args.max_objects is None else args.max_objects, motion=args.scene,
+        min_visible=args.min_visible,
     )
     try:
         cfg.check()
