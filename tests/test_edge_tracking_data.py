@@ -158,3 +158,20 @@ def test_attribution_variants_keep_hits_and_swap_in_true_boxes() -> None:
     true_boxes, true_scores, _ = variants["no false positives, true boxes"][0]
     np.testing.assert_array_equal(true_boxes, gt[[1, 0]])
     np.testing.assert_array_equal(true_scores, [0.8, 0.7])
+
+
+def test_tiny_scene_config_maps_match_the_model() -> None:
+    """The config's spec override (160 px, maps 20/10/5/3) is what the tiny model computes."""
+    import torch
+
+    from train.config import load_config
+    from train.models import build_model
+    from train.trainer import resolve_spec
+
+    cfg = load_config("tiny_scene")
+    spec = resolve_spec(cfg.model.spec or "tiny", cfg.model.spec_overrides)
+    assert (spec.name, spec.image_size, spec.feature_maps) == ("tiny160", 160, (20, 10, 5, 3))
+    model = build_model(cfg.model.arch, len(SCENE_CLASSES) + 1, spec, **cfg.model.kwargs).eval()
+    with torch.no_grad():
+        loc, conf = model(torch.zeros(1, 3, spec.image_size, spec.image_size))[:2]
+    assert loc.shape == (1, spec.num_priors, 4) and conf.shape == (1, spec.num_priors, 4)
