@@ -14,7 +14,9 @@ match_thresh 0.8, mot20 False, 30 FPS).
 Compared per frame: the set of output tracks, matched by box (max coordinate difference below
 ``--box-tol`` pixels), and the IDs: ours must map one-to-one onto the reference's over the whole
 sequence. Numbering differs on purpose: ByteTrack gives tentative tracks an ID too, so its IDs
-have gaps; ours are 1, 2, ... in order of confirmation. Writes JSON (``--out``) and prints one line.
+have gaps; ours are 1, 2, ... in order of confirmation. ``--plus-one-iou`` runs ours with the
+reference's IoU (``cython_bbox``: ``+1`` pixel on every width and height) in place of its own,
+to show whether a difference is that convention. Writes JSON (``--out``) and prints one line.
 """
 
 from __future__ import annotations
@@ -65,6 +67,19 @@ def ensure_venv(venv: Path) -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", *REFERENCE_PACKAGES], check=True)
     return python
+
+
+def plus_one_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(N, M)`` IoU of xyxy boxes as ``cython_bbox.bbox_overlaps`` computes it (the pixel-count
+    convention: width ``x2 - x1 + 1``, height ``y2 - y1 + 1``)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt + 1.0, 0.0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = (a[:, 2] - a[:, 0] + 1.0) * (a[:, 3] - a[:, 1] + 1.0)
+    area_b = (b[:, 2] - b[:, 0] + 1.0) * (b[:, 3] - b[:, 1] + 1.0)
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 def run_reference(python: Path, bytetrack: Path, detections: list, workdir: Path) -> list[list[list[float]]]:
@@ -123,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=et.DEFAULT_SCENE["seed"])
     p.add_argument("--frames", type=int, default=et.DEFAULT_SCENE["frames"])
     p.add_argument("--box-tol", type=float, default=0.01, help="pixels")
+    p.add_argument("--plus-one-iou", action="store_true",
+                   help="run ours with the reference's +1-pixel IoU (see the module doc)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "edge_tracking_reference.json")
     args = p.parse_args(argv)
     if not (args.bytetrack / "yolox" / "tracker" / "byte_tracker.py").exists():
@@ -138,7 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         detections = et.simulated_detections(scene, et.truth_sequence(scene, args.frames), seed=args.seed)
         detector = "simulated"
-    ours = et.run_ours(detections)
+    if args.plus_one_iou:
+        from unittest import mock
+
+        import edge_app.analytics.tracker as tracker_module
+
+        with mock.patch.object(tracker_module, "iou", plus_one_iou):
+            ours = et.run_ours(detections)
+        detector += ", ours with +1-pixel IoU"
+    else:
+        ours = et.run_ours(detections)
     python = ensure_venv(args.venv)
     with tempfile.TemporaryDirectory(prefix="bytetrack_ref_") as tmp:
         reference = run_reference(python, args.bytetrack, detections, Path(tmp))

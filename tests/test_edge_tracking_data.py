@@ -175,3 +175,13 @@ def test_tiny_scene_config_maps_match_the_model() -> None:
     with torch.no_grad():
         loc, conf = model(torch.zeros(1, 3, spec.image_size, spec.image_size))[:2]
     assert loc.shape == (1, spec.num_priors, 4) and conf.shape == (1, spec.num_priors, 4)
+
+
+def test_reference_plus_one_iou_is_cython_bbox_convention() -> None:
+    from benchmarks.edge_tracking_reference import plus_one_iou
+
+    a = np.array([[0.0, 0.0, 10.0, 10.0]])
+    b = np.array([[0.0, 0.0, 10.0, 5.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 10.0, 10.0]])
+    # 11 x 6 pixels inside 11 x 11: 66 / 121; ours (no +1) gives 0.5 for the first pair
+    np.testing.assert_allclose(plus_one_iou(a, b), [[66 / 121, 0.0, 1.0]])
+    assert et.iou(a, b)[0, 0] == pytest.approx(0.5)
