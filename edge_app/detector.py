@@ -42,6 +42,10 @@ class Detector:
         """Head outputs of one image -> its :class:`ssd.Detections` (boxes xyxy in [0, 1])."""
         return decode_and_nms(loc, conf, self.priors, variances=self.spec.variances, **self.post._asdict())[0]
 
+    def postprocess_batch(self, loc: np.ndarray, conf: np.ndarray) -> list[Detections]:
+        """Head outputs of ``N`` images, ``loc (N, P, 4)``, ``conf (N, P, C)`` -> one :class:`ssd.Detections` each."""
+        return decode_and_nms(loc, conf, self.priors, variances=self.spec.variances, **self.post._asdict())
+
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         """The whole chain, synchronously."""
         loc, conf = self.backend.infer(self.preprocess(frame_bgr))

@@ -88,10 +88,17 @@ class PipelineStats:
 
 
 class FrameGrabber:
-    """Reads a source on its own thread into a bounded buffer."""
+    """Reads a source on its own thread into a bounded buffer.
 
-    def __init__(self, source: FrameSource, realtime: bool, queue_size: int, capture_times: StageTimes) -> None:
+    name: the thread's suffix (a named source's name); ``on_frame``: called (on the capture
+    thread) after each frame is buffered and at the end, to wake a consumer that waits on
+    several grabbers.
+    """
+
+    def __init__(self, source: FrameSource, realtime: bool, queue_size: int, capture_times: StageTimes,
+                 name: str | None = None, on_frame: Callable[[], None] | None = None) -> None:
         self.source = source
+        self._on_frame = on_frame
         self.realtime = realtime
         self.capacity = 1 if realtime else max(1, queue_size)
         self.dropped = 0
@@ -101,7 +108,8 @@ class FrameGrabber:
         self._stopped = False
         self._done = False
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="edge-capture", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"edge-capture-{name}" if name else "edge-capture",
+                                        daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -127,12 +135,16 @@ class FrameGrabber:
                             break
                     self._buffer.append((frame, captured))
                     self._cond.notify_all()
+                if self._on_frame is not None:
+                    self._on_frame()
         except BaseException as exc:  # handed to the main thread by get()
             self._error = exc
         finally:
             with self._cond:
                 self._done = True
                 self._cond.notify_all()
+            if self._on_frame is not None:
+                self._on_frame()
 
     def get(self, timeout: float) -> Any:
         """``(frame, perf_counter at capture)``, ``None`` at the end, or ``_EMPTY`` on timeout."""
