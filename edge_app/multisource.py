@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge_app.multisource")
 
 #: a source's name, before ``=`` in ``--source NAME=URI``
-NAME_PATTERN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})=(.+)$")
+NAME_PATTERN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})=(.*)$")
 #: names the MJPEG server uses for its own pages
 RESERVED_NAMES = ("index", "snapshot")
 
