@@ -275,15 +275,17 @@ def test_one_mjpeg_stream_per_source_and_an_index(arts):
     assert not thread.is_alive() and box["summary"].ended_by == "stop"
 
 
-def test_a_stalled_client_on_one_stream_does_not_slow_another(arts):
+def test_a_stalled_client_on_one_stream_does_not_slow_another(arts, tmp_path):
     port = free_port()
+    rng = np.random.default_rng(0)
+    # noise compresses badly (~200 kB JPEGs): a client that never reads blocks the server's writes within seconds
+    noise = ea.write_video(tmp_path / "noise.avi", [rng.integers(0, 256, (480, 640, 3), np.uint8) for _ in range(6)])
     seen: dict[str, int] = {"door": 0, "yard": 0}
 
     def observer(_processed: int, stats) -> None:
         seen["door"], seen["yard"] = _after(stats, "door"), _after(stats, "yard")
 
-    big = "width=640&height=480&realtime=1&fps=30"  # ~40 kB JPEGs: a client that never reads fills its buffers
-    uris = {"door": f"synthetic://?{big}&seed=1", "yard": f"synthetic://?{big}&seed=2"}
+    uris = {"door": f"file://{noise}?loop=1", "yard": "synthetic://?width=320&height=240&realtime=1&fps=30"}
     thread, stop, box = _run_in_thread(_multi(arts, arts.onnx_dynamic, uris, serve=f"127.0.0.1:{port}"), observer)
     stalled = socket.socket()
     try:
@@ -291,16 +293,24 @@ def test_a_stalled_client_on_one_stream_does_not_slow_another(arts):
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.connect(("127.0.0.1", port))
         stalled.sendall(b"GET /door.mjpg HTTP/1.0\r\n\r\n")  # and never read a byte
-        time.sleep(2.0)  # long enough for the server's writes to that client to block
+        time.sleep(3.0)  # long enough for the server's writes to that client to block
         door_before = seen["door"]
         frames = _read_frames(f"http://127.0.0.1:{port}/yard.mjpg", 30)
         assert len(frames) == 30 and len(set(frames)) > 20, "the other stream stalled"
         assert seen["door"] - door_before >= 20, "the stalled client's source stopped being processed"
+        door_frames = seen["door"]
     finally:
-        stalled.close()
         stop.set()
         thread.join(60)
+    try:  # what the stalled client would have read: far fewer frames than were made, so its writer was blocked
+        stalled.settimeout(10)
+        received = b""
+        while chunk := stalled.recv(1 << 20):
+            received += chunk
+    finally:
+        stalled.close()
     assert not thread.is_alive()
+    assert received.count(b"--frame") < door_frames / 2, "the client never stalled; the test proves nothing"
 
 
 def test_cli_several_sources_benchmark(arts, capsys, tmp_path):
