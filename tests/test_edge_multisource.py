@@ -338,3 +338,23 @@ def test_cli_multi_source_options_and_errors(capsys):
     assert "two sources are named 'a'" in capsys.readouterr().err
     assert main(["--model", "m.onnx", "--source", "0", "--batch", "2"]) == 2
     assert "--batch needs several" in capsys.readouterr().err
+
+
+def test_ssd_convert_dynamic_batch_artifacts_batch_several_sources(tmp_path):
+    """What a user gets from ``ssd-convert --dynamic-batch`` (INT8 ONNX, OpenVINO IR) batches two sources."""
+    from calibration.sets import write_calibration_set
+    from convert.cli import main as convert_main
+    from convert.testing import save_lively_checkpoint
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 3, 128, 128), dtype=np.uint8)
+    write_calibration_set(tmp_path / "calib", images, {"labels": ["x"]})
+    ckpt = save_lively_checkpoint(tmp_path / "m.pt", "tiny", ["x"], images, width=8)
+    out = tmp_path / "artifacts"
+    assert convert_main(["--checkpoint", str(ckpt), "--target", "onnx_int8,openvino_fp32", "--calib", str(tmp_path / "calib"),
+                         "--out", str(out), "--validate-images", "2", "--dynamic-batch"]) == 0
+    uris = {"a": "synthetic://?width=160&height=120&frames=6&seed=1", "b": "synthetic://?width=160&height=120&frames=6&seed=2"}
+    for model in (out / "model_onnx_int8.onnx", out / "model_openvino_fp32.xml"):
+        summary = run(_multi(None, model, uris, outputs=(str(tmp_path / f"{model.stem}.jsonl"),)))
+        assert summary.batch == 2 and summary.mean_batch > 1.0
+        assert summary.sources["a"]["frames"] == 6 and summary.sources["b"]["frames"] == 6

@@ -133,7 +133,9 @@ def match_outputs(
         raise SidecarError(f"sidecar of {artifact.name} maps loc and conf to the same output {names[found['loc']]!r}")
     for key, index in found.items():
         want, got = tuple(sidecar.outputs[key].shape), tuple(model_outputs[index][1])
-        if len(got) == len(want) and all(g in (w, -1) for g, w in zip(got, want, strict=True)):
+        # -1 on either side is a dynamic batch: the sidecar of a --dynamic-batch export, or a model
+        # compiled for a batch range
+        if len(got) == len(want) and all(g in (w, -1) or w == -1 for g, w in zip(got, want, strict=True)):
             continue
         raise SidecarError(
             f"sidecar of {artifact.name}: output {key} should be {want} but the model's {names[index]!r} is {got}"
