@@ -27,22 +27,22 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_app.backends.base import InferResult
 from edge_app.detector import Detector
 from edge_app.errors import EdgeAppError
-from edge_app.outputs.base import FrameResult, Output
-from edge_app.outputs.draw import draw_detections
-from edge_app.pipeline import _EMPTY, FrameGrabber, PipelineOptions, PipelineStats
+from edge_app.outputs.base import Output
+from edge_app.pipeline import _EMPTY, FrameGrabber, PipelineOptions, PipelineStats, emit_frame
 from edge_app.scheduler import RoundRobin
 from edge_app.sources.base import Frame, FrameSource
 from edge_app.stats import RateMeter, StageTimes
 
 if TYPE_CHECKING:
     from edge_app.analytics import Analytics
+    from ssd.postprocess import Detections
 
 log = logging.getLogger("edge_app.multisource")
 
@@ -328,20 +328,12 @@ class MultiPipeline:
             self.stats.batches += 1
             self.stats.batch_frames += len(job.items)
 
-    def _deliver(self, slot: _Slot, frame: Frame, captured: float, dets: Any, prep_s: float, post_s: float) -> int:
+    def _deliver(self, slot: _Slot, frame: Frame, captured: float, dets: Detections, prep_s: float, post_s: float) -> int:
         """One frame's tracks, zones and outputs; returns 1 when the frame counted (after the warm-up)."""
         began = time.perf_counter()
         slot.rate.tick(began)
-        result = FrameResult.from_detections(
-            dets, self.detector.label_names(dets.labels), frame.index, frame.timestamp, frame.width, frame.height,
-            pts=frame.pts, fps=slot.rate.fps, source=slot.name if self.tag else None,
-        )
-        track_s = zones_s = 0.0
-        if self.analytics is not None:
-            result, track_s, zones_s = self.analytics.process(result, slot.name)
-        image = draw_detections(frame.image, result, self.options.show_fps) if slot.needs_image else None
-        for output in slot.outputs:
-            output.write(result, image)
+        track_s, zones_s = emit_frame(self.detector, frame, dets, slot.rate.fps, slot.outputs, slot.needs_image,
+                                      self.options.show_fps, self.analytics, slot.name, tag=self.tag)
         end = time.perf_counter()
         self._last_end = end
         self._cpu_end = time.process_time()

@@ -33,6 +33,7 @@ from edge_app.stats import STAGES, RateMeter, StageTimes
 
 if TYPE_CHECKING:
     from edge_app.analytics import Analytics
+    from ssd.postprocess import Detections
 
 log = logging.getLogger("edge_app.pipeline")
 
@@ -171,6 +172,24 @@ class FrameGrabber:
             log.warning("capture thread of %s did not stop within 10 s", self.source.uri)
 
 
+def emit_frame(detector: Detector, frame: Frame, dets: Detections, fps: float, outputs: list[Output], draw: bool,
+               show_fps: bool, analytics: Analytics | None, source_name: str, tag: bool = False) -> tuple[float, float]:
+    """One frame's detections to its outputs: pixel boxes, then (with ``analytics``) tracks and zones
+    of ``source_name``, the drawing when ``draw``; ``tag`` puts ``source_name`` on the result.
+    Returns the seconds of the ``track`` and ``zones`` stages."""
+    result = FrameResult.from_detections(
+        dets, detector.label_names(dets.labels), frame.index, frame.timestamp, frame.width, frame.height,
+        pts=frame.pts, fps=fps, source=source_name if tag else None,
+    )
+    track_s = zones_s = 0.0
+    if analytics is not None:
+        result, track_s, zones_s = analytics.process(result, source_name)
+    image = draw_detections(frame.image, result, show_fps) if draw else None
+    for output in outputs:
+        output.write(result, image)
+    return track_s, zones_s
+
+
 @dataclass
 class _Job:
     frame: Frame
@@ -270,17 +289,8 @@ class Pipeline:
         dets = self.detector.postprocess(result.loc, result.conf)
         post_end = time.perf_counter()
         self._rate.tick(post_end)
-        frame = job.frame
-        frame_result = FrameResult.from_detections(
-            dets, self.detector.label_names(dets.labels), frame.index, frame.timestamp,
-            frame.width, frame.height, pts=frame.pts, fps=self._rate.fps,
-        )
-        track_s = zones_s = 0.0
-        if self.analytics is not None:
-            frame_result, track_s, zones_s = self.analytics.process(frame_result, self.source_name)
-        image = draw_detections(frame.image, frame_result, self.options.show_fps) if self._needs_image else None
-        for output in self.outputs:
-            output.write(frame_result, image)
+        track_s, zones_s = emit_frame(self.detector, job.frame, dets, self._rate.fps, self.outputs, self._needs_image,
+                                      self.options.show_fps, self.analytics, self.source_name)
         end = time.perf_counter()
         self._last_end = end
         self._cpu_end = time.process_time()

@@ -27,6 +27,7 @@ from edge_app.sources.synthetic import SyntheticScene
 from ssd.postprocess import LIVE
 from ssd.preprocess import preprocess
 from tests import edge_artifacts as ea
+from tests.edge_feeder import Feeder
 
 SCORE = LIVE._replace(score_threshold=ea.SCORE)
 
@@ -130,23 +131,6 @@ def test_one_video_file_per_source(arts, tmp_path):
     frames = ea.read_video(tmp_path / "out_right.avi")
     assert len(frames) == 7 and frames[0].shape == (48, 80, 3)
     assert not (tmp_path / "out.avi").exists()
-
-
-class Feeder:
-    """Publishes synthetic frames to whichever MJPEG server is current, ~50 per second."""
-
-    def __init__(self, server: MjpegServer) -> None:
-        self.server = server
-        self.scene = SyntheticScene(96, 64, objects=2, seed=0)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        i = 0
-        while not self.stop.wait(0.02):
-            self.server.publish(self.scene.render(i))
-            i += 1
 
 
 def _after(stats, name: str) -> int:
