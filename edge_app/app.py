@@ -189,7 +189,7 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _close_all(outputs: list[Any]) -> None:
+def close_all(outputs: list[Any]) -> None:
     """Finalize every output, even when one of them fails to close."""
     for output in outputs:
         try:
@@ -246,7 +246,7 @@ def run(
                 analytics = Analytics(options.analytics, fps=source.fps)
             outputs = build_outputs(options.outputs, options.serve, fps=source.fps, events=options.events,
                                     mqtt=options.mqtt)
-            io.callback(_close_all, outputs)
+            io.callback(close_all, outputs)
             log.info("running %s on %s from %s", Path(options.model).name, backend.name, options.source)
             stats = Pipeline(source, detector, outputs, options.effective_pipeline(), analytics=analytics).run(stop, observer)
         # the backend alone, after capture and outputs have stopped competing for the cores

@@ -21,7 +21,7 @@ import numpy as np
 from edge_app.app import (
     RunOptions,
     RunSummary,
-    _close_all,
+    close_all,
     measure_backend,
     opened_backend,
     stop_on_signals,
@@ -55,8 +55,9 @@ def run_multi(
     """Run every source of ``options.sources`` through one backend; see :func:`edge_app.app.run`.
 
     ``options.batch`` (``None``: the number of sources) is the most frames per backend call; the
-    backend is prepared for it when its artifact has a dynamic batch, else frames go one by one. ``--benchmark N`` counts N
-    frames per source, then times the backend alone at the run's batch and at batch 1.
+    backend is prepared for it when its artifact has a dynamic batch, else frames go one by one.
+    ``--benchmark N`` counts N frames per source, then times the backend alone at batch 1 and at
+    the run's batch, one after the other.
     """
     stop = stop or threading.Event()
     sources = list(options.sources)
@@ -82,7 +83,7 @@ def run_multi(
                 options.outputs, names, options.serve, fps={n.name: s.fps for n, s in zip(sources, opened, strict=True)},
                 events=options.events, mqtt=options.mqtt,
             )
-            io.callback(_close_all, owned)
+            io.callback(close_all, owned)
             pipeline = MultiPipeline([(named, source, per_source[named.name]) for named, source in zip(sources, opened, strict=True)],
                                      detector, options.effective_pipeline(), analytics=analytics)
             log.info("running %s on %s from %d sources (%s), batch %d", Path(options.model).name, backend.name,
@@ -93,11 +94,10 @@ def run_multi(
             in_flight = options.pipeline.in_flight or backend.max_in_flight
             frames = max(options.benchmark, 10) * len(sources)
             # side by side: batch 1 (the same frames as single calls) and the run's batch
-            batch1_fps, _ = backend_throughput(backend, detector, 1, frames, in_flight)
+            batch1_fps, batch1_cores = backend_throughput(backend, detector, 1, frames, in_flight)
+            backend_fps, backend_cores = batch1_fps, batch1_cores
             if pipeline.batch > 1:
                 backend_fps, backend_cores = backend_throughput(backend, detector, pipeline.batch, frames, in_flight)
-            else:
-                backend_fps, backend_cores = backend_throughput(backend, detector, 1, frames, in_flight)
     return RunSummary(
         model=str(options.model), backend=backend.name, source=", ".join(f"{s.name}={s.uri}" for s in sources),
         frames=stats.frames, seconds=stats.seconds, fps=stats.fps, dropped=stats.dropped, corrupt=stats.corrupt,
