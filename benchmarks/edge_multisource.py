@@ -10,7 +10,9 @@ forced to batch 1 (``--batch 1``: four calls of one frame instead of one call of
 counts N frames per source after a warm-up, then times the backend alone at the run's batch and at
 batch 1 on the same artifact and threads. Reported (medians over rounds): the aggregate FPS, each
 source's FPS and their spread ``(max - min) / max``, the ratio aggregate / backend-only throughput
-at the same batch, and the backend alone at batch B against B calls of batch 1.
+at the same batch, the backend alone at batch B against B calls of batch 1, and the CPU ratio:
+process CPU time per frame of the backend alone over the app's (wall-time ratios move with other
+jobs on shared cores; CPU time per frame much less).
 
 ONNX and OpenVINO artifacts are exported with a dynamic batch (as ``ssd-convert --dynamic-batch``);
 the LiteRT one is litert-torch's static batch 1 (its reshapes are baked for batch 1 and XNNPACK
@@ -108,6 +110,11 @@ def summarize(results: list[RunSummary]) -> dict[str, object]:
         "ratio": med(r.fps / r.backend_fps for r in results),
         "ratios": [r.fps / r.backend_fps for r in results],
         "batch_vs_batch1": med(r.backend_fps / r.backend_fps_batch1 for r in results),
+        # CPU time per frame, backend alone / app: what the ratio would be if the app had the cores to
+        # itself (process CPU time is not stolen by other jobs the way wall time is)
+        "cpu_ratio": med((r.backend_cores_used / r.backend_fps) / (r.cores_used / r.fps) for r in results),
+        "app_cpu_ms_per_frame": med(1000.0 * r.cores_used / r.fps for r in results),
+        "backend_cpu_ms_per_frame": med(1000.0 * r.backend_cores_used / r.backend_fps for r in results),
         "latency_p50_ms": med(r.stages["latency"]["p50_ms"] for r in results),
         "infer_p50_ms": med(r.stages["infer"]["p50_ms"] for r in results),
         "app_cores_used": med(r.cores_used for r in results),
@@ -161,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bg-bias", type=float, default=12.0, help="background logit bias (12: ~10 detections per frame)")
     p.add_argument("--threads", type=int, default=1,
                    help="runtime threads (app and backend-only alike; 1 leaves a core of 2 to capture, preprocessing, NMS)")
-    p.add_argument("--frames", type=int, default=150, help="counted frames per source and round")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--frames", type=int, default=100, help="counted frames per source and round")
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--score", type=float, default=0.5)
     p.add_argument("--memory-frames", type=int, default=300, help="frames per source of the memory runs; 0 skips them")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "edge_multisource.json")
@@ -201,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"spread {100 * row['spread']:.1f} %), batch {row['batch']} (mean {row['mean_batch']:.2f}), "
                       f"backend only {row['backend_fps']:.1f} FPS at batch {row['batch']} / {row['backend_fps_batch1']:.1f} "
                       f"at batch 1 (x{row['batch_vs_batch1']:.2f}), ratio {row['ratio']:.3f} "
-                      f"(rounds {' '.join(f'{r:.3f}' for r in row['ratios'])}), app on {row['app_cores_used']:.2f} cores",
+                      f"(rounds {' '.join(f'{r:.3f}' for r in row['ratios'])}), CPU per frame app {row['app_cpu_ms_per_frame']:.1f} ms / "
+                      f"backend alone {row['backend_cpu_ms_per_frame']:.1f} ms (cpu ratio {row['cpu_ratio']:.3f}), "
+                      f"app on {row['app_cores_used']:.2f} cores",
                       flush=True)
             if args.memory_frames:
                 mem[backend] = memory(model, args.memory_frames, args.threads, work)
