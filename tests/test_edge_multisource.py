@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -327,7 +329,6 @@ def test_cli_multi_source_options_and_errors(capsys):
 def test_ssd_convert_dynamic_batch_artifacts_batch_several_sources(tmp_path):
     """What a user gets from ``ssd-convert --dynamic-batch`` (INT8 ONNX, OpenVINO IR) batches two sources."""
     from calibration.sets import write_calibration_set
-    from convert.cli import main as convert_main
     from convert.testing import save_lively_checkpoint
 
     rng = np.random.default_rng(0)
@@ -335,8 +336,15 @@ def test_ssd_convert_dynamic_batch_artifacts_batch_several_sources(tmp_path):
     write_calibration_set(tmp_path / "calib", images, {"labels": ["x"]})
     ckpt = save_lively_checkpoint(tmp_path / "m.pt", "tiny", ["x"], images, width=8)
     out = tmp_path / "artifacts"
-    assert convert_main(["--checkpoint", str(ckpt), "--target", "onnx_int8,openvino_fp32", "--calib", str(tmp_path / "calib"),
-                         "--out", str(out), "--validate-images", "2", "--dynamic-batch"]) == 0
+    # in a fresh interpreter: OpenVINO's conversion forks, which must not happen in a process where
+    # litert-torch (the session's TFLite artifacts) has started JAX's threads
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from convert.cli import main; sys.exit(main(sys.argv[1:]))",
+         "--checkpoint", str(ckpt), "--target", "onnx_int8,openvino_fp32", "--calib", str(tmp_path / "calib"),
+         "--out", str(out), "--validate-images", "2", "--dynamic-batch"],
+        cwd=root, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     uris = {"a": "synthetic://?width=160&height=120&frames=6&seed=1", "b": "synthetic://?width=160&height=120&frames=6&seed=2"}
     for model in (out / "model_onnx_int8.onnx", out / "model_openvino_fp32.xml"):
         summary = run(_multi(None, model, uris, outputs=(str(tmp_path / f"{model.stem}.jsonl"),)))
