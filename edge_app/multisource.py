@@ -198,6 +198,8 @@ class MultiPipeline:
         self._cpu_start = 0.0
         self._cpu_end = 0.0
         self._last_end = 0.0
+        self._rr = RoundRobin(len(self.slots))
+        self._observer: Callable[[int, MultiStats], None] | None = None
 
     @property
     def _counting(self) -> bool:
@@ -224,7 +226,7 @@ class MultiPipeline:
         if item is _EMPTY:
             return None
         if item is None:
-            log.warning("source %s (%s) ended; the other sources go on", slot.name, slot.source.uri)
+            log.info("source %s (%s) ended", slot.name, slot.source.uri)
             slot.retire("end")
             return None
         return item
@@ -245,7 +247,6 @@ class MultiPipeline:
         """Process frames until every source is done; returns the stats (outputs not closed here)."""
         stop = stop or threading.Event()
         self._observer = observer
-        self._rr = RoundRobin(len(self.slots))
         in_flight = max(1, self.options.in_flight or self.detector.backend.max_in_flight)
         pending: deque[_Batch] = deque()
         ended_by = "end"
