@@ -110,9 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--mqtt-qos", type=int, default=1, choices=(0, 1, 2), help="MQTT QoS of events and counts")
     ev.add_argument("--mqtt-buffer", type=int, default=10_000, help="events kept while the broker is unreachable")
     run_group = p.add_argument_group("run")
-    run_group.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    run_group.add_argument("--max-frames", type=int, default=None, help="stop after N frames (per source)")
     run_group.add_argument("--benchmark", type=int, default=None, metavar="N",
-                           help="time N frames after a warm-up, print per-stage timings and backend-only throughput")
+                           help="time N frames (per source) after a warm-up, print per-stage timings and backend-only "
+                                "throughput (several sources: each one's FPS, the aggregate, the backend at the run's "
+                                "batch and at batch 1)")
     run_group.add_argument("--json", dest="json_summary", default=None, metavar="PATH",
                            help="write the run summary (timings, FPS, drops) as JSON")
     run_group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
