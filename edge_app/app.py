@@ -33,6 +33,7 @@ from ssd.postprocess import LIVE, PostprocessParams
 
 if TYPE_CHECKING:
     from edge_app.analytics import AnalyticsOptions
+    from edge_app.multisource import NamedSource
     from edge_app.outputs.mqtt import MqttOptions
 
 log = logging.getLogger("edge_app")
@@ -54,6 +55,11 @@ class RunOptions:
     analytics: tracking and zones (:class:`edge_app.analytics.AnalyticsOptions`); ``None``: off.
     events: ``--events`` target (a file or ``-``), or ``None``.
     mqtt: the MQTT broker and topics (:class:`edge_app.outputs.mqtt.MqttOptions`), or ``None``.
+    sources: named sources (:class:`edge_app.multisource.NamedSource`) served by one backend
+        (:func:`edge_app.multiapp.run_multi`); empty: the one unnamed ``source``. ``max_frames``
+        and ``benchmark`` then count per source.
+    batch: with ``sources``, the most frames per backend call (``None``: one per source; an
+        artifact without a dynamic batch takes 1 whatever this says).
     """
 
     model: Path
@@ -68,6 +74,8 @@ class RunOptions:
     analytics: AnalyticsOptions | None = None
     events: str | None = None
     mqtt: MqttOptions | None = None
+    sources: tuple[NamedSource, ...] = ()
+    batch: int | None = None
 
     def effective_pipeline(self) -> PipelineOptions:
         """:attr:`pipeline`, with ``--benchmark``'s frame count and warm-up applied."""
@@ -84,7 +92,12 @@ class RunSummary:
     ``cores_used``: process CPU time / wall time while counting frames; ``backend_fps`` and
     ``backend_cores_used``: the backend alone on the same artifact and threads (``--benchmark``).
     ``analytics``: with ``--track``/``--zones``, per source the confirmed tracks, events by type
-    and each zone's and line's final counts (the ``track`` and ``zones`` stages time them)."""
+    and each zone's and line's final counts (the ``track`` and ``zones`` stages time them).
+    With named sources: ``fps`` is the aggregate and ``dropped``/``corrupt``/``reconnects`` the
+    sums; ``sources`` holds each one's frames, FPS, drops, reconnections, latency and how it
+    ended; ``batch`` the most frames per backend call and ``mean_batch`` the mean; with
+    ``--benchmark``, ``backend_fps`` is the backend alone at ``batch`` and ``backend_fps_batch1``
+    at batch 1 (frames per second, so ``batch`` calls of 1 against one call of ``batch``)."""
 
     model: str
     backend: str
@@ -102,6 +115,10 @@ class RunSummary:
     backend_cores_used: float | None = None
     threads: int | None = None
     analytics: dict[str, object] | None = None
+    sources: dict[str, dict[str, object]] | None = None
+    batch: int | None = None
+    mean_batch: float | None = None
+    backend_fps_batch1: float | None = None
 
     @property
     def overlap_ratio(self) -> float | None:
@@ -172,7 +189,7 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _close_all(outputs: list[Any]) -> None:
+def close_all(outputs: list[Any]) -> None:
     """Finalize every output, even when one of them fails to close."""
     for output in outputs:
         try:
@@ -211,6 +228,10 @@ def run(
     a one-line message) when the model, sidecar, source or an output cannot be used.
     ``observer(processed, stats)`` is called after every frame (for monitors and benchmarks).
     """
+    if options.sources:
+        from edge_app.multiapp import run_multi
+
+        return run_multi(options, stop, observer)
     stop = stop or threading.Event()
     with stop_on_signals(stop), opened_backend(options) as backend:
         detector = Detector(backend, options.postprocess)
@@ -225,7 +246,7 @@ def run(
                 analytics = Analytics(options.analytics, fps=source.fps)
             outputs = build_outputs(options.outputs, options.serve, fps=source.fps, events=options.events,
                                     mqtt=options.mqtt)
-            io.callback(_close_all, outputs)
+            io.callback(close_all, outputs)
             log.info("running %s on %s from %s", Path(options.model).name, backend.name, options.source)
             stats = Pipeline(source, detector, outputs, options.effective_pipeline(), analytics=analytics).run(stop, observer)
         # the backend alone, after capture and outputs have stopped competing for the cores

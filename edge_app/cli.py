@@ -6,6 +6,8 @@
     ssd-edge --model model.onnx --source clip.mp4 --loop --benchmark 300
     ssd-edge --model model.onnx --source rtsp://cam/stream --track --zones zones.yaml --events events.jsonl \
         --mqtt 127.0.0.1:1883 --serve 8080
+    ssd-edge --model model_dynamic.onnx --source door=rtsp://cam1/stream --source yard=rtsp://cam2/stream \
+        --output dets.jsonl --serve 8080     # one model, two cameras: /door.mjpg, /yard.mjpg
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", "-m", required=True, type=Path, help=".onnx, .xml (OpenVINO IR) or .tflite with its .json sidecar")
-    p.add_argument("--source", "-s", required=True,
+    p.add_argument("--source", "-s", required=True, action="append", metavar="[NAME=]URI",
                    help="0 | v4l2:///dev/video0 | clip.mp4 | file://clip.mp4 | rtsp://... | http://... | csi://0 | "
-                        "picam://0 | images://folder | synthetic://")
+                        "picam://0 | images://folder | synthetic://; repeat it for several cameras through one model, "
+                        "each named NAME=URI (its name tags JSON lines, names its stream /NAME.mjpg and its zones)")
     io = p.add_argument_group("outputs")
     io.add_argument("--output", "-o", action="append", default=None, metavar="OUT",
                     help="window | - (JSON lines on stdout) | dets.jsonl | out.avi/.mp4; repeatable "
@@ -51,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     rt = p.add_argument_group("runtime")
     rt.add_argument("--device", default="AUTO", help="AUTO | CPU | GPU | NPU (OpenVINO) | CUDA | TENSORRT (ONNX Runtime)")
     rt.add_argument("--threads", type=int, default=None, help="runtime intra-op threads (default: the runtime's)")
-    rt.add_argument("--hint", default="LATENCY", choices=("LATENCY", "THROUGHPUT"), help="OpenVINO performance hint")
+    rt.add_argument("--hint", default=None, choices=("LATENCY", "THROUGHPUT"),
+                    help="OpenVINO performance hint (default: LATENCY for one source, THROUGHPUT for several)")
+    rt.add_argument("--batch", type=int, default=None,
+                    help="several sources: most frames per backend call (default: one per source, when the artifact "
+                         "was exported with --dynamic-batch; else 1)")
     rt.add_argument("--requests", dest="num_requests", type=int, default=None, help="OpenVINO async infer requests")
     rt.add_argument("--no-xnnpack", dest="xnnpack", action="store_false", help="TFLite: without the XNNPACK delegate")
     rt.add_argument("--precision-hint", dest="inference_precision", default=None, choices=("f32", "bf16", "f16"),
@@ -103,9 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--mqtt-qos", type=int, default=1, choices=(0, 1, 2), help="MQTT QoS of events and counts")
     ev.add_argument("--mqtt-buffer", type=int, default=10_000, help="events kept while the broker is unreachable")
     run_group = p.add_argument_group("run")
-    run_group.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    run_group.add_argument("--max-frames", type=int, default=None, help="stop after N frames (per source)")
     run_group.add_argument("--benchmark", type=int, default=None, metavar="N",
-                           help="time N frames after a warm-up, print per-stage timings and backend-only throughput")
+                           help="time N frames (per source) after a warm-up, print per-stage timings and backend-only "
+                                "throughput (several sources: each one's FPS, the aggregate, the backend at the run's "
+                                "batch and at batch 1)")
     run_group.add_argument("--json", dest="json_summary", default=None, metavar="PATH",
                            help="write the run summary (timings, FPS, drops) as JSON")
     run_group.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -183,14 +192,21 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     With tracking on, the detector keeps boxes down to the tracker's ``low_thresh`` (ByteTrack's
     second association needs them); ``--score`` still decides which untracked boxes are shown.
     """
+    from edge_app.multisource import parse_sources
+
+    sources, named = parse_sources(args.source)
+    if args.batch is not None and (args.batch < 1 or not named):
+        raise EdgeAppError("--batch needs several (or named) --source values and a value >= 1")
+    hint = args.hint or ("THROUGHPUT" if len(sources) > 1 else "LATENCY")
     outputs = tuple(args.output) if args.output else default_outputs(args.benchmark)
     analytics = analytics_from_args(args)
     postprocess = PostprocessParams(**_fields(PostprocessParams, args))
     if analytics is not None:
         postprocess = postprocess._replace(score_threshold=min(postprocess.score_threshold, analytics.tracker.low_thresh))
     return RunOptions(
-        model=args.model, source=args.source, outputs=outputs, serve=args.serve, benchmark=args.benchmark,
-        backend=BackendOptions(**_fields(BackendOptions, args)),
+        model=args.model, source=sources[0].uri if not named else ", ".join(f"{s.name}={s.uri}" for s in sources),
+        sources=tuple(sources) if named else (), batch=args.batch, outputs=outputs, serve=args.serve, benchmark=args.benchmark,
+        backend=BackendOptions(**{**_fields(BackendOptions, args), "hint": hint, "batch": 1}),
         capture=SourceOptions(**_fields(SourceOptions, args)),
         postprocess=postprocess,
         pipeline=PipelineOptions(**_fields(PipelineOptions, args)),
@@ -209,12 +225,25 @@ def format_report(result: RunSummary) -> str:
         lines.append(f"  {name:<12}{s['p50_ms']:>9.2f}{s['p90_ms']:>9.2f}{s['mean_ms']:>9.2f}")
     lines.append(f"  app: {result.fps:.1f} FPS over {result.frames} frames, {result.cores_used:.2f} cores busy "
                  f"(dropped {result.dropped}, corrupt {result.corrupt}, reconnects {result.reconnects})")
+    for name, info in (result.sources or {}).items():
+        lat = info["latency"]
+        lines.append(f"  {name}: {info['fps']:.1f} FPS, {info['frames']} frames, latency p50 {lat['p50_ms']:.1f} ms "
+                     f"(dropped {info['dropped']}, reconnects {info['reconnects']}, ended by {info['ended_by']})")
+    if result.sources:
+        rates = [info["fps"] for info in result.sources.values()]
+        spread = (max(rates) - min(rates)) / max(rates) if max(rates) > 0 else 0.0
+        lines.append(f"  aggregate: {result.fps:.1f} FPS over {len(rates)} sources, per-source spread "
+                     f"{100 * spread:.1f} % ((max - min) / max), batch {result.batch} (mean {result.mean_batch:.2f})")
     for source, info in (result.analytics or {}).items():
         counts = ", ".join(f"{k} {v}" for k, v in info["counts"].items())
         lines.append(f"  {source}: {info['tracks']} tracks, events {info['events'] or 'none'}" + (f"; {counts}" if counts else ""))
     if result.backend_fps:
-        lines.append(f"  backend only: {result.backend_fps:.1f} FPS, {result.backend_cores_used:.2f} cores busy; "
+        at = f" at batch {result.batch}" if result.batch else ""
+        lines.append(f"  backend only{at}: {result.backend_fps:.1f} FPS, {result.backend_cores_used:.2f} cores busy; "
                      f"app / backend = {result.overlap_ratio:.2f}")
+    if result.backend_fps_batch1 and result.batch and result.batch > 1:
+        lines.append(f"  backend only at batch 1: {result.backend_fps_batch1:.1f} FPS; batch {result.batch} / "
+                     f"{result.batch} calls of batch 1 = {result.backend_fps / result.backend_fps_batch1:.2f}")
     return "\n".join(lines)
 
 

@@ -40,7 +40,11 @@ class Detector:
 
     def postprocess(self, loc: np.ndarray, conf: np.ndarray) -> Detections:
         """Head outputs of one image -> its :class:`ssd.Detections` (boxes xyxy in [0, 1])."""
-        return decode_and_nms(loc, conf, self.priors, variances=self.spec.variances, **self.post._asdict())[0]
+        return self.postprocess_batch(loc, conf)[0]
+
+    def postprocess_batch(self, loc: np.ndarray, conf: np.ndarray) -> list[Detections]:
+        """Head outputs of ``N`` images, ``loc (N, P, 4)``, ``conf (N, P, C)`` -> one :class:`ssd.Detections` each."""
+        return decode_and_nms(loc, conf, self.priors, variances=self.spec.variances, **self.post._asdict())
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         """The whole chain, synchronously."""

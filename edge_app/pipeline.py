@@ -33,6 +33,7 @@ from edge_app.stats import STAGES, RateMeter, StageTimes
 
 if TYPE_CHECKING:
     from edge_app.analytics import Analytics
+    from ssd.postprocess import Detections
 
 log = logging.getLogger("edge_app.pipeline")
 
@@ -88,10 +89,17 @@ class PipelineStats:
 
 
 class FrameGrabber:
-    """Reads a source on its own thread into a bounded buffer."""
+    """Reads a source on its own thread into a bounded buffer.
 
-    def __init__(self, source: FrameSource, realtime: bool, queue_size: int, capture_times: StageTimes) -> None:
+    name: the thread's suffix (a named source's name); ``on_frame``: called (on the capture
+    thread) after each frame is buffered and at the end, to wake a consumer that waits on
+    several grabbers.
+    """
+
+    def __init__(self, source: FrameSource, realtime: bool, queue_size: int, capture_times: StageTimes,
+                 name: str | None = None, on_frame: Callable[[], None] | None = None) -> None:
         self.source = source
+        self._on_frame = on_frame
         self.realtime = realtime
         self.capacity = 1 if realtime else max(1, queue_size)
         self.dropped = 0
@@ -101,7 +109,8 @@ class FrameGrabber:
         self._stopped = False
         self._done = False
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="edge-capture", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"edge-capture-{name}" if name else "edge-capture",
+                                        daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -127,12 +136,16 @@ class FrameGrabber:
                             break
                     self._buffer.append((frame, captured))
                     self._cond.notify_all()
+                if self._on_frame is not None:
+                    self._on_frame()
         except BaseException as exc:  # handed to the main thread by get()
             self._error = exc
         finally:
             with self._cond:
                 self._done = True
                 self._cond.notify_all()
+            if self._on_frame is not None:
+                self._on_frame()
 
     def get(self, timeout: float) -> Any:
         """``(frame, perf_counter at capture)``, ``None`` at the end, or ``_EMPTY`` on timeout."""
@@ -157,6 +170,24 @@ class FrameGrabber:
         self._thread.join(timeout=10.0)
         if self._thread.is_alive():
             log.warning("capture thread of %s did not stop within 10 s", self.source.uri)
+
+
+def emit_frame(detector: Detector, frame: Frame, dets: Detections, fps: float, outputs: list[Output], draw: bool,
+               show_fps: bool, analytics: Analytics | None, source_name: str, tag: bool = False) -> tuple[float, float]:
+    """One frame's detections to its outputs: pixel boxes, then (with ``analytics``) tracks and zones
+    of ``source_name``, the drawing when ``draw``; ``tag`` puts ``source_name`` on the result.
+    Returns the seconds of the ``track`` and ``zones`` stages."""
+    result = FrameResult.from_detections(
+        dets, detector.label_names(dets.labels), frame.index, frame.timestamp, frame.width, frame.height,
+        pts=frame.pts, fps=fps, source=source_name if tag else None,
+    )
+    track_s = zones_s = 0.0
+    if analytics is not None:
+        result, track_s, zones_s = analytics.process(result, source_name)
+    image = draw_detections(frame.image, result, show_fps) if draw else None
+    for output in outputs:
+        output.write(result, image)
+    return track_s, zones_s
 
 
 @dataclass
@@ -258,17 +289,8 @@ class Pipeline:
         dets = self.detector.postprocess(result.loc, result.conf)
         post_end = time.perf_counter()
         self._rate.tick(post_end)
-        frame = job.frame
-        frame_result = FrameResult.from_detections(
-            dets, self.detector.label_names(dets.labels), frame.index, frame.timestamp,
-            frame.width, frame.height, pts=frame.pts, fps=self._rate.fps,
-        )
-        track_s = zones_s = 0.0
-        if self.analytics is not None:
-            frame_result, track_s, zones_s = self.analytics.process(frame_result, self.source_name)
-        image = draw_detections(frame.image, frame_result, self.options.show_fps) if self._needs_image else None
-        for output in self.outputs:
-            output.write(frame_result, image)
+        track_s, zones_s = emit_frame(self.detector, job.frame, dets, self._rate.fps, self.outputs, self._needs_image,
+                                      self.options.show_fps, self.analytics, self.source_name)
         end = time.perf_counter()
         self._last_end = end
         self._cpu_end = time.process_time()

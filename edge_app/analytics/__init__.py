@@ -80,6 +80,12 @@ class Analytics:
         self.next_seq = 0
         self.uses_zones = any(z.zones or z.lines for z in self.options.zones.values())
 
+    def add_source(self, name: str, fps: float | None) -> SourceAnalytics:
+        """Start source ``name``'s state with its own frame rate (the tracker's ``frame_rate``
+        when the options leave it unset), for runs whose sources differ in rate."""
+        state = self.sources[name] = SourceAnalytics(name, self.options, fps)
+        return state
+
     def source(self, name: str) -> SourceAnalytics:
         state = self.sources.get(name)
         if state is None:

@@ -45,6 +45,12 @@ class BackendOptions:
         sidecar's :attr:`ssd.sidecar.RuntimeHints.inference_precision`, ``f32`` for FP32 and
         FP16 IR, which OpenVINO would otherwise run in bf16 on CPUs with AVX512-BF16/AMX),
         the device's default elsewhere.
+    batch: the most frames one call should take (several cameras, one model). An ONNX or
+        OpenVINO model exported with a dynamic batch (``ssd-convert --dynamic-batch``) is
+        prepared for up to this many (OpenVINO compiles the batch range ``1..batch``); a static
+        batch-1 model, and every LiteRT model (litert-torch bakes batch 1 into its reshapes,
+        which XNNPACK refuses to resize), stays at 1. :attr:`Backend.max_batch` says what the
+        backend took.
     """
 
     device: str = "AUTO"
@@ -54,12 +60,15 @@ class BackendOptions:
     xnnpack: bool = True
     cache_dir: str | None = None
     inference_precision: str | None = None
+    batch: int = 1
 
     def __post_init__(self) -> None:
         if self.hint.upper() not in HINTS:
             raise ValueError(f"performance hint {self.hint!r} is not one of {HINTS}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
 
 
 class InferResult(NamedTuple):
@@ -124,7 +133,9 @@ def match_outputs(
         raise SidecarError(f"sidecar of {artifact.name} maps loc and conf to the same output {names[found['loc']]!r}")
     for key, index in found.items():
         want, got = tuple(sidecar.outputs[key].shape), tuple(model_outputs[index][1])
-        if len(got) == len(want) and all(g in (w, -1) for g, w in zip(got, want, strict=True)):
+        # -1 on either side is a dynamic batch: the sidecar of a --dynamic-batch export, or a model
+        # compiled for a batch range
+        if len(got) == len(want) and all(g in (w, -1) or w == -1 for g, w in zip(got, want, strict=True)):
             continue
         raise SidecarError(
             f"sidecar of {artifact.name}: output {key} should be {want} but the model's {names[index]!r} is {got}"
@@ -142,9 +153,12 @@ class Backend(ABC):
             the model's own quantization parameters for an integer input.
         name: runtime and device, e.g. ``"onnxruntime CPUExecutionProvider"``.
         max_in_flight: how many :meth:`submit` calls may usefully overlap.
+        max_batch: the most frames one :meth:`infer` / :meth:`submit` call takes: 1 for a
+            static batch-1 model, up to :attr:`BackendOptions.batch` for a dynamic-batch one.
     """
 
     max_in_flight: int = 2
+    max_batch: int = 1
 
     def __init__(self, path: Path, sidecar: Sidecar, options: BackendOptions) -> None:
         self.path = path

@@ -203,6 +203,9 @@ class OnnxRuntimeBackend(Backend):
                 f"sidecar of {path.name} names input {sidecar.input_name!r} but the model's input is {inp.name!r}"
             )
         shape = tuple(s if isinstance(s, int) else sidecar.input.shape[i] for i, s in enumerate(inp.shape))
+        # a symbolic (or -1) batch dimension takes any batch: frames of several sources in one call
+        if not (isinstance(inp.shape[0], int) and inp.shape[0] > 0):
+            self.max_batch = options.batch
         check_input(sidecar, inp.name, shape, _ORT_TYPES.get(inp.type, inp.type), path)
         outs = self.session.get_outputs()
         model_outputs = [(o.name, tuple(s if isinstance(s, int) else -1 for s in o.shape)) for o in outs]

@@ -9,6 +9,10 @@
 
 ``--serve [HOST:]PORT`` adds the MJPEG server (loopback unless HOST is given); ``--events FILE|-``
 the zone events as JSON lines; ``--mqtt HOST:PORT`` events and zone counts to an MQTT broker.
+
+With several named sources (:func:`build_source_outputs`) JSON lines, events and MQTT are shared
+(each record names its source), while each source gets its own video file (``out.avi`` ->
+``out_cam1.avi``), window and MJPEG stream (``/cam1.mjpg``).
 """
 
 from __future__ import annotations
@@ -46,20 +50,27 @@ def describe_output(spec: str) -> str:
     )
 
 
-def make_output(spec: str, fps: float | None = None) -> Output:
-    """One ``--output`` value -> an :class:`Output`."""
+def source_video_path(path: str, name: str) -> str:
+    """``out.avi`` of source ``cam1`` -> ``out_cam1.avi`` (next to it)."""
+    stem, suffix = os.path.splitext(path)
+    return f"{stem}_{name}{suffix}"
+
+
+def make_output(spec: str, fps: float | None = None, source: str | None = None) -> Output:
+    """One ``--output`` value -> an :class:`Output`; ``source``: the named source a video file or
+    window is for (its file gets the name appended, its window the name in the title)."""
     kind, text = describe_output(spec), spec.strip()
     if kind == "window":
         from edge_app.outputs.window import WindowOutput
 
-        return WindowOutput()
+        return WindowOutput() if source is None else WindowOutput(f"ssd-edge {source}")
     if kind == "jsonl":
         from edge_app.outputs.jsonl import JsonLinesOutput
 
         return JsonLinesOutput(text)
     from edge_app.outputs.video import VideoFileOutput
 
-    return VideoFileOutput(text, fps=fps)
+    return VideoFileOutput(text if source is None else source_video_path(text, source), fps=fps)
 
 
 def build_outputs(specs: Iterable[str], serve: str | None = None, fps: float | None = None,
@@ -97,4 +108,56 @@ def build_outputs(specs: Iterable[str], serve: str | None = None, fps: float | N
     return outputs
 
 
-__all__ = ["FrameResult", "Output", "build_outputs", "describe_output", "make_output"]
+def build_source_outputs(specs: Iterable[str], names: list[str], serve: str | None = None,
+                         fps: dict[str, float | None] | None = None, events: str | None = None,
+                         mqtt: MqttOptions | None = None) -> tuple[dict[str, list[Output]], list[Output]]:
+    """The outputs of a run with named sources: ``({name: its outputs}, every output to close)``.
+
+    Per source: a video file per ``--output`` video value (``out_<name>.avi``), a window, and
+    a stream ``/<name>.mjpg`` on the one MJPEG server; shared by all: JSON lines (records carry
+    ``"source"``), ``--events`` and MQTT. Same start-up order as :func:`build_outputs`: values
+    checked first, the server bound before any file is opened; on an error the ones made are closed.
+    """
+    specs = list(specs)
+    kinds = [describe_output(spec) for spec in specs]
+    fps = fps or {}
+    owned: list[Output] = []
+    per_source: dict[str, list[Output]] = {name: [] for name in names}
+    try:
+        if serve:
+            from edge_app.outputs.mjpeg import MjpegOutput, MjpegStreamOutput, parse_serve
+
+            host, port = parse_serve(serve)
+            server_output = MjpegOutput(host, port, streams=names)
+            owned.append(server_output)
+            for name in names:
+                per_source[name].append(MjpegStreamOutput(server_output.server, name))
+        shared = [make_output(spec) for spec, kind in zip(specs, kinds, strict=True) if kind == "jsonl"]
+        owned.extend(shared)
+        for name in names:
+            for spec, kind in zip(specs, kinds, strict=True):
+                if kind != "jsonl":
+                    out = make_output(spec, fps.get(name), source=name)
+                    owned.append(out)
+                    per_source[name].append(out)
+        if events:
+            from edge_app.outputs.jsonl import EventLinesOutput
+
+            shared.append(EventLinesOutput(events.strip()))
+            owned.append(shared[-1])
+        if mqtt is not None:
+            from edge_app.outputs.mqtt import MqttOutput
+
+            shared.append(MqttOutput(mqtt))
+            owned.append(shared[-1])
+    except BaseException:
+        for out in owned:
+            out.close()
+        raise
+    for name in names:
+        per_source[name].extend(shared)
+    return per_source, owned
+
+
+__all__ = ["FrameResult", "Output", "build_outputs", "build_source_outputs", "describe_output", "make_output",
+           "source_video_path"]

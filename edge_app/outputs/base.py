@@ -28,6 +28,7 @@ class FrameResult:
     track_ids: ``(K,)`` int64 track ID of each detection, ``-1`` untracked; ``None`` without ``--track``.
     events: the zone and line events of this frame (:class:`edge_app.analytics.events.Event`).
     zones: the source's :class:`edge_app.analytics.zones.ZoneTracker` (geometry and live counts), or ``None``.
+    source: the source's name in a run with named sources (``--source cam1=...``), else ``None``.
     """
 
     index: int
@@ -43,15 +44,17 @@ class FrameResult:
     track_ids: np.ndarray | None = None
     events: tuple[Event, ...] = ()
     zones: Any = None
+    source: str | None = None
 
     @classmethod
     def from_detections(
         cls, dets: Detections, names: list[str], index: int, timestamp: float, width: int, height: int,
-        pts: float | None = None, fps: float = 0.0,
+        pts: float | None = None, fps: float = 0.0, source: str | None = None,
     ) -> FrameResult:
         """Scale normalized xyxy boxes to pixels (vectorized)."""
         scale = np.array([width, height, width, height], dtype=np.float32)
-        return cls(index, timestamp, pts, width, height, dets.boxes * scale, dets.scores, dets.labels, names, fps)
+        return cls(index, timestamp, pts, width, height, dets.boxes * scale, dets.scores, dets.labels, names, fps,
+                   source=source)
 
 
 class Output(ABC):

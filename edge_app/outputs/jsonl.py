@@ -11,6 +11,9 @@ Schema (every key always present)::
      "class_ids": [1, ...],             # model classes 1..C-1 (0 is background)
      "scores": [0.91, ...],             # 4 decimals, descending
      "track_ids": [3, -1, ...]}         # with --track: each box's track ID (-1 untracked), else null
+
+With named sources (``--source cam1=... --source cam2=...``) every object starts with
+``"source": "cam1"``; a run with one unnamed ``--source`` writes exactly the keys above.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ SCHEMA_KEYS = ("frame", "timestamp", "pts", "width", "height", "boxes", "labels"
 
 def record(result: FrameResult) -> dict[str, Any]:
     """The JSON object of one frame (vectorized conversion, no per-class loops)."""
-    return {
+    rec: dict[str, Any] = {} if result.source is None else {"source": result.source}
+    rec.update({
         "frame": int(result.index),
         "timestamp": round(float(result.timestamp), 6),
         "pts": None if result.pts is None else round(float(result.pts), 6),
@@ -40,7 +44,8 @@ def record(result: FrameResult) -> dict[str, Any]:
         "class_ids": result.labels.astype(np.int64).tolist(),
         "scores": np.round(result.scores.astype(np.float64), 4).tolist(),
         "track_ids": None if result.track_ids is None else result.track_ids.astype(np.int64).tolist(),
-    }
+    })
+    return rec
 
 
 class JsonLinesOutput(Output):
