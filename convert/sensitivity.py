@@ -33,11 +33,11 @@ from convert.errors import ConvertError
 from convert.fallback import (
     FALLBACK_FORMATS,
     FallbackUnit,
-    HeldOutMeter,
     export_variant,
     head_sqnr,
     side_by_side_latency,
 )
+from convert.meter import Meter
 from ssd.atomic import atomic_write_text
 
 
@@ -78,12 +78,12 @@ def mac_shares(model: Any, image_size: int) -> dict[str, float]:
     return {k: v / total for k, v in macs.items()}
 
 
-def _run(ctx: ExportContext, fmt: str, float_layers: Sequence[str], stage: Path, stage_sidecar, meter: HeldOutMeter):
+def _run(ctx: ExportContext, fmt: str, float_layers: Sequence[str], stage: Path, stage_sidecar, meter: Meter):
     from convert.formats import run_artifact
 
     exported, _ = export_variant(ctx, fmt, float_layers, stage, stage_sidecar)
     outputs = run_artifact(exported.artifact, ctx.validation_frames(), ctx.options.threads, quiet=not ctx.options.verbose)
-    value, _ = meter.measure(exported.artifact)
+    value = meter.measure(exported.artifact).map50
     return exported.artifact, head_sqnr(ctx.reference(), outputs), value
 
 
@@ -92,7 +92,7 @@ def layer_sensitivity(ctx: ExportContext, fmt: str, units: Sequence[FallbackUnit
     measured against."""
     from convert.fallback import candidate_layers
 
-    meter = HeldOutMeter.of(ctx)
+    meter = Meter.of(ctx)
     shares = mac_shares(ctx.source.model, ctx.image_size)
     every = candidate_layers(ctx)  # "alone" leaves all the others float, not only the ones reported
     full, full_sqnr, full_map = _run(ctx, fmt, [], stage, stage_sidecar, meter)
