@@ -49,7 +49,7 @@ from ssd.sidecar import HeldOutAccuracy, Sidecar
 #: a group of layers left float together (one step of the search)
 FallbackUnit = Unit
 #: a layer group's name is logged; the search gives up after this many refused steps in a row
-PATIENCE = 3
+PATIENCE = 5
 
 #: INT8 formats the fallback can rebuild with layers in float (each exporter reads
 #: ``ExportContext.float_layers``). The TensorRT QDQ graph is measured under ORT's CPU kernels

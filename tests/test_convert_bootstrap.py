@@ -188,8 +188,21 @@ def test_the_search_refuses_a_noise_step_and_leaves_nothing_float_that_does_not_
     out = search(_Cand((), 90.0), units, evaluate, _gain(noise=1.0), done, log=lines.append)
     assert out.met is not None and out.met.float_layers == ("stem",), "the noise steps were refused"
     assert [s.accepted for s in out.steps] == [False, False, True]
-    assert asked == [("logits",), ("offsets",), ("stem",)], "a refused unit is not kept float for the next step"
+    assert asked[:3] == [("logits",), ("logits", "offsets"), ("logits", "offsets", "stem")], "refused units are carried"
+    assert asked[3:] == [("offsets", "stem"), ("stem",)], "then each goes back to INT8: the limit holds without them"
     assert any("refused: not beyond its interval" in line for line in lines)
+    assert any("logits back to INT8" in line for line in lines)
+
+
+def test_two_layers_that_only_help_together_are_found():
+    from convert.search import Unit, search
+
+    def evaluate(layers):  # a wide activation: its producer and consumer must both stay float
+        return _Cand(layers, 99.0 if {"p", "c"} <= set(layers) else 50.0)
+
+    units = [Unit(x, (x,)) for x in ("h", "p", "c", "z")]
+    out = search(_Cand((), 50.0), units, evaluate, _gain(1.0), lambda c: c.fidelity >= 98.0)
+    assert out.met is not None and set(out.met.float_layers) == {"p", "c"}
 
 
 def test_the_search_puts_back_an_accepted_group_that_no_longer_helps():
