@@ -165,6 +165,9 @@ class Resolution:
 
     def advice(self, limit: float) -> str:
         """One line for the user: whether ``limit`` can be judged on these images, and the choices."""
+        if math.isnan(self.resolvable):
+            return (f"FP32 finds none of the objects on the {self.images} held-out images: they cannot resolve any drop "
+                    "(train the model further, or use --max-drop-on fidelity)")
         head = (f"{self.images} held-out images resolve mAP@0.5 drops of about {self.resolvable:.2f} points "
                 f"(one detection is worth {self.worth:.2f})")
         if self.resolves(limit):
