@@ -234,7 +234,7 @@ def accuracy_record(meter: Meter, limit: float, on: str, final: Measurement, ful
         drop_low=round(final.drop.low, 4), drop_high=round(final.drop.high, 4), bootstrap_resamples=RESAMPLES,
         bootstrap_seed=SEED, resolvable_points=round(meter.resolution().resolvable, 4), enforced_on=on,
         fidelity_loss=round(final.fidelity_loss.value, 4), fidelity_low=round(final.fidelity_loss.low, 4),
-        fidelity_high=round(final.fidelity_loss.high, 4),
+        fidelity_high=round(final.fidelity_loss.high, 4), seen_in_training=meter.seen_in_training,
     )
 
 

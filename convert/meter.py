@@ -69,6 +69,8 @@ class Meter:
         items = holdout_items(calib.holdout)
         self.truths = [gt for _, gt in items]
         self.images_from = calib.manifest_sha256
+        seen = (calib.manifest.get("holdout") or {}).get("seen_in_training")
+        self.seen_in_training = None if seen is None else int(seen)
         extra = list(calib.batches("NCHW", "float32", limit=FIDELITY_CALIBRATION_IMAGES))
         inputs = [x for x, _ in items] + extra
         self.frames = [as_frame(x) for x in inputs]

@@ -347,6 +347,9 @@ def export(
             results.append(_convert_one(ctx, fmt, out, f"[{i}/{len(chosen)}]"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        from convert.record import write_record
+
+        write_record(out, results, {f.name: (f.runtime, f.precision) for f in chosen})
     return ConvertReport(out, results, time.perf_counter() - start)
 
 

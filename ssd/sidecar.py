@@ -209,6 +209,8 @@ class HeldOutAccuracy:
         FP32's own detections on every image, :mod:`convert.meter`).
     fidelity_loss / fidelity_low / fidelity_high: that loss in points (0: FP32's detections
         reproduced) with its interval.
+    seen_in_training: how many held-out images the checkpoint was trained on (from the
+        calibration manifest; ``None``: unknown).
     """
 
     fp32_map50: float
@@ -230,6 +232,7 @@ class HeldOutAccuracy:
     fidelity_loss: float | None = None
     fidelity_low: float | None = None
     fidelity_high: float | None = None
+    seen_in_training: int | None = None
 
     @property
     def latency_cost(self) -> float | None:
@@ -261,6 +264,7 @@ class HeldOutAccuracy:
             fidelity_loss=opt("fidelity_loss"),
             fidelity_low=opt("fidelity_low"),
             fidelity_high=opt("fidelity_high"),
+            seen_in_training=None if data.get("seen_in_training") is None else int(data["seen_in_training"]),
         )
 
     def interval_text(self) -> str:
