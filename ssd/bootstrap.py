@@ -102,18 +102,24 @@ def mean_map50(tables: Tables, weights: np.ndarray, chunk: int = 100) -> np.ndar
 
 
 def paired_interval(reference: Tables, candidate: Tables, resamples: int = RESAMPLES, seed: int = SEED,
-                    level: float = LEVEL) -> Interval:
+                    level: float = LEVEL, subset: np.ndarray | None = None) -> Interval:
     """``reference`` mAP@0.5 minus ``candidate``'s in points (a drop, when the candidate is the
-    INT8 model), with its paired-bootstrap interval over the images."""
+    INT8 model), with its paired-bootstrap interval over the images (only the image indices in
+    ``subset`` when given: as if the tables had been made on those images alone)."""
     ref, cand = _as_tuple(reference), _as_tuple(candidate)
     sizes = {t.num_images for t in ref + cand}
     if len(sizes) != 1:
         raise ValueError(f"paired tables need the same images: {sorted(sizes)} images")
-    n = sizes.pop()
-    value = 100.0 * float(mean_map50(ref, np.ones((1, n)))[0] - mean_map50(cand, np.ones((1, n)))[0])
+    total = sizes.pop()
+    chosen = np.arange(total) if subset is None else np.asarray(subset, np.int64)
+    n = len(chosen)
+    ones = np.zeros((1, total))
+    ones[0, chosen] = 1.0
+    value = 100.0 * float(mean_map50(ref, ones)[0] - mean_map50(cand, ones)[0])
     if n == 0 or math.isnan(value):
         return Interval(float("nan"), float("nan"), float("nan"), n, resamples, seed, level)
-    weights = resample_weights(n, resamples, seed)
+    weights = np.zeros((resamples, total))
+    weights[:, chosen] = resample_weights(n, resamples, seed)
     diffs = 100.0 * (mean_map50(ref, weights) - mean_map50(cand, weights))
     diffs = diffs[~np.isnan(diffs)]
     tail = 100.0 * (1.0 - level) / 2.0

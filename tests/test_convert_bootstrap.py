@@ -227,3 +227,13 @@ def test_the_search_stops_at_the_start_when_the_limit_is_not_significantly_excee
     flat = search(start, [Unit(x, (x,)) for x in "abcdef"], lambda layers: _Cand(layers, 90.1), _gain(1.0),
                   lambda c: False, patience=3)
     assert flat.met is None and len(flat.steps) == 3 and flat.best is start
+
+
+def test_a_subset_is_the_same_as_tables_made_on_those_images_alone():
+    n, pick = 30, np.array([1, 3, 4, 8, 9, 12, 20, 21, 29])
+    demoted = {3, 8, 20, 25}
+    truths, fp32, int8 = _truths(n), _dets(n, set()), _dets(n, demoted)
+    full = paired_interval(match_table(truths, fp32, LABELS), match_table(truths, int8, LABELS), resamples=200, subset=pick)
+    alone = paired_interval(match_table([truths[i] for i in pick], [fp32[i] for i in pick], LABELS),
+                            match_table([truths[i] for i in pick], [int8[i] for i in pick], LABELS), resamples=200)
+    assert (full.value, full.low, full.high, full.images) == pytest.approx((alone.value, alone.low, alone.high, alone.images))
