@@ -129,6 +129,14 @@ class Meter:
         maps = [t.map50() for t in tables]
         return 100.0 * (1.0 - float(np.nanmean(maps))) if not np.all(np.isnan(maps)) else 0.0
 
+    def held_out_map50(self, artifact: Path) -> float:
+        """mAP@0.5 (points) of a staged artifact on the held-out images alone (no fidelity, no interval)."""
+        from convert.fallback import run_timed
+
+        outputs, _ = run_timed(artifact, self.frames[: self.held_out], self.ctx.options.threads,
+                               quiet=not self.ctx.options.verbose)
+        return 100.0 * match_table(self.truths, self.detections(outputs), self.labels).map50()
+
     @staticmethod
     def gain(better: Measurement, worse: Measurement) -> Interval:
         """Fidelity of ``better`` minus ``worse``'s, with its paired interval (points)."""
