@@ -253,7 +253,9 @@ def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> Arti
         size = sum(p.stat().st_size for p in files) / 1e6
         path = _install(out, fmt, files, staged_sidecar)
         seconds = time.perf_counter() - start
-        log(f"{index} {fmt.name}: ok, {path.name} ({size:.2f} MB, {seconds:.1f} s): {validation.summary}")
+        held = "" if accuracy is None else (f"; held-out drop {accuracy.interval_text()} points (95 % interval, "
+                                             f"{accuracy.images} images, limit {accuracy.max_drop_points:g})")
+        log(f"{index} {fmt.name}: ok, {path.name} ({size:.2f} MB, {seconds:.1f} s): {validation.summary}{held}")
         return ArtifactResult(fmt.name, path, size, seconds, validation, files=[out / p.name for p in files])
     except Exception as exc:  # one format failing must not leave files or stop the others
         installer.abandon(stage)
