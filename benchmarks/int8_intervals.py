@@ -4,7 +4,7 @@ For every INT8 artifact in ``--artifacts`` (converted without ``--max-drop``: pl
 FP32 and the artifact run once over a validation split and a test split (batch 1, the edge app's
 backends, :data:`ssd.postprocess.EVAL`). Then, for each size in ``--sizes``, ``--draws`` random
 subsets of the validation images play the held-out set: each gives the artifact's drop with its
-95 % interval (:func:`ssd.bootstrap.paired_interval`, 1,000 resamples), and the draw *covers*
+95 % interval (:func:`ssd.bootstrap.paired_interval`, ``--resamples``), and the draw *covers*
 when that interval contains the artifact's drop on the whole test split. Reported per artifact
 and size: coverage, median interval width, and the test drop itself with its own interval.
 
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-split", default="test")
     p.add_argument("--sizes", default="25,50,75")
     p.add_argument("--draws", type=int, default=100)
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per interval (ssd-convert uses 1000)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "int8_intervals.json")
     args = p.parse_args(argv)
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             covered, widths, drops = 0, [], []
             for draw in range(args.draws):
                 subset = rng.choice(n_val, size, replace=False)
-                iv = paired_interval(fp32[args.val_split], tables[args.val_split], seed=draw, subset=subset)
+                iv = paired_interval(fp32[args.val_split], tables[args.val_split], resamples=args.resamples, seed=draw,
+                                      subset=subset)
                 covered += int(iv.low <= test.value <= iv.high)
                 widths.append(iv.high - iv.low)
                 drops.append(iv.value)
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     result = {"checkpoint": str(args.checkpoint), "artifacts": str(args.artifacts), "data": str(args.data),
               "val_images": n_val, "test_images": len(splits[args.test_split]), "draws": args.draws,
-              "fp32_map50": {s: 100 * t.map50() for s, t in fp32.items()}, "rows": rows,
+              "resamples": args.resamples, "fp32_map50": {s: 100 * t.map50() for s, t in fp32.items()}, "rows": rows,
               "seconds": time.perf_counter() - start}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

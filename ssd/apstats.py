@@ -66,6 +66,17 @@ class MatchTable:
         """mAP@0.5 (0-1) over the classes with objects; NaN when no class has any."""
         return float(weighted_map50(self, np.ones((1, self.num_images)))[0])
 
+    def subset(self, images: np.ndarray) -> MatchTable:
+        """The table of ``images`` (indices, in that order) alone, as if matched on those only."""
+        images = np.asarray(images, np.int64)
+        where = np.full(self.num_images, -1, np.int64)
+        where[images] = np.arange(len(images))
+        classes = []
+        for c in self.classes:
+            keep = where[c.image] >= 0
+            classes.append(ClassMatches(c.name, c.scores[keep], where[c.image[keep]], c.tp[keep], c.positives[images]))
+        return MatchTable(classes, len(images))
+
 
 def _iou_xywh(dets: np.ndarray, gts: np.ndarray, crowd: np.ndarray) -> np.ndarray:
     """``(D, G)`` IoU as pycocotools computes it (xywh; a crowd region: intersection / det area)."""

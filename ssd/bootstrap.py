@@ -110,16 +110,13 @@ def paired_interval(reference: Tables, candidate: Tables, resamples: int = RESAM
     sizes = {t.num_images for t in ref + cand}
     if len(sizes) != 1:
         raise ValueError(f"paired tables need the same images: {sorted(sizes)} images")
-    total = sizes.pop()
-    chosen = np.arange(total) if subset is None else np.asarray(subset, np.int64)
-    n = len(chosen)
-    ones = np.zeros((1, total))
-    ones[0, chosen] = 1.0
-    value = 100.0 * float(mean_map50(ref, ones)[0] - mean_map50(cand, ones)[0])
+    if subset is not None:
+        ref, cand = tuple(t.subset(subset) for t in ref), tuple(t.subset(subset) for t in cand)
+    n = ref[0].num_images
+    value = 100.0 * float(mean_map50(ref, np.ones((1, n)))[0] - mean_map50(cand, np.ones((1, n)))[0])
     if n == 0 or math.isnan(value):
         return Interval(float("nan"), float("nan"), float("nan"), n, resamples, seed, level)
-    weights = np.zeros((resamples, total))
-    weights[:, chosen] = resample_weights(n, resamples, seed)
+    weights = resample_weights(n, resamples, seed)
     diffs = 100.0 * (mean_map50(ref, weights) - mean_map50(cand, weights))
     diffs = diffs[~np.isnan(diffs)]
     tail = 100.0 * (1.0 - level) / 2.0

@@ -237,3 +237,13 @@ def test_a_subset_is_the_same_as_tables_made_on_those_images_alone():
     alone = paired_interval(match_table([truths[i] for i in pick], [fp32[i] for i in pick], LABELS),
                             match_table([truths[i] for i in pick], [int8[i] for i in pick], LABELS), resamples=200)
     assert (full.value, full.low, full.high, full.images) == pytest.approx((alone.value, alone.low, alone.high, alone.images))
+
+
+def test_a_table_subset_is_the_table_of_those_images():
+    n, pick = 12, np.array([2, 5, 7, 11])
+    truths, dets = _truths(n), _dets(n, {5, 6})
+    sub = match_table(truths, dets, LABELS).subset(pick)
+    alone = match_table([truths[i] for i in pick], [dets[i] for i in pick], LABELS)
+    assert sub.num_images == 4 and sub.map50() == pytest.approx(alone.map50())
+    for a, b in zip(sub.classes, alone.classes, strict=True):
+        assert np.array_equal(a.tp, b.tp) and np.array_equal(a.image, b.image) and np.array_equal(a.positives, b.positives)
