@@ -20,6 +20,7 @@ Before any export, :meth:`Meter.resolution` says what the held-out images can re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,14 @@ class Meter:
         inputs = [x for x, _ in items] + extra
         self.frames = [as_frame(x) for x in inputs]
         self.held_out = len(items)
-        reference = self.detections([src.reference(x) for x in inputs])
+        ctx.log(f"  held-out check: PyTorch FP32 on {len(items)} held-out + {len(extra)} calibration images")
+        outputs, last = [], time.perf_counter()
+        for i, x in enumerate(inputs, start=1):
+            outputs.append(src.reference(x))
+            if time.perf_counter() - last > 20:  # a progress line at least every 30 s
+                ctx.log(f"  held-out check: PyTorch FP32 {i}/{len(inputs)} images")
+                last = time.perf_counter()
+        reference = self.detections(outputs)
         self.fp32_table = match_table(self.truths, reference[: self.held_out], self.labels)
         self.fp32_map50 = 100.0 * self.fp32_table.map50()
         self.pseudo_truths = [reference_truths(reference, floor) for floor in FIDELITY_FLOORS]
