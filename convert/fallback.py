@@ -38,6 +38,7 @@ import numpy as np
 
 from convert.context import ExportContext
 from convert.errors import ConvertError
+from convert.heartbeat import heartbeat
 from convert.meter import Measurement, Meter, describe
 from convert.quiet import captured
 from convert.search import Unit, flatten, search
@@ -140,7 +141,8 @@ def export_variant(ctx: ExportContext, fmt_name: str, float_layers: Sequence[str
     folder = Path(stage) / f"variant{len(list(Path(stage).glob('variant*')))}"
     folder.mkdir(parents=True)
     variant = dataclasses.replace(ctx, float_layers=tuple(float_layers))
-    exported = fmt.exporter(variant, folder, f"model_{fmt.name}")
+    with heartbeat(ctx.log, f"exporting {fmt.name} with {len(float_layers)} layer(s) float"):
+        exported = fmt.exporter(variant, folder, f"model_{fmt.name}")
     return exported, stage_sidecar(fmt.name, exported)
 
 

@@ -124,9 +124,11 @@ class Meter:
     def measure(self, artifact: Path) -> Measurement:
         """Run a staged artifact through its backend and :meth:`assess` it."""
         from convert.fallback import run_timed
+        from convert.heartbeat import heartbeat
 
-        outputs, times = run_timed(artifact, self.frames, self.ctx.options.threads, quiet=not self.ctx.options.verbose)
-        return self.assess(outputs, float(np.median(times)))
+        with heartbeat(self.ctx.log, f"measuring {artifact.name} on {len(self.frames)} images"):
+            outputs, times = run_timed(artifact, self.frames, self.ctx.options.threads, quiet=not self.ctx.options.verbose)
+            return self.assess(outputs, float(np.median(times)))
 
     def subset_fidelity_loss(self, outputs: Outputs) -> float:
         """Fidelity loss (points) of head outputs on the first ``len(outputs)`` of :attr:`frames`

@@ -50,6 +50,7 @@ from convert import install as installer
 from convert.context import ConvertOptions, ExportContext, Log
 from convert.errors import ConvertError
 from convert.formats import FORMATS, Exported, Format
+from convert.heartbeat import heartbeat
 from convert.source import load_source
 from convert.targets import resolve_formats
 from convert.validate import Validation
@@ -229,7 +230,8 @@ def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> Arti
     stage = Path(tempfile.mkdtemp(prefix=f"{fmt.name}.", dir=ctx.work))
     try:
         log(f"{index} {fmt.name}: exporting ({fmt.description})")
-        exported = fmt.exporter(ctx, stage, f"model_{fmt.name}")
+        with heartbeat(log, f"exporting {fmt.name}"):
+            exported = fmt.exporter(ctx, stage, f"model_{fmt.name}")
         if exported.artifact.name != fmt.filename:
             raise ConvertError(f"exporter wrote {exported.artifact.name}, expected {fmt.filename}")
         sidecar = _sidecar(ctx, fmt, exported, fmt.filename)

@@ -247,3 +247,17 @@ def test_a_table_subset_is_the_table_of_those_images():
     assert sub.num_images == 4 and sub.map50() == pytest.approx(alone.map50())
     for a, b in zip(sub.classes, alone.classes, strict=True):
         assert np.array_equal(a.tp, b.tp) and np.array_equal(a.image, b.image) and np.array_equal(a.positives, b.positives)
+
+
+def test_a_long_step_logs_a_line_while_it_runs():
+    import time
+
+    from convert.heartbeat import heartbeat
+
+    lines: list[str] = []
+    with heartbeat(lines.append, "exporting x", every=0.05):
+        time.sleep(0.3)
+    count = len(lines)
+    assert count >= 2 and all(line.startswith("  ... still exporting x (") for line in lines)
+    time.sleep(0.15)
+    assert len(lines) == count, "no line after the step ended"
