@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
         fp32, res = holdout_resolution(args.checkpoint, calib)
         print(f"ssd-calibrate: PyTorch FP32 mAP@0.5 {fp32:.2f} on the held-out images; "
-              + res.advice(args.max_drop if args.max_drop is not None else 100.0).split(": --max-drop")[0])
+              + (res.advice(args.max_drop) if args.max_drop is not None else res.advice(100.0).split(": --max-drop")[0]))
     return 0
 
 
