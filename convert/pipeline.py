@@ -346,6 +346,8 @@ def export(
     results = []
     try:
         if options.max_drop is not None and any(f.precision == "int8" for f in chosen):
+            from convert.meter import announce_resolution
+
             announce_resolution(ctx)
         for i, fmt in enumerate(chosen, start=1):
             results.append(_convert_one(ctx, fmt, out, f"[{i}/{len(chosen)}]"))
@@ -355,19 +357,6 @@ def export(
 
         write_record(out, results, {f.name: (f.runtime, f.precision) for f in chosen})
     return ConvertReport(out, results, time.perf_counter() - start)
-
-
-def announce_resolution(ctx: ExportContext) -> None:
-    """Before any export: what the held-out images can resolve, against ``--max-drop``."""
-    from convert.meter import Meter
-
-    meter = Meter.of(ctx)
-    limit = float(ctx.options.max_drop)
-    ctx.log(f"  held-out check: PyTorch FP32 mAP@0.5 {meter.fp32_map50:.2f} on {len(meter)} images; "
-            + meter.resolution().advice(limit))
-    if not meter.resolution().resolves(limit) and ctx.options.max_drop_on == "labels":
-        ctx.log(f"  held-out check: the limit is held to the held-out drop anyway (met unless its whole 95 % interval "
-                f"is above {limit:g}); --max-drop-on fidelity holds it to INT8's agreement with FP32 instead")
 
 
 def check_max_drop(max_drop: float | None) -> None:
