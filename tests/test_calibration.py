@@ -110,8 +110,12 @@ def test_cli_builds_a_set_with_manifest_and_preprocessed_inputs(voc, tiny_checkp
                                            "--max-drop", "0.5")
     assert code == 0, stderr
     assert "warning: only 12 calibration images" in stdout
-    # what the 5 held-out images can resolve, from the FP32 model before any export (an untrained model finds nothing)
-    assert "PyTorch FP32 mAP@0.5 0.00 on the held-out images; FP32 finds none of the objects on the 5 held-out images" in stdout
+    # what the 5 held-out images can resolve, from the FP32 model before any export (the untrained model's random
+    # weights may find nothing at all, which it then says)
+    import re
+
+    assert re.search(r"PyTorch FP32 mAP@0\.5 [0-9.]+ on the held-out images; (FP32 finds none of the objects on the 5 "
+                     r"held-out images|5 held-out images resolve mAP@0\.5 drops of about [0-9.]+ points .*--max-drop 0\.5)", stdout)
     calib = load_calibration_set(out)
     manifest = json.loads((out / "manifest.json").read_text())
     assert calib.manifest_sha256 == file_sha256(out / "manifest.json")
