@@ -5,7 +5,7 @@
 
 Each variant is one re-export of ``--format`` through its own exporter
 (:func:`convert.fallback.export_variant`) measured like ``ssd-convert --max-drop``
-(:class:`convert.fallback.HeldOutMeter`: the edge app's backend on the calibration set's
+(:class:`convert.meter.Meter`: the edge app's backend on the calibration set's
 held-out images, the same decode + NMS and evaluator as ``ssd-compare``). Variants:
 ``plain`` (full INT8), ``class_logits`` / ``box_offsets`` (the heads' output convolutions
 float, :func:`convert.fallback.head_output_units`), ``heads`` (every head convolution float),
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from convert import ConvertOptions
     from convert.context import ExportContext
-    from convert.fallback import HeldOutMeter
+    from convert.meter import Meter
     from convert.pipeline import load_calibration
     from convert.source import load_source
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="int8_variants."))
     base = ConvertOptions(threads=args.threads)
     ctx = ExportContext(source, calib, base, work, log=lambda s: None)
-    meter = HeldOutMeter.of(ctx)
+    meter = Meter.of(ctx)
     try:
         rows = _run(args, ctx, base, meter, work)
     finally:
@@ -93,16 +93,17 @@ def _run(args: argparse.Namespace, ctx, base, meter, work: Path) -> list[dict]:
         method = variant.partition("=")[2] if variant.startswith("method=") else None
         ctx.options = dataclasses.replace(base, calib_methods={BACKENDS[args.format]: method} if method else {})
         exported, _ = export_variant(ctx, args.format, layers, work / "variants", stage_sidecar_writer(ctx))
-        map50, ms = meter.measure(exported.artifact)
+        measured = meter.measure(exported.artifact)
+        map50, ms = measured.map50, measured.latency_ms
         if args.keep is not None:
             folder = args.keep / variant.replace("=", "_")
             folder.mkdir(parents=True, exist_ok=True)
             for path in (exported.artifact, *exported.companions, sidecar_path(exported.artifact)):
                 shutil.copy2(path, folder / path.name)
         rows.append({"variant": variant, "float_layers": list(layers), "map50": map50, "drop_points": meter.fp32_map50 - map50,
-                     "median_ms": ms})
+                     "drop_interval": measured.drop.to_dict(), "fidelity_loss": measured.fidelity_loss.to_dict(), "median_ms": ms})
         print(f"int8_variants {args.format} {variant}: held-out mAP@0.5 {map50:.2f} (FP32 {meter.fp32_map50:.2f}), "
-              f"drop {meter.fp32_map50 - map50:.2f} points, {len(layers)} layer(s) float, {ms:.1f} ms", flush=True)
+              f"drop {measured.drop.text()} points, fidelity loss {measured.fidelity_loss.text()}, {len(layers)} layer(s) float, {ms:.1f} ms", flush=True)
     return rows
 
 

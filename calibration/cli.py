@@ -3,7 +3,8 @@
     ssd-calibrate --data data/synth --split train --num 300 --seed 0 \\
         --checkpoint runs/tiny_synth/best.pt --out calibration/sets/tiny_synth
 
-The checkpoint gives the input size and the label order; its weights are not loaded.
+The checkpoint gives the input size and the label order; with held-out images its weights
+are loaded once to say what those images can resolve (:mod:`calibration.resolution`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--holdout-split", default=None,
                    help="draw the held-out images from this split (one the model was not trained on, e.g. val) "
                         "instead of --split")
+    p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
+                   help="the ssd-convert --max-drop you plan: say whether the held-out images can resolve it and how many "
+                        "it would need (the resolution is printed either way when --holdout > 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint whose input size and labels to use")
     p.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "synth"), help="dataset layout")
@@ -69,12 +73,22 @@ def run(args: argparse.Namespace) -> int:
         holdout_split=args.holdout_split,
         trained_on=_trained_on(ckpt),
     )
-    build_calibration_set(req, args.out)
+    calib = build_calibration_set(req, args.out)
+    if req.holdout > 0 and calib.holdout is not None and len(calib.holdout) > 0:
+        from calibration.resolution import holdout_resolution
+
+        fp32, res = holdout_resolution(args.checkpoint, calib)
+        print(f"ssd-calibrate: PyTorch FP32 mAP@0.5 {fp32:.2f} on the held-out images; "
+              + (res.advice(args.max_drop) if args.max_drop is not None else res.advice(100.0).split(": --max-drop")[0]))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.max_drop is not None and not 0.0 < args.max_drop <= 100.0:
+        print(f"ssd-calibrate: error: --max-drop is in points of mAP@0.5 (0-100, as in ssd-convert), got {args.max_drop:g}",
+              file=sys.stderr)
+        return 2
     try:
         return run(args)
     except CalibrationError as exc:

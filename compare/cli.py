@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from compare.diffs import DEFAULT_DIFF, describe
-from compare.report import changes_table, fallback_note, table, write_report
+from compare.report import BOOTSTRAP_NOTE, changes_table, held_out_note, table, write_report
 from compare.run import CompareOptions, run_comparison
 
 
@@ -25,7 +25,9 @@ def parse_args(argv: list[str] | None = None) -> CompareOptions:
     parser.add_argument("--threads", type=int, default=2, help="inference threads for every runtime (default 2)")
     parser.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
                         help="flag INT8 artifacts losing more than POINTS of mAP@0.5 (0-100, as in ssd-convert)")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when an artifact is flagged or fails")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when an artifact is flagged (its drop significantly above --max-drop), fails to run, "
+                             "or failed in ssd-convert (a row from the folder's ssd-convert.json)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--diff-images", type=int, default=4, help="most-changed images per INT8 diff sheet (default 4)")
     parser.add_argument("--diff-score", type=float, default=DEFAULT_DIFF.score,
@@ -63,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     for row in report.rows:
         if row.note:
             print(f"note: {row.name}: {row.note}")
-        if row.held_out and row.held_out.float_layers:
-            print(f"note: {row.name}: {fallback_note(row)}")
+        if row.held_out:
+            print(f"note: {row.name}: {held_out_note(row)}")
+    print(f"note: {BOOTSTRAP_NOTE}")
     print()
     for kind, path in paths.items():
         print(f"{kind:>24}: {path}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from compare.diff_sheets import LEGEND, DiffSheet, encode_image
 from compare.diffs import CHANGE_COLUMNS, change_cells, describe
-from compare.report import COLUMNS, row_cells
+from compare.report import BOOTSTRAP_NOTE, columns, held_out_note, row_cells
 from compare.run import ComparisonReport
 
 STYLE = """
@@ -76,6 +76,11 @@ def class_rows(report: ComparisonReport) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def sheet_score(report: ComparisonReport) -> float:
+    """The score from which the diff sheets compare boxes."""
+    return next(iter(report.changes.values())).params.score if report.changes else 0.5
+
+
 def render(report: ComparisonReport, plots: Mapping[str, Path], sheets: Sequence[DiffSheet], thumb_quality: int = 82) -> str:
     """The page as text; ``plots`` maps a title to a PNG on disk, ``sheets`` come from
     :func:`compare.diff_sheets.write_diff_sheets` (their rows are embedded as JPEG)."""
@@ -87,12 +92,14 @@ def render(report: ComparisonReport, plots: Mapping[str, Path], sheets: Sequence
         f"<h1>{html.escape(title)}</h1>",
         f'<p>{report.num_images} images; evaluation thresholds score 0.01, 200 detections per image; latency is the '
         f"runtime's inference call alone, median, {report.threads} thread(s). Deltas are points of mAP against "
-        f"PyTorch FP32{f'; INT8 rows losing more than {report.max_drop:g} point(s) of mAP@0.5 are flagged' if report.max_drop is not None else ''}."
+        f"PyTorch FP32; {BOOTSTRAP_NOTE}"
+        f"{f'; INT8 rows whose whole interval lies above a drop of {report.max_drop:g} point(s) of mAP@0.5 are flagged, those whose value alone does are marked unresolved' if report.max_drop is not None else ''}."
         '</p><p class="note" id="load-state">images: pending</p>',
         '<h2 id="summary">Summary</h2>',
-        _table(COLUMNS, [row_cells(report, r) for r in report.rows], [bool(report.flag(r)) for r in report.rows]),
+        _table(columns(report), [row_cells(report, r) for r in report.rows], [bool(report.flag(r)) for r in report.rows]),
     ]
     notes = [f"<li>{html.escape(r.name)}: {html.escape(r.note)}</li>" for r in report.rows if r.note]
+    notes += [f"<li>{html.escape(r.name)}: {html.escape(held_out_note(r))}</li>" for r in report.rows if r.held_out]
     if notes:
         parts.append(f"<ul class=\"note\">{''.join(notes)}</ul>")
     header, rows = class_rows(report)
@@ -113,7 +120,9 @@ def render(report: ComparisonReport, plots: Mapping[str, Path], sheets: Sequence
     for sheet in sheets:
         parts.append(f'<h3 id="diffs-{html.escape(sheet.name)}">{html.escape(sheet.name)}</h3>')
         if not sheet.rows:
-            parts.append('<p class="note">Its detections match FP32\'s on every image.</p>')
+            parts.append(f'<p class="note">Its boxes scoring >= {sheet_score(report):g} match FP32\'s on every image; '
+                         "mAP can still move in the ranking below that score (see the interval above and the per-class "
+                         "table).</p>")
         for image, caption in sheet.rows:
             uri = data_uri(encode_image(image, ".jpg", thumb_quality), "image/jpeg")
             parts.append(f'<figure class="diff"><img alt="{html.escape(caption)}" src="{uri}">'

@@ -9,10 +9,15 @@ from typing import Any
 
 from compare.diffs import CHANGE_COLUMNS, change_cells, describe
 from compare.run import ComparisonReport, ModelResult
+from compare.uncertainty import change_text
 from ssd.atomic import atomic_write_text
+from ssd.bootstrap import LEVEL, RESAMPLES, SEED
 from ssd.postprocess import EVAL
 
-COLUMNS = ("format", "precision", "size MB", "mAP50", "mAP50-95", "d mAP50", "ms", "FPS", "status")
+COLUMNS = ("format", "precision", "size MB", "mAP50", "mAP50-95", "d mAP50", "d mAP50 95% CI", "ms", "FPS", "status")
+#: how every interval is made (report.json's "bootstrap", the reports' sentence)
+BOOTSTRAP_NOTE = ("95 % intervals: paired percentile bootstrap over the images (both models' detections on the same "
+                  f"resampled images), {RESAMPLES} resamples, seed {SEED}")
 
 
 def _fmt(value: float | None, digits: int = 3, signed: bool = False) -> str:
@@ -47,9 +52,10 @@ def row_cells(report: ComparisonReport, row: ModelResult) -> list[str]:
         _fmt(metrics.map if metrics else None),
         *voc,
         "ref" if row is report.reference else _fmt(d50, 2, signed=True),
+        "" if row is report.reference else change_text(report.intervals.get(row.name)),
         _fmt(p50, 2),
         _fmt(1e3 / p50 if p50 else None, 1),
-        report.flag(row) or ("ok (see note)" if row.note else "ok"),
+        report.flag(row) or report.unresolved(row) or ("ok (see note)" if row.note else "ok"),
     ]
 
 
@@ -99,16 +105,20 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
                 "metrics": row.metrics.to_dict() if row.metrics else None,
                 "voc": row.voc.to_dict() if row.voc else None,
                 "delta_map50_points": d50,
+                "delta_map50_interval": _change_interval(report, row),
                 "delta_map_points": d,
                 "latency_p50_ms": row.latency_p50,
                 "latency_p90_ms": row.latency_p90,
                 "fps": 1e3 / row.latency_p50 if row.latency_p50 else None,
-                "status": report.flag(row) or "ok",
+                "status": report.flag(row) or report.unresolved(row) or "ok",
+                "error": row.error,
                 "executed_by": row.executed_by,
                 "note": row.note,
                 "float_layers": row.held_out.float_layers if row.held_out else None,
                 "float_latency_cost": row.held_out.latency_cost if row.held_out else None,
                 "convert_held_out_drop_points": row.held_out.drop_points if row.held_out else None,
+                "convert_held_out_drop_interval": ([row.held_out.drop_low, row.held_out.drop_high]
+                                                   if row.held_out and row.held_out.drop_low is not None else None),
             }
         )
         rows[-1]["per_class_delta_ap50_points"] = report.class_delta(row) if row is not report.reference else None
@@ -120,6 +130,8 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
             "num_images": report.num_images,
             "threads": report.threads,
             "max_drop_points": report.max_drop,
+            "bootstrap": {"method": "paired percentile bootstrap over images", "resamples": RESAMPLES, "seed": SEED,
+                          "level": LEVEL},
             "labels": report.label_names,
             "reference": report.reference.name,
             "flagged": report.flagged,
@@ -128,13 +140,34 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
     )
 
 
+def _change_interval(report: ComparisonReport, row: ModelResult) -> dict[str, Any] | None:
+    """The interval of ``row``'s mAP@0.5 change (artifact minus FP32, points), or ``None``."""
+    interval = report.intervals.get(row.name)
+    if interval is None:
+        return None
+    return {"change": -interval.value, "low": -interval.high, "high": -interval.low, "images": interval.images,
+            "resamples": interval.resamples, "seed": interval.seed, "level": interval.level}
+
+
+def held_out_note(row: ModelResult) -> str:
+    """What ``ssd-convert --max-drop`` measured for ``row``: the held-out drop with its interval,
+    what the images resolve, where they came from, and the float layers with their cost."""
+    h = row.held_out
+    seen = ("" if h.seen_in_training is None else
+            f", {h.seen_in_training} of them seen in training" if h.seen_in_training else ", none seen in training")
+    resolves = "" if h.resolvable_points is None else f"; they resolve drops of about {h.resolvable_points:.2f} points"
+    floats = fallback_note(row) if h.float_layers else "no layer left float"
+    limit = "" if h.max_drop_points is None else f", limit {h.max_drop_points:g} on {h.enforced_on}"
+    return (f"ssd-convert held-out drop {h.interval_text()} points on {h.images} images{seen}{resolves}{limit}; {floats}")
+
+
 def fallback_note(row: ModelResult) -> str:
     """What ``ssd-convert --max-drop`` left float in ``row``'s artifact and what it cost."""
     h = row.held_out
     full = h.fp32_map50 - (h.full_int8_map50 if h.full_int8_map50 is not None else h.map50)
     cost = f"{h.latency_cost:.2f}x the full-INT8 latency" if h.latency_cost is not None else "latency not measured"
-    return (f"float fallback {', '.join(h.float_layers)} ({cost}); held-out drop {full:.2f} -> {h.drop_points:.2f} points "
-            f"(limit {h.max_drop_points:g})")
+    return (f"float fallback {', '.join(h.float_layers)} ({cost}); held-out drop {full:.2f} -> {h.interval_text()} points "
+            f"(limit {h.max_drop_points:g}, {h.images} images)")
 
 
 def markdown(report: ComparisonReport, plots: dict[str, str], sheets: dict[str, tuple[str, list[str]]] | None = None) -> str:
@@ -146,7 +179,8 @@ def markdown(report: ComparisonReport, plots: dict[str, str], sheets: dict[str, 
         f"{report.num_images} images; evaluation thresholds (ssd.EVAL) score {EVAL.score_threshold:g}, "
         f"{EVAL.top_k} candidates, {EVAL.max_detections} detections per image; "
         f"latency is the runtime's inference call alone, median, {report.threads} thread(s). "
-        "Deltas are points of mAP against PyTorch FP32.",
+        f"Deltas are points of mAP against PyTorch FP32; {BOOTSTRAP_NOTE}. With --max-drop an INT8 row is flagged when its "
+        "whole interval lies above the limit, and marked unresolved when only its value does.",
         "",
         "| " + " | ".join(columns(report)) + " |",
         "|" + "---|" * len(columns(report)),
@@ -163,7 +197,7 @@ def markdown(report: ComparisonReport, plots: dict[str, str], sheets: dict[str, 
                   "| " + " | ".join(CHANGE_COLUMNS) + " |", "|" + "---|" * len(CHANGE_COLUMNS)]
         lines += ["| " + " | ".join(change_cells(c)) + " |" for c in report.changes.values()]
     notes = [f"- {r.name}: {r.note}" for r in report.rows if r.note]
-    notes += [f"- {r.name}: {fallback_note(r)}" for r in report.rows if r.held_out and r.held_out.float_layers]
+    notes += [f"- {r.name}: {held_out_note(r)}" for r in report.rows if r.held_out]
     if notes:
         lines += ["", "Notes:", ""] + notes
     if report.flagged:

@@ -22,6 +22,7 @@ import numpy as np
 
 from compare.diffs import DEFAULT_DIFF, DiffParams, ModelChanges, model_changes
 from compare.predictors import ArtifactPredictor, Predictor, TorchPredictor
+from ssd.bootstrap import Interval
 from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
 from ssd.preprocess import preprocess
 from ssd.priors import default_boxes
@@ -212,6 +213,8 @@ class ComparisonReport:
     metric: str = "coco"
     samples: list[Sample] = field(default_factory=list, repr=False)  # the compared images, for the diffs
     changes: dict[str, ModelChanges] = field(default_factory=dict, repr=False)  # row name -> against FP32
+    #: row name -> its mAP@0.5 drop against the reference with the 95 % paired-bootstrap interval
+    intervals: dict[str, Interval] = field(default_factory=dict, repr=False)
 
     @property
     def reference(self) -> ModelResult:
@@ -238,12 +241,28 @@ class ComparisonReport:
                 for n in self.label_names}
 
     def flag(self, row: ModelResult) -> str | None:
-        """Why ``row`` is flagged, or ``None``."""
+        """Why ``row`` is flagged, or ``None``: an error, or an INT8 drop significantly above
+        ``max_drop`` (its whole interval is; judged on the value where no interval exists)."""
         if row.error:
             return f"error: {row.error}"
         d50, _ = self.delta(row)
-        if self.max_drop is not None and row.precision == "int8" and d50 is not None and -d50 > self.max_drop:
-            return f"drop {-d50:.2f} > {self.max_drop:g} pts"
+        if self.max_drop is None or row.precision != "int8" or d50 is None:
+            return None
+        interval = self.intervals.get(row.name)
+        if interval is None:
+            return f"drop {-d50:.2f} > {self.max_drop:g} pts" if -d50 > self.max_drop else None
+        if interval.above(self.max_drop):
+            return f"drop {interval.text()} > {self.max_drop:g} pts"
+        return None
+
+    def unresolved(self, row: ModelResult) -> str | None:
+        """An INT8 drop above ``max_drop`` whose interval still reaches below it: these images
+        cannot tell (a note, not a flag)."""
+        interval = self.intervals.get(row.name)
+        if self.max_drop is None or row.precision != "int8" or interval is None or self.flag(row):
+            return None
+        if interval.value > self.max_drop:
+            return f"unresolved: drop {interval.text()} vs {self.max_drop:g} pts"
         return None
 
     @property
@@ -287,8 +306,11 @@ def load_samples(data: Path, split: str, label_names: Sequence[str], limit: int 
 def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
     """Evaluate PyTorch FP32 and every artifact in ``options.artifacts`` on the same images."""
     reference = TorchPredictor(options.checkpoint, options.threads)
+    from compare.missing import missing_rows
+
     artifacts = discover_artifacts(options.artifacts)
-    if not artifacts:
+    missing = missing_rows(options.artifacts, artifacts)
+    if not artifacts and not missing:
         raise FileNotFoundError(f"no models with sidecars in {options.artifacts}; run ssd-convert first")
     reader = load_samples(options.data, options.split, reference.labels, options.limit, options.format)
     samples = reader.samples
@@ -314,6 +336,9 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
         except Exception as exc:  # one broken artifact must not hide the others' results
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             rows.append(ModelResult(path.name, "?", "?", str(path), artifact_size_mb(path), error=message))
+    for row in missing:
+        log(f"{row.name}: {row.error}")
+    rows += missing
     report = ComparisonReport(
         rows=rows,
         label_names=list(reference.labels),
@@ -326,6 +351,9 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
         samples=samples,
     )
     report.changes = detection_changes(report, options.diff)
+    from compare.uncertainty import drop_intervals
+
+    report.intervals = drop_intervals(report)
     return report
 
 

@@ -74,19 +74,3 @@ def map50(
     """mAP@0.5 of ``infer(x) -> (loc, conf)`` over ``items``."""
     items = list(items)
     return map50_of_outputs([infer(x) for x, _ in items], [gt for _, gt in items], spec, labels)
-
-
-def openvino_map50_fn(spec: SSDSpec, labels: list[str]) -> Callable[[Any, Iterable[Any]], float]:
-    """``validation_fn(compiled_model, items) -> mAP@0.5`` as ``nncf.quantize_with_accuracy_control``
-    wants (NNCF compiles the candidate models itself)."""
-
-    def validate(compiled_model: Any, items: Iterable[Any]) -> float:
-        loc_port, conf_port = compiled_model.output("loc"), compiled_model.output("conf")
-
-        def infer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            result = compiled_model(x)
-            return np.asarray(result[loc_port]), np.asarray(result[conf_port])
-
-        return map50(infer, items, spec, labels)
-
-    return validate

@@ -60,9 +60,13 @@ class ConvertOptions:
     max_drop: with a value, every INT8 artifact may lose at most this many points of mAP@0.5
         (0-100, the unit of ``ssd-compare --max-drop``) on the calibration set's held-out
         images, measured by the project's own evaluation (:mod:`convert.fallback`) and
-        recorded in the sidecar; OpenVINO INT8 first uses NNCF's accuracy control. An
-        artifact above the limit gets layers left in float, worst first (``fallback``), or
-        fails by name.
+        recorded in the sidecar with its 95 % interval. An artifact significantly above the
+        limit gets layer groups left in float where they measurably help (``fallback``,
+        :mod:`convert.fallback`), or fails by name.
+    max_drop_on: what ``max_drop`` is held to: ``"labels"`` (the held-out mAP@0.5 drop; met
+        unless its whole 95 % interval is above the limit) or ``"fidelity"`` (INT8's detections
+        scored against FP32's own on every image, :mod:`convert.meter`; for held-out sets too
+        small to resolve the limit).
     fallback: with ``max_drop``, leave layers float until the limit is met (else fail at once).
     max_float_layers: the fallback gives up after this many float layers (``None``: all).
     calib_methods: backend -> method (see :data:`CALIBRATION_METHODS`); missing -> default.
@@ -79,6 +83,7 @@ class ConvertOptions:
     opset: int = 17
     dynamic_batch: bool = False
     max_drop: float | None = None
+    max_drop_on: str = "labels"
     fallback: bool = True
     max_float_layers: int | None = None
     calib_methods: dict[str, str] = field(default_factory=dict)

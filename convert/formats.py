@@ -13,7 +13,7 @@ onnx_fp16           .onnx      onnxruntime  fp16   no      onnxconverter-common 
 onnx_int8           .onnx      onnxruntime  int8   yes     ORT quant_pre_process + quantize_static QDQ
 openvino_fp32       .xml       openvino     fp32   no      openvino.convert_model(hub ONNX)
 openvino_fp16       .xml       openvino     fp16   no      save_model(compress_to_fp16=True)
-openvino_int8       .xml       openvino     int8   yes     nncf.quantize (or ..._with_accuracy_control)
+openvino_int8       .xml       openvino     int8   yes     nncf.quantize (ignored_scope for --max-drop)
 tflite_fp32         .tflite    tflite       fp32   no      litert_torch.convert, NHWC input
 tflite_int8         .tflite    tflite       int8   yes     PT2E full integer, int8 NHWC in, int8 out
 tensorrt_calib      .onnx      onnxruntime  int8   yes     FP32 ONNX + ORT calibrator TensorRT table
@@ -284,21 +284,13 @@ def _openvino(ctx: ExportContext, stage: Path, stem: str, precision: str) -> Exp
     model = ovx.read_onnx(ctx.hub_onnx())
     extra: dict[str, Any] = {**_batch_extra(ctx)}
     if precision == "int8":
-        calib = ctx.require_calibration("openvino_int8")
+        ctx.require_calibration("openvino_int8")
         inputs = ctx.calibration_inputs()
-        validation_items, validation_fn = None, None
-        if ctx.options.max_drop is not None and not ctx.float_layers:
-            from convert.accuracy import holdout_items, openvino_map50_fn
-
-            if calib.holdout is None or len(calib.holdout) == 0:
-                raise ConvertError(f"--max-drop needs held-out images; {calib.root} has none (re-run ssd-calibrate with --holdout N)")
-            validation_items = holdout_items(calib.holdout)
-            validation_fn = openvino_map50_fn(ctx.source.spec, ctx.source.labels)
         from convert.layers import openvino_nodes
 
-        max_drop = None if validation_fn is None else ctx.options.max_drop / 100.0  # the metric is a fraction
+        # --max-drop is enforced by the same search as every backend (convert.fallback), through
+        # NNCF's ignored_scope; its own accuracy control ran 13 min silently and judged noise
         model, settings = ovx.quantize_int8(model, inputs, ctx.options.method("openvino"), ctx.options.verbose,
-                                            max_drop, validation_items, validation_fn,
                                             ignored_names=tuple(openvino_nodes(model, ctx.float_layers, ctx.hub_onnx())))
         extra["quantization"] = {**settings, "calibration_images": len(inputs)}
     xml, binary = ovx.save_ir(model, stage / f"{stem}.xml", fp16=precision == "fp16")

@@ -3,14 +3,12 @@
 ``openvino.convert_model`` reads the FP32 ONNX graph; ``openvino.save_model`` writes the
 ``.xml`` + ``.bin`` pair (``compress_to_fp16`` only for FP16). INT8 is NNCF post-training
 quantization (``nncf.quantize``, performance preset: symmetric int8 weights and activations)
-calibrated on the calibration set, or, with ``max_drop``,
-``nncf.quantize_with_accuracy_control``: quantize, measure mAP@0.5 on the held-out images,
-and revert the most harmful layers to FP32 until the drop is at most ``max_drop``.
+calibrated on the calibration set; ``--max-drop`` leaves layers float through NNCF's
+``ignored_scope``, chosen by the same search as every backend (:mod:`convert.fallback`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +49,6 @@ def quantize_int8(
     calibration: np.ndarray,
     method: str = "minmax",
     verbose: bool = False,
-    max_drop: float | None = None,
-    validation_items: list[Any] | None = None,
-    validation_fn: Callable[[Any, Iterable[Any]], float] | None = None,
     ignored_names: tuple[str, ...] = (),
 ) -> tuple[Any, dict[str, Any]]:
     """NNCF INT8 of an ``openvino.Model``; returns it and the settings used.
@@ -62,8 +57,6 @@ def quantize_int8(
     fallback, :mod:`convert.fallback`).
 
     calibration: ``(N, 3, S, S)`` pixel inputs (uint8, read lazily one image at a time).
-    With ``max_drop``, ``validation_items`` and
-    ``validation_fn(compiled_model, items) -> metric`` drive the accuracy control.
     """
     nncf = require("nncf")
     settings: dict[str, Any] = {
@@ -81,17 +74,7 @@ def quantize_int8(
             if ignored_names:
                 common["ignored_scope"] = nncf.IgnoredScope(names=list(ignored_names))
                 settings["ignored_scope"] = list(ignored_names)
-            if max_drop is None:
-                quantized = nncf.quantize(model, dataset, advanced_parameters=advanced, **common)
-            else:
-                if not validation_items or validation_fn is None:
-                    raise ConvertError("--max-drop needs held-out images with ground truth; re-run ssd-calibrate with --holdout N (N > 0)")
-                quantized = nncf.quantize_with_accuracy_control(
-                    model, dataset, nncf.Dataset(validation_items), validation_fn,
-                    max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=advanced, **common,
-                )
-                settings.update(tool="nncf.quantize_with_accuracy_control", max_drop_fraction=max_drop, metric="mAP@0.5 (0-1) on held-out images",
-                                validation_images=len(validation_items))
+            quantized = nncf.quantize(model, dataset, advanced_parameters=advanced, **common)
         except ConvertError:
             raise
         except Exception as exc:

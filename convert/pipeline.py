@@ -50,6 +50,7 @@ from convert import install as installer
 from convert.context import ConvertOptions, ExportContext, Log
 from convert.errors import ConvertError
 from convert.formats import FORMATS, Exported, Format
+from convert.heartbeat import heartbeat
 from convert.source import load_source
 from convert.targets import resolve_formats
 from convert.validate import Validation
@@ -229,7 +230,8 @@ def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> Arti
     stage = Path(tempfile.mkdtemp(prefix=f"{fmt.name}.", dir=ctx.work))
     try:
         log(f"{index} {fmt.name}: exporting ({fmt.description})")
-        exported = fmt.exporter(ctx, stage, f"model_{fmt.name}")
+        with heartbeat(log, f"exporting {fmt.name}"):
+            exported = fmt.exporter(ctx, stage, f"model_{fmt.name}")
         if exported.artifact.name != fmt.filename:
             raise ConvertError(f"exporter wrote {exported.artifact.name}, expected {fmt.filename}")
         sidecar = _sidecar(ctx, fmt, exported, fmt.filename)
@@ -253,7 +255,9 @@ def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> Arti
         size = sum(p.stat().st_size for p in files) / 1e6
         path = _install(out, fmt, files, staged_sidecar)
         seconds = time.perf_counter() - start
-        log(f"{index} {fmt.name}: ok, {path.name} ({size:.2f} MB, {seconds:.1f} s): {validation.summary}")
+        held = "" if accuracy is None else (f"; held-out drop {accuracy.interval_text()} points (95 % interval, "
+                                             f"{accuracy.images} images, limit {accuracy.max_drop_points:g})")
+        log(f"{index} {fmt.name}: ok, {path.name} ({size:.2f} MB, {seconds:.1f} s): {validation.summary}{held}")
         return ArtifactResult(fmt.name, path, size, seconds, validation, files=[out / p.name for p in files])
     except Exception as exc:  # one format failing must not leave files or stop the others
         installer.abandon(stage)
@@ -341,10 +345,17 @@ def export(
         f"{source.checkpoint}; {len(chosen)} formats -> {out}" + (f"; calibration {calib_set.root} ({len(calib_set)} images)" if calib else ""))
     results = []
     try:
+        if options.max_drop is not None and any(f.precision == "int8" for f in chosen):
+            from convert.meter import announce_resolution
+
+            announce_resolution(ctx)
         for i, fmt in enumerate(chosen, start=1):
             results.append(_convert_one(ctx, fmt, out, f"[{i}/{len(chosen)}]"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        from convert.record import write_record
+
+        write_record(out, results, {f.name: (f.runtime, f.precision) for f in chosen})
     return ConvertReport(out, results, time.perf_counter() - start)
 
 

@@ -33,11 +33,11 @@ from convert.errors import ConvertError
 from convert.fallback import (
     FALLBACK_FORMATS,
     FallbackUnit,
-    HeldOutMeter,
     export_variant,
     head_sqnr,
     side_by_side_latency,
 )
+from convert.meter import Meter
 from ssd.atomic import atomic_write_text
 
 
@@ -78,12 +78,12 @@ def mac_shares(model: Any, image_size: int) -> dict[str, float]:
     return {k: v / total for k, v in macs.items()}
 
 
-def _run(ctx: ExportContext, fmt: str, float_layers: Sequence[str], stage: Path, stage_sidecar, meter: HeldOutMeter):
+def _run(ctx: ExportContext, fmt: str, float_layers: Sequence[str], stage: Path, stage_sidecar, meter: Meter):
     from convert.formats import run_artifact
 
     exported, _ = export_variant(ctx, fmt, float_layers, stage, stage_sidecar)
     outputs = run_artifact(exported.artifact, ctx.validation_frames(), ctx.options.threads, quiet=not ctx.options.verbose)
-    value, _ = meter.measure(exported.artifact)
+    value = meter.held_out_map50(exported.artifact)
     return exported.artifact, head_sqnr(ctx.reference(), outputs), value
 
 
@@ -92,7 +92,7 @@ def layer_sensitivity(ctx: ExportContext, fmt: str, units: Sequence[FallbackUnit
     measured against."""
     from convert.fallback import candidate_layers
 
-    meter = HeldOutMeter.of(ctx)
+    meter = Meter.of(ctx)
     shares = mac_shares(ctx.source.model, ctx.image_size)
     every = candidate_layers(ctx)  # "alone" leaves all the others float, not only the ones reported
     full, full_sqnr, full_map = _run(ctx, fmt, [], stage, stage_sidecar, meter)
@@ -102,7 +102,7 @@ def layer_sensitivity(ctx: ExportContext, fmt: str, units: Sequence[FallbackUnit
         start = time.perf_counter()
         _, alone_sqnr, alone_map = _run(ctx, fmt, [x for x in every if x not in unit.layers], stage, stage_sidecar, meter)
         left, float_sqnr, float_map = _run(ctx, fmt, list(unit.layers), stage, stage_sidecar, meter)
-        t_full, t_left = side_by_side_latency(full, left, meter.frames[:10], ctx.options.threads, rounds=2)
+        t_full, t_left = side_by_side_latency(full, left, meter.frames[:min(10, len(meter))], ctx.options.threads, rounds=2)
         rows.append(LayerSensitivity(unit.name, tuple(unit.layers), sum(shares.get(x, 0.0) for x in unit.layers), alone_sqnr,
                                      alone_map - meter.fp32_map50, float_sqnr, float_map - full_map, t_left / t_full))
         ctx.log(f"  {fmt} [{i}/{len(units)}] {unit.name}: alone {alone_sqnr:.1f} dB ({alone_map - meter.fp32_map50:+.2f}), "

@@ -30,8 +30,11 @@ class Tolerances:
     """Pass thresholds.
 
     fp32, fp16: max ``|out - ref|`` / max ``|ref|`` over ``loc`` and ``conf``.
-    int8_min_f1, int8_min_class_agreement: detection agreement with PyTorch.
-    min_sqnr_db: lowest SQNR of ``loc`` and ``conf`` accepted for INT8.
+    int8_min_f1, int8_min_class_agreement: detection agreement with PyTorch (the INT8 gate).
+    min_sqnr_db: lowest SQNR of ``loc`` and ``conf`` for INT8. It fails an artifact only when
+        there are too few PyTorch detections to compare (then SQNR is the only signal); where
+        the detections match, a lower SQNR is a warning in the summary: SQNR over every prior
+        is dominated by the background logits, which saturate without moving any detection.
     postprocess: the decode + NMS thresholds of the detection comparison (the app's
         :data:`ssd.postprocess.LIVE` with a lower score threshold: detections a user sees).
     match_iou: IoU that pairs an artifact's box with PyTorch's.
@@ -101,7 +104,7 @@ def collapse_reason(loc: np.ndarray, conf: np.ndarray, ref_conf: np.ndarray) -> 
     conf_spread = float(np.std(conf, axis=1).mean())
     loc_spread = float(np.std(loc, axis=1).mean())
     if conf_spread <= 1e-3 * ref_spread or conf_spread == 0.0:
-        return f"constant conf output (spread {conf_spread:.3g} vs PyTorch {ref_spread:.3g})"
+        return f"constant conf output (spread {conf_spread:.3g}, at most 0.001 x PyTorch's {ref_spread:.3g})"
     if loc_spread == 0.0:
         return "constant loc output"
     return None
@@ -141,7 +144,8 @@ def compare_outputs(
         "detections": float(n_out),
     }
     if n_ref > 0 and n_out == 0:
-        return Validation(False, f"collapsed: all background (PyTorch finds {n_ref} objects on {len(reference)} images, this finds none)", metrics)
+        return Validation(False, f"collapsed: all background (PyTorch finds {n_ref} objects scoring >= "
+                                 f"{tol.postprocess.score_threshold:g} on {len(reference)} images, this finds none)", metrics)
     scale = max(float(np.abs(ref_loc).max()), float(np.abs(ref_conf).max()), 1e-12)
     rel = max(float(np.abs(loc - ref_loc).max()), float(np.abs(conf - ref_conf).max())) / scale
     metrics["max_rel_diff"] = rel
@@ -171,11 +175,14 @@ def compare_outputs(
     f1 = 2.0 * matched / (n_ref + n_out)
     agreement = same / matched if matched else 0.0
     metrics.update(f1=f1, class_agreement=agreement, mean_iou=float(np.mean(ious)) if ious else 0.0, matched=float(matched))
-    ok = f1 >= tol.int8_min_f1 and agreement >= tol.int8_min_class_agreement and sqnr >= tol.min_sqnr_db
+    ok = f1 >= tol.int8_min_f1 and agreement >= tol.int8_min_class_agreement
+    warning = "" if sqnr >= tol.min_sqnr_db else (f"; warning: SQNR below {tol.min_sqnr_db:g} dB, not failed because the "
+                                                  "detections match")
     return Validation(
         ok,
         f"detections F1 {f1:.2f} (need >= {tol.int8_min_f1:g}), class agreement {agreement:.2f} (need >= {tol.int8_min_class_agreement:g}), "
-        f"matched IoU {metrics['mean_iou']:.2f}, {sqnr_text}; {matched}/{n_ref} PyTorch boxes matched on {len(reference)} images",
+        f"matched IoU {metrics['mean_iou']:.2f} at IoU >= {tol.match_iou:g}, {sqnr_text}; {matched}/{n_ref} PyTorch boxes scoring "
+        f">= {tol.postprocess.score_threshold:g} matched on {len(reference)} images{warning}",
         metrics,
         kind="detections",
     )

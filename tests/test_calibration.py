@@ -106,9 +106,16 @@ def _calibrate_here(capsys, *args: str) -> tuple[int, str, str]:
 def test_cli_builds_a_set_with_manifest_and_preprocessed_inputs(voc, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "sets" / "tiny"
     code, stdout, stderr = _calibrate_here(capsys, "--data", str(voc), "--split", "train", "--num", "12", "--holdout", "5",
-                                           "--seed", "0", "--checkpoint", str(tiny_checkpoint), "--out", str(out))
+                                           "--seed", "0", "--checkpoint", str(tiny_checkpoint), "--out", str(out),
+                                           "--max-drop", "0.5")
     assert code == 0, stderr
     assert "warning: only 12 calibration images" in stdout
+    # what the 5 held-out images can resolve, from the FP32 model before any export (the untrained model's random
+    # weights may find nothing at all, which it then says)
+    import re
+
+    assert re.search(r"PyTorch FP32 mAP@0\.5 [0-9.]+ on the held-out images; (FP32 finds none of the objects on the 5 "
+                     r"held-out images|5 held-out images resolve mAP@0\.5 drops of about [0-9.]+ points .*--max-drop 0\.5)", stdout)
     calib = load_calibration_set(out)
     manifest = json.loads((out / "manifest.json").read_text())
     assert calib.manifest_sha256 == file_sha256(out / "manifest.json")
@@ -257,3 +264,49 @@ def test_held_out_images_from_another_split_and_a_warning_when_the_model_trained
     assert all(i.startswith("train_") for i in manifest["image_ids"]) and len(manifest["image_ids"]) == 12
     calib = load_calibration_set(tmp_path / "val")
     assert calib.holdout is not None and len(calib.holdout) == 6 and len(calib) == 12
+
+
+def test_holdout_resolution_is_computed_from_fp32_matches(tmp_path):
+    torch = pytest.importorskip("torch")
+    from calibration.resolution import holdout_resolution
+    from calibration.sets import Holdout
+    from ssd.apstats import match_table
+    from ssd.bootstrap import resolution
+    from ssd.postprocess import EVAL, decode_and_nms
+    from ssd.priors import default_boxes
+    from train.checkpoint import save_checkpoint
+    from train.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny", len(CLASSES) + 1, width=8).eval()
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint({"model": model.state_dict(), "arch": "tiny", "model_kwargs": {"width": 8}, "spec": model.spec.to_dict(),
+                     "labels": CLASSES}, ckpt)
+    rng = np.random.default_rng(0)
+    size = model.spec.image_size
+    images = rng.integers(0, 256, (6, 3, size, size), dtype=np.uint8)
+    # ground truth: the model's own top boxes, so FP32 has true positives to lose
+    priors = default_boxes(model.spec)
+    boxes, labels, owner = [], [], []
+    with torch.no_grad():
+        for i, x in enumerate(images):
+            loc, conf = model(torch.from_numpy(x[None].astype(np.float32)))
+            det = decode_and_nms(loc.numpy(), conf.numpy(), priors, variances=model.spec.variances, **EVAL._asdict())[0]
+            boxes.append(det.boxes[:3])
+            labels.append(det.labels[:3])
+            owner.append(np.full(len(det.labels[:3]), i))
+    holdout = Holdout(images, np.concatenate(boxes), np.concatenate(labels).astype(np.int64),
+                      np.zeros(sum(len(b) for b in boxes), bool), np.concatenate(owner).astype(np.int64))
+    write_calibration_set(tmp_path / "c", images, {"labels": CLASSES}, holdout=holdout)
+    calib = load_calibration_set(tmp_path / "c")
+    fp32, res = holdout_resolution(ckpt, calib)
+    assert fp32 > 50.0 and res.images == 6 and res.worth > 0
+    from calibration.resolution import holdout_truths
+
+    dets = []
+    with torch.no_grad():
+        for x in images:
+            loc, conf = model(torch.from_numpy(x[None].astype(np.float32)))
+            dets += decode_and_nms(loc.numpy(), conf.numpy(), priors, variances=model.spec.variances, **EVAL._asdict())
+    assert res == resolution(match_table(holdout_truths(calib), dets, CLASSES))
+    assert not res.resolves(0.5), "six images cannot resolve half a point"

@@ -145,6 +145,59 @@ def test_broken_artifact_is_reported_and_strict_exits_nonzero(pipeline, tmp_path
     assert compare_main(args + ["--strict"]) == 1
 
 
+def test_a_format_that_failed_in_ssd_convert_is_a_row_that_says_why_and_strict_fails(pipeline, tmp_path, monkeypatch, capsys):
+    import onnx
+    from onnx import numpy_helper
+
+    from convert import ConvertOptions, export
+
+    def collapsing_quantizer(src, dst, batches, work, **kwargs):  # as a broken calibration would
+        graph = onnx.load(str(src))
+        for init in graph.graph.initializer:
+            values = numpy_helper.to_array(init)
+            if values.dtype == np.float32:
+                init.CopyFrom(numpy_helper.from_array(np.zeros_like(values), init.name))
+        onnx.save(graph, str(dst))
+        return {"calibrate_method": "broken"}
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(pipeline["artifacts"], artifacts)
+    monkeypatch.setattr("convert.ort_quant.quantize_int8", collapsing_quantizer)
+    converted = export(pipeline["checkpoint"], "onnx_int8", artifacts, calib=pipeline["root"] / "calib",
+                       options=ConvertOptions(validate_images=2), log=lambda s: None)
+    assert converted.failed == ["onnx_int8"] and not (artifacts / "model_onnx_int8.onnx").exists()
+    args = ["--checkpoint", str(pipeline["checkpoint"]), "--artifacts", str(artifacts), "--data", str(pipeline["data"]),
+            "--split", "val", "--out", str(tmp_path / "r"), "--threads", "1", "--limit", "3"]
+    assert compare_main(args) == 0
+    printed = capsys.readouterr().out
+    rows = {r["name"]: r for r in json.loads((tmp_path / "r" / "report.json").read_text())["rows"]}
+    assert set(rows) == {"pytorch_fp32", "onnx_fp32", "onnx_int8"}, "the failed format keeps its row"
+    failed = rows["onnx_int8"]
+    assert failed["status"].startswith("error: ssd-convert failed:") and "collapsed" in failed["status"]
+    assert failed["precision"] == "int8" and failed["metrics"] is None
+    assert "ssd-convert failed" in printed and "ssd-convert failed" in (tmp_path / "r" / "report.html").read_text()
+    assert compare_main(args + ["--strict"]) == 1
+
+
+def test_every_drop_has_its_interval(pipeline, tmp_path):
+    out = tmp_path / "r"
+    assert compare_main(["--checkpoint", str(pipeline["checkpoint"]), "--artifacts", str(pipeline["artifacts"]),
+                         "--data", str(pipeline["data"]), "--split", "val", "--out", str(out), "--threads", "1"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["bootstrap"] == {"method": "paired percentile bootstrap over images", "resamples": 1000, "seed": 0,
+                                   "level": 0.95}
+    rows = {r["name"]: r for r in report["rows"]}
+    assert rows["pytorch_fp32"]["delta_map50_interval"] is None
+    for name in ("onnx_fp32", "onnx_int8"):
+        interval = rows[name]["delta_map50_interval"]
+        assert interval["images"] == 10 and interval["low"] <= interval["change"] <= interval["high"]
+    assert rows["onnx_fp32"]["delta_map50_interval"]["high"] - rows["onnx_fp32"]["delta_map50_interval"]["low"] < 1e-6, \
+        "the FP32 artifact's detections are PyTorch's: no uncertainty in a zero change"
+    for page in ("report.md", "report.html"):
+        text = (out / page).read_text()
+        assert "d mAP50 95% CI" in text and "1000 resamples, seed 0" in text
+
+
 def test_bad_input_is_one_line_and_exit_2(pipeline, tmp_path, capsys):
     code = compare_main(["--checkpoint", str(tmp_path / "missing.pt"), "--artifacts", str(pipeline["artifacts"]),
                          "--data", str(pipeline["data"]), "--out", str(tmp_path / "r")])
@@ -262,6 +315,7 @@ def test_the_float_fallback_and_its_latency_cost_are_shown():
     row = ModelResult("onnx_int8", "onnxruntime", "int8", None, None, held_out=held)
     report = ComparisonReport([ref, row], ["a"], "synthetic", "val", 0, 1, max_drop=0.5)
     text = markdown(report, {})
-    assert "onnx_int8: float fallback conf_heads.0 (1.10x the full-INT8 latency); held-out drop 2.00 -> 0.40 points" in text
+    assert ("onnx_int8: ssd-convert held-out drop 0.40 points on 50 images, limit 0.5 on labels; float fallback conf_heads.0 "
+            "(1.10x the full-INT8 latency); held-out drop 2.00 -> 0.40 points (limit 0.5, 50 images)") in text
     entry = to_dict(report)["rows"][1]
     assert entry["float_layers"] == ["conf_heads.0"] and entry["float_latency_cost"] == pytest.approx(1.1)

@@ -129,7 +129,11 @@ def test_nan_model_fails_naming_the_format_and_leaves_nothing(setup):
     assert not report.ok and report.failed == ["onnx_fp32"]
     assert "NaN" in report.results[0].error
     assert any(line.startswith("[1/1] onnx_fp32:") and "NaN" in line for line in lines)
-    assert sorted(p.name for p in out.iterdir()) == [], "no artifact, no sidecar, no stale files, no staging"
+    assert sorted(p.name for p in out.iterdir()) == ["ssd-convert.json"], "no artifact, no sidecar, no stale files, no staging"
+    from convert.record import read_record
+
+    entry = read_record(out)["onnx_fp32"]
+    assert not entry["ok"] and "NaN" in entry["error"] and entry["artifact"] is None, "the failure is recorded for ssd-compare"
 
 
 def test_collapsed_int8_fails_naming_the_format(setup, monkeypatch):
@@ -154,7 +158,7 @@ def test_collapsed_int8_fails_naming_the_format(setup, monkeypatch):
                     log=lambda s: None)
     assert report.failed == ["onnx_int8"]
     assert "collapsed" in report.results[1].error
-    assert sorted(p.name for p in out.iterdir()) == ["model_onnx_fp32.onnx", "model_onnx_fp32.onnx.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["model_onnx_fp32.onnx", "model_onnx_fp32.onnx.json", "ssd-convert.json"]
     assert "FAILED" in report.table()
 
 
@@ -178,6 +182,12 @@ def test_compare_outputs_judges_int8_by_detections():
     noisy = [(a + rng.normal(0, 0.01, a.shape).astype(np.float32), b + rng.normal(0, 0.05, b.shape).astype(np.float32)) for a, b in ref]
     good = compare_outputs("int8", ref, noisy, priors, var)
     assert good.passed and good.metrics["f1"] > 0.9
+    # the detections match but the background logits are far off (saturated): SQNR alone warns, it does not fail
+    saturated = [(a, np.where(b == b.max(-1, keepdims=True), b, b - 40.0)) for a, b in ref]
+    warned = compare_outputs("int8", ref, saturated, priors, var)
+    assert warned.metrics["sqnr_conf_db"] < 8.0 and warned.passed, warned.summary
+    assert "warning: SQNR below 8 dB, not failed because the detections match" in warned.summary
+    assert "need >= 0.5" in warned.summary and "need >= 0.7" in warned.summary, "every threshold is stated"
     swapped = [(a, b[..., [0, 2, 1]]) for a, b in ref]  # every box gets the wrong class
     assert not compare_outputs("int8", ref, swapped, priors, var).passed
     background = [(a, np.concatenate([b.max(-1, keepdims=True) + 5.0, b[..., 1:]], axis=-1)) for a, b in ref]
