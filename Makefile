@@ -23,7 +23,7 @@ SOURCE ?= synthetic://
 BCCD ?= ../shared/datasets/bccd
 
 .DEFAULT_GOAL := help
-.PHONY: help install reference-torchvision test test-fast lint demo demo-steps train eval calibrate convert compare run bench bench-bccd pi-check clean
+.PHONY: help install reference-torchvision reference-timm test test-fast lint demo demo-steps train eval calibrate convert compare run bench bench-bccd pi-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,18 @@ reference-torchvision:
 			|| echo "note: apt-get install python3-torchvision failed; the torchvision parity tests will skip"; \
 	else echo "note: run 'sudo apt-get install python3-torchvision' for the torchvision parity tests (they skip without it)"; fi
 
+# The EfficientNet-Lite parity test's reference: timm, its wheel unpacked into $(TIMM_DIR) for
+# Debian's /usr/bin/python3 (timm imports torchvision, whose pip wheel does not load against the
+# venv's torch). Architecture only: the test loads the packaged ImageNet file into it.
+TIMM_VERSION := 1.0.31
+TIMM_DIR := .reference/timm-$(TIMM_VERSION)
+
+reference-timm: $(STAMP) reference-torchvision  ## timm $(TIMM_VERSION) for /usr/bin/python3 (unpacked into .reference/)
+	@test -f $(TIMM_DIR)/timm/__init__.py || { rm -rf $(TIMM_DIR) $(TIMM_DIR).whl && \
+		$(PIP) download -q --no-deps --only-binary=:all: -d $(TIMM_DIR).whl "timm==$(TIMM_VERSION)" && \
+		rm -rf $(TIMM_DIR).tmp && $(PY) -m zipfile -e $(TIMM_DIR).whl/timm-$(TIMM_VERSION)-py3-none-any.whl $(TIMM_DIR).tmp && \
+		mv $(TIMM_DIR).tmp $(TIMM_DIR) && rm -rf $(TIMM_DIR).whl; }
+
 # One pytest process per stage: litert-torch starts JAX threads and OpenVINO's converter
 # forks a telemetry process; in one process the two crash (segfault). Every file not in a
 # named stage runs in the core stage, so no test file is ever left out.
@@ -58,7 +70,7 @@ DEMO_TESTS := $(wildcard tests/test_demo*.py)
 CORE_TESTS := $(filter-out $(TRAIN_TESTS) $(EDGE_TESTS) $(CONVERT_TESTS) $(DEMO_TESTS),$(wildcard tests/test_*.py))
 PYTEST_ARGS ?=
 
-test: install reference-torchvision  ## run the whole test suite (one process per stage)
+test: install reference-torchvision reference-timm  ## run the whole test suite (one process per stage)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(CORE_TESTS) $(TRAIN_TESTS)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(EDGE_TESTS)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(CONVERT_TESTS)
