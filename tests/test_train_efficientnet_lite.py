@@ -172,3 +172,26 @@ def test_detector_emits_one_box_per_prior(variant: str) -> None:
     assert [m.shape[-1] for m in maps] == list(model.spec.feature_maps)
     assert maps[0].shape[-1] * 8 == size  # the stride-8 map
     assert loc.shape == (1, len(default_boxes(model.spec)), 4) and conf.shape[-1] == 3
+
+
+def test_own_dataset_template_starts_from_the_packaged_weights_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import urllib.request
+
+    from train.cli import main as train_main
+    from train.data.synth import SynthConfig, generate
+
+    def no_network(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the template must not touch the network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    root = tmp_path / "mine"
+    generate(root, SynthConfig(seed=5, num_train=4, num_val=2, size=96))
+    assert train_main(["--config", "own_dataset_template", f"data.root={root}", f"output_dir={tmp_path / 'runs'}",
+                       "data.labels=[circle]", "data.workers=0", "optim.epochs=1", "optim.batch_size=4",
+                       "eval.every=1", "eval.batch_size=2", "runtime.threads=1", "runtime.tensorboard=false",
+                       "runtime.plot=false"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet_lite0" in out and "sha256 57934424... checked" in out and "294 tensors loaded" in out
+    assert "training ssdlite320_efficientnet_lite0 (ssdlite320_p3" in out and ", 1 class," in out
+    assert "val mAP@0.5" in out
