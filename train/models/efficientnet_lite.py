@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch import nn
 
 from ssd.specs import SSDSpec, get_spec
-from train.models.layers import conv_bn_act, init_heads, init_kaiming, separable_head
+from train.models.layers import conv_bn_act, init_kaiming, ssdlite_detector, ssdlite_extra
 from train.models.mobilenet import make_divisible
 from train.models.ssd import SSD
 
@@ -136,15 +135,6 @@ class EfficientNetLite(nn.Module):
         return self.classifier(self.forward_features(x).mean(dim=(2, 3)))
 
 
-def _extra_block(cin: int, cout: int) -> nn.Sequential:
-    mid = cout // 2
-    return nn.Sequential(
-        conv_bn_act(cin, mid, 1, eps=BN_EPS),
-        conv_bn_act(mid, mid, 3, stride=2, groups=mid, eps=BN_EPS),
-        conv_bn_act(mid, cout, 1, eps=BN_EPS),
-    )
-
-
 class EfficientNetLiteFeatures(nn.Module):
     """EfficientNet-Lite + SSDLite extras -> seven maps (strides 8, 16, 32, 64, ... ), largest first.
 
@@ -161,7 +151,7 @@ class EfficientNetLiteFeatures(nn.Module):
         self.extras = nn.ModuleList()
         prev = HEAD_CHANNELS
         for c in extra_channels:
-            self.extras.append(_extra_block(prev, c))
+            self.extras.append(ssdlite_extra(prev, c, eps=BN_EPS))
             prev = c
         self.out_channels: tuple[int, ...] = (*tap_channels, HEAD_CHANNELS, *extra_channels)
         init_kaiming(self.extras)
@@ -188,17 +178,9 @@ class EfficientNetLiteFeatures(nn.Module):
 def ssdlite_efficientnet_lite(num_classes: int, spec: SSDSpec | None = None, variant: str = "lite0") -> SSD:
     """SSDLite on EfficientNet-Lite ``variant``; ``spec`` defaults to the variant's own."""
     features = EfficientNetLiteFeatures(variant)
-    spec = spec or get_spec(VARIANTS[variant].spec)
-    if len(features.out_channels) != len(spec.feature_maps):
-        raise ValueError(f"SSDLite on EfficientNet-Lite has {len(features.out_channels)} maps; spec {spec.name!r} "
-                         f"has {len(spec.feature_maps)}")
     mean, std = MEAN_STD_LITE
-    model = SSD(features, features.out_channels, spec, num_classes, head=partial(separable_head, eps=BN_EPS),
-                mean=mean, std=std)
-    init_kaiming(model.loc_heads)
-    init_kaiming(model.conf_heads)
-    init_heads(model.loc_heads, model.conf_heads, std=0.03)
-    return model
+    return ssdlite_detector(features, features.out_channels, spec or get_spec(VARIANTS[variant].spec), num_classes,
+                            eps=BN_EPS, mean=mean, std=std)
 
 
 def ssdlite320_efficientnet_lite0(num_classes: int, spec: SSDSpec | None = None) -> SSD:
