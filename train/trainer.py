@@ -352,7 +352,8 @@ class Trainer:
         self.tb.scalars({"epoch/loss": row["loss"], "val/map50": row.get("map50"), "val/map": row.get("map")}, self.step)
         write_csv(self.run_dir / "metrics.csv", self.history)
         if self.cfg.runtime.plot:
-            plot_curves(self.run_dir / "curves.png", self.history, title=f"{self.cfg.name} ({self.cfg.model.arch})")
+            plot_curves(self.run_dir / "curves.png", self.history, title=f"{self.cfg.name} ({self.cfg.model.arch})",
+                        split=self.cfg.data.val_split)
 
     def checkpoint_payload(self) -> dict[str, Any]:
         return {
