@@ -63,7 +63,6 @@ REGISTRY: dict[str, NamedWeights] = {
 }
 
 
-
 @dataclass(frozen=True)
 class PackagedWeights:
     """One weights file inside a pip package: ``package`` (pip name), its import ``module``,
@@ -226,4 +225,5 @@ def resolve(source: str, arch: str | None = None, model_kwargs: dict | None = No
     return path, f"local file {path}"
 
 
-__all__ = ["PACKAGED", "REGISTRY", "NamedWeights", "PackagedWeights", "packaged_file", "WeightsFetchError", "cache_dir", "fetch", "imagenet_name", "resolve"]
+__all__ = ["PACKAGED", "REGISTRY", "NamedWeights", "PackagedWeights", "WeightsFetchError", "cache_dir", "fetch",
+           "imagenet_name", "packaged_file", "resolve"]

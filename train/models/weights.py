@@ -146,11 +146,12 @@ def efficientnet_lite_classifier(variant: str, path: str | Path) -> tuple[nn.Mod
     model = EfficientNetLite(variant, num_classes=1000)
     state = read_state_dict(path)
     mapping = lite_key_map(list(state))
+    mapped = {new: state[old] for old, new in mapping.items()}
     own = model.state_dict()
     report = LoadReport(what=f"EfficientNet-Lite {variant} classifier")
-    to_load = _fitting_tensors(own, {new: state[old] for old, new in mapping.items()}, report)
+    to_load = _fitting_tensors(own, mapped, report)
     report.unexpected += sorted(set(state) - set(mapping))
-    report.missing = _absent(own, {mapping[k]: v for k, v in state.items() if k in mapping})
+    report.missing = _absent(own, mapped)
     model.load_state_dict({**own, **to_load})
     return model.eval(), report
 
