@@ -119,6 +119,18 @@ SSDLITE320 = SSDSpec(
 # platelets at 320 px input, which the stock scales cover with no prior at IoU >= 0.5.
 SSDLITE320_S08 = replace(SSDLITE320, name="ssdlite320_s08", scales=linear_scales(6, 0.08, 0.95))
 
+# SSDLite on EfficientNet-Lite (train.models.efficientnet_lite): seven maps from stride 8 (the
+# expansion of the first stride-16 block) down to 1x1, scales 0.07 ... 0.95 so the stride-8 map's
+# smallest prior (0.07: 22 px at 320) fits objects of ~15-30 px. Lite1 / lite2 run at 384 / 448.
+def _ssdlite_p3(size: int, maps: tuple[int, ...]) -> SSDSpec:
+    return SSDSpec(name=f"ssdlite{size}_p3", image_size=size, feature_maps=maps, scales=linear_scales(7, 0.07, 0.95),
+                   aspect_ratios=((2, 3),) * 7)
+
+
+SSDLITE320_P3 = _ssdlite_p3(320, (40, 20, 10, 5, 3, 2, 1))
+SSDLITE384_P3 = _ssdlite_p3(384, (48, 24, 12, 6, 3, 2, 1))
+SSDLITE448_P3 = _ssdlite_p3(448, (56, 28, 14, 7, 4, 2, 1))
+
 # Small enough for unit tests and a CPU training run in minutes.
 TINY = SSDSpec(
     name="tiny",
@@ -133,7 +145,8 @@ TINY = SSDSpec(
 SSD300_COCO = replace(SSD300, name="ssd300_coco", scales=(0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05),
                       clip_centres=False)
 
-SPECS: dict[str, SSDSpec] = {s.name: s for s in (SSD300, SSD512, SSDLITE320, SSDLITE320_S08, TINY, SSD300_COCO)}
+SPECS: dict[str, SSDSpec] = {s.name: s for s in (SSD300, SSD512, SSDLITE320, SSDLITE320_S08, SSDLITE320_P3,
+                                                  SSDLITE384_P3, SSDLITE448_P3, TINY, SSD300_COCO)}
 
 
 def get_spec(name: str) -> SSDSpec:
@@ -144,4 +157,5 @@ def get_spec(name: str) -> SSDSpec:
         raise KeyError(f"unknown SSD spec {name!r}; choose one of {sorted(SPECS)}") from None
 
 
-__all__ = ["SSDSpec", "SSD300", "SSD300_COCO", "SSD512", "SSDLITE320", "SSDLITE320_S08", "TINY", "SPECS", "get_spec", "linear_scales"]
+__all__ = ["SSDSpec", "SSD300", "SSD300_COCO", "SSD512", "SSDLITE320", "SSDLITE320_S08", "SSDLITE320_P3",
+           "SSDLITE384_P3", "SSDLITE448_P3", "TINY", "SPECS", "get_spec", "linear_scales"]

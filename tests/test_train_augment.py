@@ -14,6 +14,7 @@ from train.augment import (
     photometric_distort,
     random_crop,
     resize,
+    vflip,
 )
 
 
@@ -65,6 +66,30 @@ def test_flip_moves_box_content_with_the_box() -> None:
     x1, y1, x2, y2 = boxes[0].astype(int)
     assert (x1, x2) == (12, 17)
     assert (flipped[y1:y2, x1:x2] == 255).all() and flipped.sum() == image.sum()
+
+
+def test_vflip_twice_is_identity_and_moves_content_with_the_box() -> None:
+    image, boxes, labels = _scene(3)
+    twice = vflip(*vflip(image, boxes, labels))
+    np.testing.assert_array_equal(twice[0], image)
+    np.testing.assert_allclose(twice[1], boxes, rtol=0, atol=1e-4)
+    block = np.zeros((10, 20, 3), np.uint8)
+    block[2:5, 3:8] = 255
+    flipped, moved, _ = vflip(block, np.array([[3, 2, 8, 5]], np.float32), np.array([1]))
+    x1, y1, x2, y2 = moved[0].astype(int)
+    assert (x1, y1, x2, y2) == (3, 5, 8, 8)
+    assert (flipped[y1:y2, x1:x2] == 255).all() and flipped.sum() == block.sum()
+
+
+def test_vflip_off_by_default_leaves_the_random_stream_alone() -> None:
+    image, boxes, labels = _scene(4)
+    base = SSDAugmentation(64)(image, boxes, labels, np.random.default_rng(5))
+    same = SSDAugmentation(64, AugmentConfig(vflip_prob=0.0))(image, boxes, labels, np.random.default_rng(5))
+    for x, y in zip(base, same, strict=True):
+        np.testing.assert_array_equal(x, y)
+    always = SSDAugmentation(64, AugmentConfig(vflip_prob=1.0, crop=False, photometric=False, flip_prob=0.0))
+    out, out_boxes, _ = always(image, boxes, labels, np.random.default_rng(5))
+    np.testing.assert_allclose(out_boxes[:, 1], 1 - boxes[:, 3] / image.shape[0], atol=1e-6)
 
 
 def test_expand_keeps_content_under_the_boxes() -> None:

@@ -105,6 +105,28 @@ def test_missing_annotation_and_split_name_the_file(small_voc: Path, tmp_path: P
         VOCDataset(copy, "nosuch")
 
 
+def test_a_split_the_folder_lacks_names_its_splits_the_setting_and_ssd_split(small_voc: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "voc"
+    shutil.copytree(small_voc, copy)
+    main = copy / "ImageSets" / "Main"
+    (main / "train.txt").rename(main / "trainval.txt")
+    (main / "val.txt").rename(main / "test.txt")
+    with pytest.raises(DatasetError) as info:
+        VOCDataset(copy, "train")
+    message = str(info.value)
+    assert "test, trainval" in message and "data.train_split" in message and "\n" not in message
+    shutil.rmtree(copy / "ImageSets")
+    with pytest.raises(DatasetError, match=rf"ssd-split --data {copy}"):
+        VOCDataset(copy, "train")
+
+
+def test_counts_take_the_singular_for_one() -> None:
+    from train.data.sample import count
+
+    assert [count(1, "box"), count(2, "box"), count(1, "class"), count(3, "class"), count(0, "image")] == [
+        "1 box", "2 boxes", "1 class", "3 classes", "0 images"]
+
+
 def test_boxes_are_clipped_and_degenerate_dropped(small_voc: Path, tmp_path: Path) -> None:
     copy = tmp_path / "quirks"
     shutil.copytree(small_voc, copy)
@@ -118,7 +140,7 @@ def test_boxes_are_clipped_and_degenerate_dropped(small_voc: Path, tmp_path: Pat
         warnings.simplefilter("always")
         ds = VOCDataset(copy, "train")
     messages = [str(w.message) for w in caught]
-    assert sum("dropped 1 degenerate" in m for m in messages) == 1
+    assert sum("dropped 1 degenerate (zero or negative area) box (" in m for m in messages) == 1
     assert sum("not in" in m for m in messages) == 1  # "square" is no synth class
     ann = ds.annotation(0)
     np.testing.assert_array_equal(ann.boxes, np.array([[0, 10, 96, 50]], np.float32))
@@ -228,6 +250,14 @@ def test_ssd_split_writes_seeded_splits_and_data_labels_train(small_voc: Path, t
     assert split_main(["--data", str(root)]) == 2 and "--force" in capsys.readouterr().err
     assert split_main(["--data", str(root), "--val", "0.25", "--seed", "1", "--force"]) == 0
     assert main.joinpath("val.txt").read_text().split() == val  # same seed, same split
+    # an image that does not decode is left out of every split, with a warning naming it
+    bad = sorted((root / "JPEGImages").iterdir())[0]
+    bad.write_bytes(bad.read_bytes()[:200])
+    assert split_main(["--data", str(root), "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "left out 1 image that" in err and bad.name in err and "truncated" in err
+    listed = main.joinpath("trainval.txt").read_text().split()
+    assert len(listed) == 7 and bad.stem not in listed
     # labels declared in the config (here a subset, in a chosen order) reach the reader
     cfg = load_config("own_dataset_template", [f"data.root={root}", "data.labels=[star, circle]"])
     assert cfg.data.labels == ["star", "circle"]

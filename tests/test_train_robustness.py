@@ -152,9 +152,24 @@ def test_training_on_a_truncated_image_says_the_same_line_with_any_workers(synth
     assert train_main(["--config", "tiny_synth", *overrides(tmp_path / "data", out, "bad", **{
         "data.workers": workers, "runtime.tensorboard": True})]) == 2
     line = error_line(capsys)
-    assert line.startswith("ssd-train: error: image ") and str(victim) in line and "truncated" in line
+    # the first start reads every image once: the bad one is named before any training
+    assert line.startswith("ssd-train: error: ") and str(victim) in line and "truncated" in line
+    assert "1 image cannot be used" in line and f"ssd-split --data {tmp_path / 'data'} --force" in line
     assert "Caught" not in line and "worker" not in line
     assert not (out / "bad").exists()  # a run that failed at start-up leaves no folder or empty tb/ file
+
+
+def test_the_advice_for_a_truncated_image_is_one_step_that_works(synth_root: Path, tmp_path: Path, capsys) -> None:
+    from train.split_cli import main as split_main
+
+    victim = truncated_copy(synth_root, tmp_path / "data", "train")
+    assert split_main(["--data", str(tmp_path / "data"), "--force"]) == 0
+    assert victim.name in capsys.readouterr().err
+    # training then runs, and the periodic evaluation names the split it ran on
+    assert train_main(["--config", "tiny_synth", *overrides(tmp_path / "data", tmp_path / "runs", "ok", **{
+        "data.val_split": "trainval", "eval.every": 1})]) == 0
+    out = capsys.readouterr().out
+    assert "trainval mAP@0.5" in out and "val mAP" not in out.replace("trainval mAP", "")
 
 
 def test_eval_and_calibrate_on_a_truncated_image_name_it(finished_run, synth_root: Path, tmp_path: Path, capsys) -> None:

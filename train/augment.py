@@ -37,6 +37,7 @@ class AugmentConfig:
     crop_scale: tuple[float, float] = (0.1, 1.0)
     crop_aspect: tuple[float, float] = (0.5, 2.0)
     flip_prob: float = 0.5
+    vflip_prob: float = 0.0  # upside-down flip: for views with no "up" (microscopy, aerial); off by default
 
 
 def box_iou_one_to_many(patches: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -133,6 +134,15 @@ def hflip(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> Triple:
     return image[:, ::-1], flipped, labels
 
 
+def vflip(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> Triple:
+    """Mirror top-bottom: ``y1' = H - y2``, ``y2' = H - y1``; applying it twice is the identity."""
+    h = image.shape[0]
+    flipped = boxes.copy()
+    flipped[:, 1] = h - boxes[:, 3]
+    flipped[:, 3] = h - boxes[:, 1]
+    return image[::-1], flipped, labels
+
+
 def resize(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, size: int) -> Triple:
     """Resize to ``size x size`` (bilinear, no letterbox); boxes become normalized xyxy in ``[0, 1]``."""
     import cv2
@@ -144,7 +154,7 @@ def resize(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, size: int) 
 
 
 class SSDAugmentation:
-    """Training transform: expand -> crop -> flip -> resize -> photometric.
+    """Training transform: expand -> crop -> flip (left-right, then top-bottom) -> resize -> photometric.
 
     ``__call__(image, boxes, labels, rng)`` takes pixel boxes and returns the ``(S, S, 3)`` BGR
     uint8 image with normalized xyxy boxes; degenerate boxes (after clipping) are removed.
@@ -166,6 +176,8 @@ class SSDAugmentation:
                                                cfg.crop_scale, cfg.crop_aspect)
         if cfg.flip_prob > 0 and rng.random() < cfg.flip_prob:
             image, boxes, labels = hflip(image, boxes, labels)
+        if cfg.vflip_prob > 0 and rng.random() < cfg.vflip_prob:
+            image, boxes, labels = vflip(image, boxes, labels)
         image, boxes, labels = resize(image, boxes, labels, self.size)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         if cfg.photometric:

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         best = trainer.run_dir / "best.pt"
         summary = f"done: {trainer.run_dir / 'last.pt'}"
         if last.get("map50") is not None:
-            summary += f"; final val mAP@0.5 {last['map50']:.4f}, mAP@[.5:.95] {last['map']:.4f}"
+            summary += f"; final {cfg.data.val_split} mAP@0.5 {last['map50']:.4f}, mAP@[.5:.95] {last['map']:.4f}"
         if best.is_file():
             summary += f"; best {best}"
         print(summary)

@@ -25,8 +25,9 @@ def write_csv(path: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def plot_curves(path: Path, history: list[dict[str, Any]], title: str = "") -> None:
-    """Two panels: training loss (total, loc, conf) per epoch and mAP@0.5 / mAP@[.5:.95] per evaluation."""
+def plot_curves(path: Path, history: list[dict[str, Any]], title: str = "", split: str = "validation") -> None:
+    """Two panels: training loss (total, loc, conf) per epoch and mAP@0.5 / mAP@[.5:.95] per
+    evaluation on ``split`` (named on the axis)."""
     try:
         import matplotlib
 
@@ -47,7 +48,7 @@ def plot_curves(path: Path, history: list[dict[str, Any]], title: str = "") -> N
     ax2.plot([h["epoch"] for h in evals], [h["map50"] for h in evals], "o-", label="mAP@0.5")
     ax2.plot([h["epoch"] for h in evals], [h["map"] for h in evals], "s-", label="mAP@[.5:.95]")
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation mAP")
+    ax2.set_ylabel(f"{split} mAP")
     ax2.set_ylim(0, 1)
     ax2.legend()
     ax2.grid(alpha=0.3)

@@ -3,18 +3,48 @@
 For a VOC-layout folder that has ``Annotations/`` and ``JPEGImages/`` but no ``ImageSets``:
 every annotation's id is shuffled with a seeded generator and split by ratio into
 ``train.txt``, ``val.txt`` (and ``test.txt`` when ``--test`` > 0) plus ``trainval.txt``.
-Existing split files are kept unless ``--force``. Exits 2 with one line on bad input.
+Every image is decoded once first: one that is missing, truncated or undecodable is left out
+of every split, with a warning naming it (so training never stops on it). Existing split files
+are kept unless ``--force``. Exits 2 with one line on bad input.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 
 from ssd.atomic import atomic_write_text
+from train.data.image_file import image_problem
+from train.data.sample import count
+from train.data.voc import IMAGE_SUFFIXES
+
+
+def _image_file(root: Path, image_id: str) -> Path:
+    """The image an annotation names (``<filename>``), else ``JPEGImages/<id>.<suffix>`` that exists."""
+    try:
+        node = ET.parse(root / "Annotations" / f"{image_id}.xml").find("filename")
+    except ET.ParseError:
+        node = None
+    named = root / "JPEGImages" / (node.text.strip() if node is not None and node.text else f"{image_id}.jpg")
+    if named.is_file():
+        return named
+    found = [root / "JPEGImages" / f"{image_id}{s}" for s in IMAGE_SUFFIXES if (root / "JPEGImages" / f"{image_id}{s}").is_file()]
+    return found[0] if found else named
+
+
+def bad_images(root: Path, ids: list[str]) -> dict[str, str]:
+    """``{id: "file: why"}`` for every id whose image is missing, truncated or does not decode."""
+    out: dict[str, str] = {}
+    for image_id in ids:
+        path = _image_file(root, image_id)
+        problem = image_problem(path, decode=True)
+        if problem is not None:
+            out[image_id] = f"{path.relative_to(root) if path.is_relative_to(root) else path} ({problem})"
+    return out
 
 
 def split_ids(ids: list[str], val: float, test: float, seed: int) -> dict[str, list[str]]:
@@ -42,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         ids = sorted(p.stem for p in (root / "Annotations").glob("*.xml"))
         if not ids:
             raise ValueError(f"no annotations in {root / 'Annotations'}; is {root} a VOC-layout folder?")
+        bad = bad_images(root, ids)
+        if bad:
+            print(f"ssd-split: warning: left out {count(len(bad), 'image')} that cannot be used: "
+                  + "; ".join(bad.values()), file=sys.stderr)
+            ids = [i for i in ids if i not in bad]
+            if not ids:
+                raise ValueError(f"no image in {root / 'JPEGImages'} decodes; is {root} a VOC-layout folder?")
         splits = split_ids(ids, args.val, args.test, args.seed)
         folder = root / "ImageSets" / "Main"
         existing = [n for n in splits if (folder / f"{n}.txt").exists()]
@@ -53,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"ssd-split: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
-    print(f"ssd-split: {len(ids)} images -> " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + f" in {folder}")
+    print(f"ssd-split: {count(len(ids), 'image')} -> " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + f" in {folder}")
     return 0
 
 

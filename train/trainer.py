@@ -28,7 +28,8 @@ from train.augment import SSDAugmentation
 from train.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from train.coco_eval import EvalResult
 from train.config import TrainConfig
-from train.data import ConcatReader, DetectionDataset, open_dataset
+from train.data import ConcatReader, DetectionDataset, check_images, open_dataset
+from train.data.sample import count
 from train.distributed import all_reduce_mean, barrier, setup_distributed
 from train.evaluate import evaluate_model
 from train.loader import Batch, EpochSampler, TrainSet, make_loader
@@ -128,6 +129,9 @@ class Trainer:
 
         # data
         self.train_reader, self.val_reader = self._open_data()
+        if resume is None and self.dist.is_main:  # once, at the first start: not on every resume
+            check_images(self.train_reader, f"{cfg.data.root} {cfg.data.train_split}")
+            check_images(self.val_reader, f"{cfg.data.root} {cfg.data.val_split}")
         self.labels = list(self.train_reader.label_names)
         arch = cfg.model.arch
         self.spec = resolve_spec(cfg.model.spec or default_spec_name(arch), cfg.model.spec_overrides)
@@ -183,7 +187,7 @@ class Trainer:
         if backbone.lower() in ("scratch", "none", "null", ""):
             if not m.init_weights:
                 self.log("model.backbone_weights is scratch: training from random init (model.backbone_weights=imagenet "
-                         "starts from torchvision's ImageNet weights)")
+                         "starts from the arch's ImageNet weights)")
         else:
             path, what = resolve(backbone, m.arch, m.kwargs, progress=self.dist.is_main)
             self.log(f"backbone weights: {what}")
@@ -312,7 +316,7 @@ class Trainer:
         last_epoch = cfg.optim.epochs if stop_after_epochs is None else min(cfg.optim.epochs, self.epoch + stop_after_epochs)
         self.log(f"training {cfg.model.arch} ({self.spec.name}, {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M "
                  f"parameters) on {len(self.train_reader)} images of {cfg.data.root}/{cfg.data.train_split}, "
-                 f"{len(self.labels)} classes, device {self.device}, {self.dist.world_size} process(es), "
+                 f"{count(len(self.labels), 'class')}, device {self.device}, {self.dist.world_size} process(es), "
                  f"amp {self.amp_dtype}, epochs {self.epoch + 1}..{last_epoch} of {cfg.optim.epochs}")
         try:
             while self.epoch < last_epoch:
@@ -343,12 +347,13 @@ class Trainer:
         msg = (f"epoch {row['epoch']}/{self.cfg.optim.epochs}: loss {row['loss']:.4f} (loc {row['loc_loss']:.4f}, "
                f"conf {row['conf_loss']:.4f}), lr {row['lr']:.2e}, {row['images_per_s']:.1f} img/s, {row['epoch_time_s']:.0f} s")
         if row.get("map50") is not None:
-            msg += f"; val mAP@0.5 {row['map50']:.4f}, mAP@[.5:.95] {row['map']:.4f}"
+            msg += f"; {self.cfg.data.val_split} mAP@0.5 {row['map50']:.4f}, mAP@[.5:.95] {row['map']:.4f}"
         self.log(msg)
         self.tb.scalars({"epoch/loss": row["loss"], "val/map50": row.get("map50"), "val/map": row.get("map")}, self.step)
         write_csv(self.run_dir / "metrics.csv", self.history)
         if self.cfg.runtime.plot:
-            plot_curves(self.run_dir / "curves.png", self.history, title=f"{self.cfg.name} ({self.cfg.model.arch})")
+            plot_curves(self.run_dir / "curves.png", self.history, title=f"{self.cfg.name} ({self.cfg.model.arch})",
+                        split=self.cfg.data.val_split)
 
     def checkpoint_payload(self) -> dict[str, Any]:
         return {

@@ -58,6 +58,25 @@ class ConcatReader:
         reader, j = self._locate(i)
         return reader.annotation(j)
 
+    def image_path(self, i: int) -> Path:
+        reader, j = self._locate(i)
+        return reader.image_path(j)  # type: ignore[attr-defined]
+
+
+def check_images(reader: DetectionDataset, what: str) -> None:
+    """Read every image file of ``reader`` once (bytes only, no decode): one :class:`DatasetError`
+    listing the missing and truncated ones, with what to do, instead of a stop mid-training."""
+    from train.data.image_file import image_problem, remedy
+    from train.data.sample import count
+
+    if not hasattr(reader, "image_path"):
+        return
+    bad = [(path, problem) for path in (reader.image_path(i) for i in range(len(reader)))  # type: ignore[attr-defined]
+           if (problem := image_problem(path)) is not None]
+    if bad:
+        names = "; ".join(f"{p} ({why})" for p, why in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        raise DatasetError(f"{what}: {count(len(bad), 'image')} cannot be used: {names}; {remedy(bad[0][0])}")
+
 
 def detect_format(root: str | Path, split: str) -> str:
     """``"voc"`` when ``root`` has ``Annotations/``, ``"coco"`` when it has ``annotations/instances_<split>.json``."""
@@ -82,4 +101,5 @@ def open_dataset(root: str | Path, split: str, fmt: str = "auto", label_names: l
     raise DatasetError(f"unknown dataset format {fmt!r}; choose voc, coco, synth or auto")
 
 
-__all__ = ["COCODataset", "ConcatReader", "DatasetError", "DetectionDataset", "Sample", "VOCDataset", "detect_format", "open_dataset"]
+__all__ = ["COCODataset", "ConcatReader", "DatasetError", "DetectionDataset", "Sample", "VOCDataset", "check_images", "detect_format",
+           "open_dataset"]

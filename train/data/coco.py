@@ -67,7 +67,7 @@ class COCODataset:
         self._annotations: list[Sample] = []
         degenerate: list[str] = []
         other = [str(a["image_id"]) for a in annotations if int(a["category_id"]) not in label_of]
-        warn_dropped(f"COCO {ann_path.name}", other, f"objects of categories not in {self.label_names}")
+        warn_dropped(f"COCO {ann_path.name}", other, "object", f" of categories not in {self.label_names}")
         for img in sorted(images, key=lambda im: int(im["id"])):
             iid = int(img["id"])
             width, height = int(img["width"]), int(img["height"])

@@ -85,8 +85,34 @@ def read_image_strict(path: str | Path) -> np.ndarray:
         raise DatasetError(f"image {path} cannot be read ({exc.strerror or exc}); check its permissions") from None
     problem = truncation_problem(data)
     if problem is not None:
-        raise DatasetError(f"image {path} is {problem}; re-copy it or remove it (and its annotation) from the dataset")
+        raise DatasetError(f"image {path} is {problem}; {remedy(path)}")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
-        raise DatasetError(f"image {path} cannot be decoded (not an image OpenCV reads); re-copy it or remove it from the dataset")
+        raise DatasetError(f"image {path} cannot be decoded (not an image OpenCV reads); {remedy(path)}")
     return image
+
+
+def remedy(path: Path) -> str:
+    """What to do about a bad image file, in one step that works."""
+    if path.parent.name == "JPEGImages":  # a VOC folder: ssd-split writes split files without it
+        return (f"re-copy it, or run `ssd-split --data {path.parent.parent} --force`, which checks every image "
+                f"and writes split files that leave the bad ones out")
+    return "re-copy it, or take it out of the dataset's annotation file"
+
+
+def image_problem(path: Path, decode: bool = False) -> str | None:
+    """Why the image at ``path`` cannot be used (missing, unreadable, truncated and, with
+    ``decode``, undecodable), or ``None``. Without ``decode`` only the bytes are read."""
+    if not path.is_file():
+        return "missing"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    problem = truncation_problem(data)
+    if problem is not None or not decode:
+        return problem
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
+    return None if image is not None else "not an image OpenCV decodes"

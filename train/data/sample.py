@@ -44,12 +44,21 @@ def clean_boxes(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray,
     return boxes, keep
 
 
-def warn_dropped(dataset: str, dropped: list[str], what: str = "degenerate (zero or negative area) boxes") -> None:
-    """One warning per dataset that counts the dropped boxes and names a few images."""
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 box"``, ``"2 boxes"``: ``n`` and the noun in the number it takes (``plural``
+    defaults to ``noun + "s"``, or ``+ "es"`` after s, x, ch, sh)."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {plural or noun + ('es' if noun.endswith(('s', 'x', 'ch', 'sh')) else 's')}"
+
+
+def warn_dropped(dataset: str, dropped: list[str], noun: str = "degenerate (zero or negative area) box",
+                 detail: str = "") -> None:
+    """One warning per dataset that counts the dropped ``noun`` (``detail`` after it) and names a few images."""
     if not dropped:
         return
     names = ", ".join(dropped[:5]) + (" ..." if len(dropped) > 5 else "")
-    warnings.warn(f"{dataset}: dropped {len(dropped)} {what} (in {names})", stacklevel=3)
+    warnings.warn(f"{dataset}: dropped {count(len(dropped), noun)}{detail} (in {names})", stacklevel=3)
 
 
 def read_image(path: Path) -> np.ndarray:

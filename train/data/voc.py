@@ -63,6 +63,21 @@ def discover_label_names(root: Path) -> list[str]:
     return sorted(names)
 
 
+def missing_split_message(root: Path, split: str) -> str:
+    """One line for a split name the folder lacks: the splits it has and the setting that picks
+    one, or ``ssd-split`` for a folder with none."""
+    folder = root / "ImageSets" / "Main"
+    have = sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
+    if have:
+        return (f"{root} has no split {split!r} ({folder / (split + '.txt')}); its splits are {', '.join(have)}: "
+                f"set data.train_split / data.val_split in the training config (--split for ssd-eval, ssd-calibrate, "
+                f"ssd-compare) to one of them")
+    if (root / "Annotations").is_dir():
+        return (f"{root} has no split files ({folder} is empty or missing): run `ssd-split --data {root}` to write "
+                f"train/val splits, then train with data.train_split=train data.val_split=val")
+    return f"split file {folder / (split + '.txt')} does not exist; is {root} a VOC-layout folder (Annotations/, JPEGImages/)?"
+
+
 class VOCDataset:
     """One split of a VOC-layout folder; items are :class:`~train.data.sample.Sample`.
 
@@ -77,7 +92,7 @@ class VOCDataset:
         self.split = split
         ids_file = self.root / "ImageSets" / "Main" / f"{split}.txt"
         if not ids_file.is_file():
-            raise DatasetError(f"split file {ids_file} does not exist; is {self.root} a VOC-layout folder?")
+            raise DatasetError(missing_split_message(self.root, split))
         self.ids = [line.split()[0] for line in ids_file.read_text().splitlines() if line.strip()]
         self.label_names = list(label_names) if label_names is not None else discover_label_names(self.root)
         index = {name: i + 1 for i, name in enumerate(self.label_names)}
@@ -93,7 +108,7 @@ class VOCDataset:
             unknown += [image_id] * n_unknown
         name = f"VOC {self.root.name}/{split}"
         warn_dropped(name, degenerate)
-        warn_dropped(name, unknown, f"objects of classes not in {self.label_names}")
+        warn_dropped(name, unknown, "object", f" of classes not in {self.label_names}")
 
     def _parse(self, image_id: str, index: dict[str, int]) -> tuple[Sample, str, int, int]:
         path = self.root / "Annotations" / f"{image_id}.xml"

@@ -8,6 +8,9 @@ arch                        spec         builder keyword arguments
 ``ssd512_vgg16``            ssd512       ``batch_norm``
 ``ssdlite320_mobilenetv2``  ssdlite320   ``width`` (MobileNetV2 width multiplier, default 1.0)
 ``ssdlite320_mobilenetv3_large``  ssdlite320   ``reduced_tail`` (default True: torchvision's COCO detector)
+``ssdlite320_efficientnet_lite0``  ssdlite320_p3  (none; EfficientNet-Lite0, maps at strides 8 ... 320)
+``ssdlite384_efficientnet_lite1``  ssdlite384_p3  (none)
+``ssdlite448_efficientnet_lite2``  ssdlite448_p3  (none)
 ==========================  ===========  ============================================
 
 ``ssd300_vgg16`` / ``ssd512_vgg16`` also take ``normalization`` (``imagenet`` or ``mean_only``).
@@ -20,6 +23,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ssd.specs import SSDSpec, get_spec
+from train.models.efficientnet_lite import (
+    ssdlite320_efficientnet_lite0,
+    ssdlite384_efficientnet_lite1,
+    ssdlite448_efficientnet_lite2,
+)
 from train.models.mobilenet import ssdlite320_mobilenetv2
 from train.models.mobilenetv3 import ssdlite320_mobilenetv3_large
 from train.models.ssd import SSD
@@ -33,6 +41,9 @@ ARCHS: dict[str, tuple[Callable[..., SSD], str]] = {
     "ssd512_vgg16": (ssd512_vgg16, "ssd512"),
     "ssdlite320_mobilenetv2": (ssdlite320_mobilenetv2, "ssdlite320"),
     "ssdlite320_mobilenetv3_large": (ssdlite320_mobilenetv3_large, "ssdlite320"),
+    "ssdlite320_efficientnet_lite0": (ssdlite320_efficientnet_lite0, "ssdlite320_p3"),
+    "ssdlite384_efficientnet_lite1": (ssdlite384_efficientnet_lite1, "ssdlite384_p3"),
+    "ssdlite448_efficientnet_lite2": (ssdlite448_efficientnet_lite2, "ssdlite448_p3"),
 }
 
 

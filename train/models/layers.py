@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+
 import torch
 from torch import nn
+
+from ssd.specs import SSDSpec
+from train.models.ssd import IMAGENET_MEAN_255, IMAGENET_STD_255, SSD
 
 
 class L2Norm(nn.Module):
@@ -53,6 +59,28 @@ def separable_head(in_channels: int, out_channels: int, eps: float = 1e-5) -> nn
         conv_bn_act(in_channels, in_channels, 3, groups=in_channels, eps=eps),
         nn.Conv2d(in_channels, out_channels, kernel_size=1),
     )
+
+
+def ssdlite_extra(cin: int, cout: int, eps: float = 1e-5) -> nn.Sequential:
+    """SSDLite extra layer: 1x1 to ``cout // 2`` (at least 8), depthwise 3x3 stride 2, 1x1 to ``cout``; ReLU6."""
+    mid = max(8, cout // 2)
+    return nn.Sequential(
+        conv_bn_act(cin, mid, 1, eps=eps),
+        conv_bn_act(mid, mid, 3, stride=2, groups=mid, eps=eps),
+        conv_bn_act(mid, cout, 1, eps=eps),
+    )
+
+
+def ssdlite_detector(features: nn.Module, channels: Sequence[int], spec: SSDSpec, num_classes: int, eps: float = 1e-5,
+                     mean: Sequence[float] = IMAGENET_MEAN_255, std: Sequence[float] = IMAGENET_STD_255) -> SSD:
+    """An SSD with SSDLite's separable predictors on ``features`` (He init, last convs N(0, 0.03))."""
+    if len(channels) != len(spec.feature_maps):
+        raise ValueError(f"SSDLite has {len(channels)} maps; spec {spec.name!r} has {len(spec.feature_maps)}")
+    model = SSD(features, channels, spec, num_classes, head=partial(separable_head, eps=eps), mean=mean, std=std)
+    init_kaiming(model.loc_heads)
+    init_kaiming(model.conf_heads)
+    init_heads(model.loc_heads, model.conf_heads, std=0.03)
+    return model
 
 
 def init_xavier(module: nn.Module) -> None:

