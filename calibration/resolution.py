@@ -25,12 +25,7 @@ def holdout_truths(calib: CalibrationSet) -> list[Truth]:
     holdout = calib.holdout
     if holdout is None or len(holdout) == 0:
         raise CalibrationError(f"{calib.root} has no held-out images (re-run ssd-calibrate with --holdout N, N > 0)")
-    height, width = holdout.inputs.shape[2:]
-    truths = []
-    for i in range(len(holdout)):
-        boxes, labels, difficult = holdout.ground_truth(i)
-        truths.append(Truth(boxes * np.array([width, height, width, height], np.float32), labels, difficult, width, height))
-    return truths
+    return [holdout.pixel_truth(i) for i in range(len(holdout))]
 
 
 def holdout_resolution(checkpoint: str | Path, calib: CalibrationSet) -> tuple[float, Resolution]:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ssd.apstats import Truth
 from ssd.preprocess import InputSpec
 from ssd.sidecar import file_sha256
 
@@ -64,6 +65,12 @@ class Holdout:
         """Boxes ``(K, 4)`` xyxy in ``[0, 1]``, labels ``(K,)`` and difficult ``(K,)`` of image ``i``."""
         mask = self.image == i
         return self.boxes[mask], self.labels[mask], self.difficult[mask]
+
+    def pixel_truth(self, i: int) -> Truth:
+        """Ground truth of image ``i`` in pixels of the model input (boxes ``(K, 4)`` xyxy)."""
+        boxes, labels, difficult = self.ground_truth(i)
+        height, width = self.inputs.shape[2:]
+        return Truth(boxes * np.array([width, height, width, height], np.float32), labels, difficult, width, height)
 
 
 @dataclass(frozen=True)

@@ -16,29 +16,19 @@ from typing import Any
 import numpy as np
 
 from calibration.sets import Holdout
-from convert.errors import ConvertError
+from ssd.apstats import Truth
 from ssd.postprocess import EVAL, decode_and_nms
 from ssd.priors import default_boxes
 from ssd.specs import SSDSpec
 
-#: one held-out image: ``(input (1, 3, S, S) float32 RGB pixels, GroundTruth in pixels)``
-HoldoutItem = tuple[np.ndarray, Any]
+#: one held-out image: ``(input (1, 3, S, S) float32 RGB pixels, its ground truth in pixels)``
+HoldoutItem = tuple[np.ndarray, Truth]
 
 
 def holdout_items(holdout: Holdout) -> list[HoldoutItem]:
-    """``(input (1, 3, S, S) float32 pixels, GroundTruth in pixels)`` per held-out image."""
-    try:
-        from train.coco_eval import GroundTruth
-    except ImportError as exc:
-        raise ConvertError(f"the evaluator train.coco_eval cannot be imported ({exc}); install the [train] extra") from None
-    items = []
-    height, width = holdout.inputs.shape[2:]
-    for i in range(len(holdout)):
-        boxes, labels, difficult = holdout.ground_truth(i)
-        gt = GroundTruth(boxes=boxes * np.array([width, height, width, height], np.float32), labels=labels,
-                         difficult=difficult, width=width, height=height)
-        items.append((np.ascontiguousarray(holdout.inputs[i : i + 1], dtype=np.float32), gt))
-    return items
+    """``(input (1, 3, S, S) float32 pixels, ground truth in pixels)`` per held-out image."""
+    return [(np.ascontiguousarray(holdout.inputs[i : i + 1], dtype=np.float32), holdout.pixel_truth(i))
+            for i in range(len(holdout))]
 
 
 def as_frame(x: np.ndarray) -> np.ndarray:

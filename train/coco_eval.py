@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ssd.apstats import Truth
 from ssd.postprocess import Detections
 
 
@@ -42,15 +43,9 @@ class GroundTruthLike(Protocol):
     height: int
 
 
-@dataclass(frozen=True)
-class GroundTruth:
-    """Ground truth of one image: ``boxes (K, 4)`` pixel xyxy, ``labels (K,)``, ``difficult (K,)``."""
-
-    boxes: np.ndarray
-    labels: np.ndarray
-    difficult: np.ndarray
-    width: int
-    height: int
+#: ground truth of one image (``boxes (K, 4)`` pixel xyxy, ``labels (K,)``, ``difficult (K,)``,
+#: width, height): the type the torch-free per-image matcher uses too
+GroundTruth = Truth
 
 
 @dataclass
