@@ -39,13 +39,16 @@ from typing import Any
 import numpy as np
 
 from convert.context import ExportContext
+from convert.endtoend import exporters as e2e
+from convert.endtoend.check import check_end_to_end
+from convert.endtoend.tensorrt_nms_check import check_tensorrt_qdq_e2e
 from convert.errors import ConvertError
 from convert.onnx_export import INPUT_NAME
 from convert.quiet import captured
 from convert.validate import Validation, compare_outputs
 from ssd.preprocess import InputSpec, preprocess
 from ssd.priors import default_boxes
-from ssd.sidecar import OutputSpec, RuntimeHints, Sidecar, TensorRTCalibration
+from ssd.sidecar import InGraphPostprocess, OutputSpec, RuntimeHints, Sidecar, TensorRTCalibration
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class Exported:
     companions: tuple[Path, ...] = ()
     runtime_hints: RuntimeHints = field(default_factory=RuntimeHints)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: decode + NMS inside the graph (end-to-end formats, :mod:`convert.endtoend`); ``None``: raw heads
+    postprocess: InGraphPostprocess | None = None
 
 
 Exporter = Callable[[ExportContext, Path, str], Exported]
@@ -393,5 +398,23 @@ FORMATS: dict[str, Format] = {
         _row("tensorrt_qdq", ".onnx", "onnxruntime", "int8", True, export_tensorrt_qdq, _ONNX_TOOLS,
              "ONNX QDQ for TensorRT explicit quantization: symmetric int8, per-channel weights, Q/DQ on conv inputs",
              check=check_tensorrt_qdq_artifact),
+        # end to end: decode + NMS inside the graph at LIVE's thresholds (convert.endtoend), each checked
+        # against the app's own decode + NMS of its raw-head twin
+        _row("onnx_fp32_e2e", ".onnx", "onnxruntime", "fp32", False, e2e.export_onnx_fp32_e2e, _ONNX_TOOLS,
+             "ONNX FP32 + decode + NonMaxSuppression in the graph", check=check_end_to_end),
+        _row("onnx_int8_e2e", ".onnx", "onnxruntime", "int8", True, e2e.export_onnx_int8_e2e, _ONNX_TOOLS,
+             "ONNX Runtime static INT8 + decode + NonMaxSuppression in the graph", check=check_end_to_end),
+        _row("openvino_fp32_e2e", ".xml", "openvino", "fp32", False, e2e.export_openvino_fp32_e2e, _ONNX_TOOLS + ("openvino",),
+             "OpenVINO IR FP32 + DetectionOutput [1, 1, N, 7] (Model API SSD)", check=check_end_to_end),
+        _row("openvino_int8_e2e", ".xml", "openvino", "int8", True, e2e.export_openvino_int8_e2e,
+             _ONNX_TOOLS + ("openvino", "nncf"), "OpenVINO IR INT8 + DetectionOutput [1, 1, N, 7] (Model API SSD)",
+             check=check_end_to_end),
+        _row("tflite_int8_e2e", ".tflite", "tflite", "int8", True, e2e.export_tflite_int8_e2e,
+             ("torch", "torchao", "litert-torch", "ai-edge-litert"),
+             "TFLite full-integer INT8 + TFLite_Detection_PostProcess (TF OD API outputs, MediaPipe metadata)",
+             check=check_end_to_end),
+        _row("tensorrt_qdq_e2e", ".onnx", "onnxruntime", "int8", True, e2e.export_tensorrt_qdq_e2e, _ONNX_TOOLS,
+             "TensorRT QDQ + decode + EfficientNMS_TRT plugin (trtexec / DeepStream; checked statically)",
+             check=check_tensorrt_qdq_e2e),
     )
 }

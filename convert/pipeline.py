@@ -51,9 +51,11 @@ from convert.context import ConvertOptions, ExportContext, Log
 from convert.errors import ConvertError
 from convert.formats import FORMATS, Exported, Format
 from convert.heartbeat import heartbeat
+from convert.identity import stamp_identity
 from convert.source import load_source
 from convert.targets import resolve_formats
 from convert.validate import Validation
+from ssd.identity import identity_of
 from ssd.sidecar import (
     HeldOutAccuracy,
     Sidecar,
@@ -159,7 +161,7 @@ def _sidecar(ctx: ExportContext, fmt: Format, exported: Exported, final_name: st
         "description": fmt.description,
         **exported.extra,
     }
-    return Sidecar(
+    sidecar = Sidecar(
         format=fmt.name,
         runtime=fmt.runtime,
         precision=fmt.precision,
@@ -171,13 +173,18 @@ def _sidecar(ctx: ExportContext, fmt: Format, exported: Exported, final_name: st
         spec=ctx.source.spec,
         checkpoint_sha256=ctx.source.sha256,
         labels_sha256=labels_digest(ctx.source.labels),
-        artifact_sha256=file_sha256(exported.artifact),
+        artifact_sha256="",
         calibration_sha256=calib_sha,
         tool_versions=tool_versions(fmt.tools),
         runtime_hints=exported.runtime_hints,
-        files={p.name: file_sha256(p) for p in exported.companions},
+        files={},
+        postprocess=exported.postprocess,
         extra=extra,
     )
+    # the model file carries its own identity (ssd.identity), written before the sha256s are taken
+    stamp_identity(exported.artifact, identity_of(sidecar))
+    return dataclasses.replace(sidecar, artifact_sha256=file_sha256(exported.artifact),
+                               files={p.name: file_sha256(p) for p in exported.companions})
 
 
 def _remove_format_files(out: Path, fmt: Format) -> None:
@@ -216,6 +223,10 @@ def _held_out(ctx: ExportContext, fmt: Format, exported: Exported, stage: Path, 
     from convert.fallback import UNMEASURABLE, enforce_max_drop
 
     if ctx.options.max_drop is None or fmt.precision != "int8":
+        return exported, None, None
+    if exported.postprocess is not None:
+        ctx.log(f"{index} {fmt.name}: --max-drop is enforced on its raw-head twin's format; this artifact is held to "
+                "the twin's detections")
         return exported, None, None
     if fmt.name in UNMEASURABLE:
         ctx.log(f"{index} {fmt.name}: --max-drop not measured: the artifact runs in FP32 without TensorRT "

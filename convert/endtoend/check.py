@@ -1,0 +1,97 @@
+"""The check of an end-to-end artifact: its in-graph detections against the app's own decode + NMS.
+
+On the validation frames, the raw-head twin (:func:`convert.endtoend.exporters.make_twin`) runs
+through its backend and :func:`ssd.decode_and_nms` at the artifact's own thresholds (its
+sidecar's :class:`ssd.sidecar.InGraphPostprocess`); the end-to-end artifact runs through its
+backend (which knows the postprocess is inside). Every detection must pair with one of the
+other side's (IoU >= :data:`MIN_IOU`, same class, score within the quantization step of the
+in-graph scores); one left unpaired passes only when its score is within that step of the
+threshold (a candidate that rounding put on the other side of it). The twin itself is first
+checked against PyTorch by its own format's check, so the artifact is held to PyTorch through it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from convert.context import ExportContext
+from convert.validate import Validation, match_detections
+from edge_app.backends.endtoend import unpack
+from ssd.postprocess import Detections, PostprocessParams, decode_and_nms
+from ssd.priors import default_boxes
+from ssd.sidecar import Sidecar, read_sidecar
+
+MIN_IOU = 0.98
+#: score step of the in-graph scores: float ops after the heads -> float rounding; TFLite's
+#: int8 softmax -> its output scale 1/256
+FLOAT_STEP = 1e-4
+INT8_SOFTMAX_STEP = 1.0 / 256
+
+
+def app_params(sidecar: Sidecar) -> PostprocessParams:
+    post = sidecar.postprocess
+    assert post is not None
+    return PostprocessParams(post.score_threshold, post.iou_threshold, post.top_k, post.max_detections)
+
+
+def compare_detections(reference: list[Detections], candidate: list[Detections], threshold: float, step: float
+                       ) -> tuple[bool, dict[str, float], str]:
+    """Pair ``candidate`` (in-graph) with ``reference`` (the app's) image by image."""
+    total_ref = total_out = matched = same = 0
+    worst_iou, worst_score = 1.0, 0.0
+    stray = 0
+    for ref, out in zip(reference, candidate, strict=True):
+        m, s, ious = match_detections(ref, out, iou=MIN_IOU)
+        total_ref, total_out, matched, same = total_ref + len(ref.scores), total_out + len(out.scores), matched + m, same + s
+        if ious:
+            worst_iou = min(worst_iou, min(ious))
+        # score differences of best-IoU pairs, both directions (greedy pairing as match_detections)
+        for a, b in ((ref, out), (out, ref)):
+            if len(a.scores) and len(b.scores):
+                from ssd.box_coding import pairwise_iou
+
+                iou = pairwise_iou(a.boxes, b.boxes)
+                j = iou.argmax(axis=1)
+                ok = iou[np.arange(len(j)), j] >= MIN_IOU
+                if ok.any():
+                    worst_score = max(worst_score, float(np.abs(a.scores[ok] - b.scores[j[ok]]).max()))
+                stray += int(np.sum(~ok & (np.abs(a.scores - threshold) > step)))
+            else:
+                stray += int(np.sum(np.abs(a.scores - threshold) > step))
+    metrics = {"reference_detections": float(total_ref), "end_to_end_detections": float(total_out),
+               "matched": float(matched), "same_class": float(same), "min_iou": worst_iou,
+               "max_score_diff": worst_score, "score_step": step, "unpaired_away_from_threshold": float(stray)}
+    ok = stray == 0 and same == matched and worst_score <= step + 1e-6
+    text = (f"{matched}/{total_ref} app detections matched by {total_out} in-graph ones (IoU >= {worst_iou:.3f}, "
+            f"same class {same}/{matched}, max score diff {worst_score:.1e}, step {step:.1e})")
+    return ok, metrics, text
+
+
+def check_end_to_end(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Validation:
+    """See the module docstring; ``kind`` ``end_to_end``."""
+    from convert.formats import FORMATS, run_artifact
+
+    twin = ctx.cache.get(f"e2e_twin:{sidecar.format}")
+    if twin is None or not Path(twin).is_file():
+        return Validation(False, f"the raw-head twin of {sidecar.format} is missing from this run")
+    twin = Path(twin)
+    twin_sidecar = read_sidecar(twin)
+    raw = FORMATS[twin_sidecar.format].check(ctx, twin, twin_sidecar)
+    if not raw.passed:
+        return Validation(False, f"raw-head twin {twin_sidecar.format}: {raw.summary}", raw.metrics, kind="end_to_end")
+    frames = ctx.validation_frames()
+    threads, quiet = ctx.options.threads, not ctx.options.verbose
+    params = app_params(sidecar)
+    spec = twin_sidecar.spec
+    priors = default_boxes(spec)
+    reference = [decode_and_nms(loc, conf, priors, variances=spec.variances, **params._asdict())[0]
+                 for loc, conf in run_artifact(twin, frames, threads, quiet)]
+    candidate = [unpack(dets, counts)[0] for dets, counts in run_artifact(artifact, frames, threads, quiet)]
+    step = INT8_SOFTMAX_STEP if sidecar.postprocess.op == "TFLite_Detection_PostProcess" else FLOAT_STEP
+    ok, metrics, text = compare_detections(reference, candidate, params.score_threshold, step)
+    metrics = {**{f"twin_{k}": v for k, v in raw.metrics.items()}, **metrics}
+    summary = f"{text} on {len(frames)} frames; twin {twin_sidecar.format}: {raw.summary}"
+    return dataclasses.replace(Validation(ok, summary, metrics, kind="end_to_end"))
