@@ -32,8 +32,10 @@ FIELDS = ("format", "labels", "spec_sha256", "checkpoint_sha256", "calibration_s
 
 
 def spec_digest(spec: SSDSpec) -> str:
-    """sha256 of the prior spec as sorted JSON (variances included)."""
-    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()
+    """sha256 of the prior spec as sorted JSON (variances included), after a round trip through
+    :meth:`SSDSpec.from_dict` so ``2`` and ``2.0`` hash alike."""
+    canonical = SSDSpec.from_dict(spec.to_dict()).to_dict()
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ The thresholds are :data:`ssd.postprocess.LIVE`'s, recorded in the sidecar
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,8 @@ def export_tflite_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
     from convert.formats import Exported
 
     twin, _ = make_twin(ctx, "tflite_int8_e2e", stage)
-    post = in_graph("TFLite_Detection_PostProcess", "class")
+    # regular (per-class) NMS; its per-class limit stands in for the app's image-wide top-k
+    post = dataclasses.replace(in_graph("TFLite_Detection_PostProcess", "class"), top_k=LIVE.max_detections)
     priors, variances = _priors(ctx)
     dst, names = append_detection_postprocess(twin.artifact, stage / f"{stem}.tflite", twin.outputs, priors, variances,
                                               post, list(ctx.source.labels))
