@@ -83,6 +83,8 @@ def stamp_tflite(path: Path, metadata: Mapping[str, str]) -> None:
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
+    from convert.endtoend.tflite_metadata import packed_files, write_with_files
+
     model = flatbuffer_utils.read_model(os.fspath(path))
     buffer = schema.BufferT()
     buffer.data = list(json.dumps(dict(metadata), sort_keys=True).encode())
@@ -95,9 +97,7 @@ def stamp_tflite(path: Path, metadata: Mapping[str, str]) -> None:
         entry.name = TFLITE_METADATA_NAME
         entry.buffer = len(model.buffers) - 1
         model.metadata = [*(model.metadata or []), entry]
-    tmp = _tmp(path)
-    flatbuffer_utils.write_model(model, os.fspath(tmp))
-    os.replace(tmp, path)
+    write_with_files(model, path, packed_files(path))  # keeps associated files (labels.txt) packed in it
 
 
 def _name(name: str | bytes | None) -> str:

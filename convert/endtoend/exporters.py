@@ -161,6 +161,7 @@ def export_tflite_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
     d = post.max_detections
     shapes = {"boxes": (1, d, 4), "classes": (1, d), "scores": (1, d), "count": (1,)}
     outputs = {key: OutputSpec(names[key], shapes[key]) for key in ("boxes", "classes", "scores", "count")}
-    return Exported(dst, twin.input_name, twin.input, outputs,
+    image = twin.input if twin.input.dtype != "int8" else dataclasses.replace(twin.input, dtype="uint8", scale=1.0, zero_point=0)
+    return Exported(dst, twin.input_name, image, outputs,
                     extra={**twin.extra, "twin": "tflite_int8", "in_graph": "TFLite_Detection_PostProcess (regular NMS)"},
                     postprocess=post)

@@ -16,6 +16,9 @@ full-integer model, so everything before the op stays integer):
   or uint8 inputs, not int8, so the int8 box encodings and scores are dequantized right before
   it (everything up to the op stays integer).
 
+An int8 image input becomes a uint8 one taking raw pixels (scale 1, zero point 0) with a
+``QUANTIZE`` op in front (:func:`uint8_pixels_input`; MediaPipe feeds uint8 or float32 only).
+
 Outputs (also the signature's, in this order): ``boxes (1, D, 4)`` ``[y1, x1, y2, x2]`` in
 [0, 1] (not clipped by the op), ``classes (1, D)`` 0-based foreground classes as float,
 ``scores (1, D)``, ``count (1,)``. The op keeps scores ``>= nms_score_threshold``; the app keeps
@@ -108,6 +111,27 @@ def _op(graph: Any, opcode: int, inputs: list[int], outputs: list[int], options_
     graph.operators.append(op)
 
 
+def uint8_pixels_input(model: Any, graph: Any, signature: Any) -> None:
+    """Replace an int8 image input with a uint8 one taking raw pixels (scale 1, zero point 0),
+    requantized into the old input by a ``QUANTIZE`` op at the front: MediaPipe feeds uint8 or
+    float32 tensors only. The new input takes the old one's name (what the sidecar names)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    old = graph.inputs[0]
+    tensor = graph.tensors[old]
+    name = tensor.name
+    tensor.name = "e2e/input_int8"
+    new = _tensor(model, graph, name.decode() if isinstance(name, bytes) else name, list(tensor.shape),
+                  schema.TensorType.UINT8, None, 1.0, 0)
+    _op(graph, _opcode(model, schema.BuiltinOperator.QUANTIZE, version=2), [new], [old])
+    graph.operators.insert(0, graph.operators.pop())
+    graph.inputs = [new]
+    if signature is not None:
+        for m in signature.inputs:
+            if m.tensorIndex == old:
+                m.tensorIndex = new
+
+
 def append_detection_postprocess(src: Path, dst: Path, outputs: dict[str, OutputSpec], priors: np.ndarray,
                                  variances: tuple[float, float], post: InGraphPostprocess, labels: list[str]
                                  ) -> tuple[Path, dict[str, str]]:
@@ -167,6 +191,8 @@ def append_detection_postprocess(src: Path, dst: Path, outputs: dict[str, Output
     _op(graph, _opcode(model, schema.BuiltinOperator.CUSTOM, OP_NAME), [loc_yx, probs, anchor_t],
         [outs[k] for k in OUTPUT_NAMES], custom=custom_options(post, num_classes - 1, variances))
 
+    if graph.tensors[graph.inputs[0]].type == T.INT8:
+        uint8_pixels_input(model, graph, signature)
     graph.outputs = [outs[k] for k in OUTPUT_NAMES]
     if signature is not None:
         maps = []
