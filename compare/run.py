@@ -22,6 +22,7 @@ import numpy as np
 
 from compare.diffs import DEFAULT_DIFF, DiffParams, ModelChanges, model_changes
 from compare.predictors import ArtifactPredictor, Predictor, TorchPredictor
+from edge_app.backends.endtoend import unpack
 from ssd.bootstrap import Interval
 from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
 from ssd.preprocess import preprocess
@@ -101,13 +102,18 @@ def predict(
         first = preprocess(images[0], predictor.input_spec)
         for _ in range(warmup):
             predictor.infer(first)
+    # an end-to-end artifact returns its in-graph detections (edge_app.backends.endtoend), at its own thresholds
+    in_graph = getattr(predictor, "in_graph", None) is not None
     detections, latency = [], []
     for image in images:
         batch = preprocess(image, predictor.input_spec)
         start = time.perf_counter()
         loc, conf = predictor.infer(batch)
         latency.append((time.perf_counter() - start) * 1e3)
-        detections.append(decode_and_nms(loc, conf, priors, variances=variances, **params._asdict())[0])
+        if in_graph:
+            detections.append(unpack(loc, conf)[0])
+        else:
+            detections.append(decode_and_nms(loc, conf, priors, variances=variances, **params._asdict())[0])
     return detections, latency
 
 

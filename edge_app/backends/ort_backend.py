@@ -196,6 +196,8 @@ class OnnxRuntimeBackend(Backend):
         providers = select_providers(ort.get_available_providers(), options.device, sidecar, path, options.cache_dir)
         prepare_tensorrt_cache(providers, sidecar, path)
         self.session = create_session(path, options.threads, providers)
+        # first: a forged sidecar is refused by name, before any shape check could trip over it
+        check_file_identity(self.session.get_modelmeta().custom_metadata_map, sidecar, path)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise SidecarError(f"{path.name} has {len(inputs)} inputs; an SSD artifact has one image input")
@@ -209,7 +211,6 @@ class OnnxRuntimeBackend(Backend):
         if not (isinstance(inp.shape[0], int) and inp.shape[0] > 0):
             self.max_batch = options.batch
         check_input(sidecar, inp.name, shape, _ORT_TYPES.get(inp.type, inp.type), path)
-        check_file_identity(self.session.get_modelmeta().custom_metadata_map, sidecar, path)
         outs = self.session.get_outputs()
         self._input_name = inp.name
         if sidecar.postprocess is not None:  # decode + NMS in the graph: the op's outputs, packed

@@ -103,6 +103,7 @@ class TFLiteBackend(Backend):
         else:
             module_name = type(interpreter).__module__
         self.interpreter = interpreter
+        check_file_identity(tflite_metadata(path), sidecar, path)  # first: a forged sidecar is refused by name
         interpreter.allocate_tensors()
         inputs = interpreter.get_input_details()
         if len(inputs) != 1:
@@ -116,7 +117,6 @@ class TFLiteBackend(Backend):
                 log.warning("%s: the sidecar's input scale %s differs from the model's %s; using the model's",
                             path.name, sidecar.input.scale, scale)
             self.input_spec = dataclasses.replace(sidecar.input, scale=scale, zero_point=zero_point)
-        check_file_identity(tflite_metadata(path), sidecar, path)
         outputs = interpreter.get_output_details()
         model_outputs = [(d["name"], tuple(int(s) for s in d["shape"])) for d in outputs]
         aliases = self._signature_aliases(interpreter)

@@ -13,12 +13,17 @@ import json
 import sys
 
 import cv2
+from model_api.adapters import OpenvinoAdapter, create_core
 from model_api.models import Model
 
 
 def main(argv: list[str]) -> int:
     xml, out, *images = argv
-    model = Model.create_model(xml, device="CPU", nthreads=1)
+    # the Model API's own adapter with the precision the IR was validated in: OpenVINO's CPU plugin
+    # runs float IR in bf16 on CPUs with AVX512-BF16/AMX unless told f32 (ssd-edge reads it from the sidecar)
+    adapter = OpenvinoAdapter(create_core(), xml, device="CPU",
+                              plugin_config={"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": "1"})
+    model = Model.create_model(adapter)
     results = {"wrapper": type(model).__name__, "images": []}
     for path in images:
         image = cv2.imread(path)  # BGR, as the Model API expects (reverse_input_channels from rt_info)
