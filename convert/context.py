@@ -93,6 +93,8 @@ class ConvertOptions:
     threads: int | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
     verbose: bool = False
+    #: the :mod:`ssd.postprocess` preset the end-to-end formats bake into the graph (``LIVE``, ``EVAL``)
+    in_graph: str = "LIVE"
 
     def method(self, backend: str) -> str:
         return self.calib_methods.get(backend, DEFAULT_METHODS[backend])

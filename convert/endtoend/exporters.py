@@ -16,7 +16,8 @@ tflite_int8_e2e        tflite_int8      ``TFLite_Detection_PostProcess`` (:mod:`
 tensorrt_qdq_e2e       tensorrt_qdq     ``EfficientNMS_TRT`` plugin node, checked statically
 =====================  ===============  ==========================================================
 
-The thresholds are :data:`ssd.postprocess.LIVE`'s, recorded in the sidecar
+The thresholds are :data:`ssd.postprocess.LIVE`'s (``ConvertOptions.in_graph="EVAL"`` bakes in
+EVAL's instead, for measurements), recorded in the sidecar
 (:class:`ssd.sidecar.InGraphPostprocess`) and in the file's identity.
 """
 
@@ -28,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from convert.context import ExportContext
-from ssd.postprocess import LIVE, PostprocessParams
+from convert.errors import ConvertError
+from ssd.postprocess import EVAL, LIVE, PostprocessParams
 from ssd.priors import default_boxes
 from ssd.sidecar import InGraphPostprocess, OutputSpec, Sidecar, read_sidecar
 
@@ -43,8 +45,14 @@ TWINS: dict[str, str] = {
 }
 
 
-def in_graph(op: str, top_k_per: str, params: PostprocessParams = LIVE, preset: str = "LIVE") -> InGraphPostprocess:
-    """The sidecar record of ``params`` as ``op`` applies them."""
+PRESETS: dict[str, PostprocessParams] = {"LIVE": LIVE, "EVAL": EVAL}
+
+
+def in_graph(op: str, top_k_per: str, preset: str = "LIVE") -> InGraphPostprocess:
+    """The sidecar record of the ``preset``'s thresholds (:data:`PRESETS`) as ``op`` applies them."""
+    if preset not in PRESETS:
+        raise ConvertError(f"in-graph thresholds {preset!r}: use one of {', '.join(PRESETS)}")
+    params = PRESETS[preset]
     return InGraphPostprocess(op=op, score_threshold=params.score_threshold, iou_threshold=params.iou_threshold,
                               top_k=params.top_k, max_detections=params.max_detections, top_k_per=top_k_per, preset=preset)
 
@@ -76,7 +84,7 @@ def _onnx_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
     from convert.formats import Exported
 
     twin, _ = make_twin(ctx, name, stage)
-    post = in_graph("NonMaxSuppression", "image")
+    post = in_graph("NonMaxSuppression", "image", ctx.options.in_graph)
     priors, variances = _priors(ctx)
     dst = append_onnx_nms(twin.artifact, stage / f"{stem}.onnx", priors, variances, post)
     outputs = {"boxes": OutputSpec("boxes", (-1, 4)), "scores": OutputSpec("scores", (-1,)),
@@ -97,11 +105,15 @@ def export_onnx_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
 def _openvino_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
     import openvino as ov
 
-    from convert.endtoend.openvino_detection_output import OUTPUT_NAME, detection_output, model_api_info
+    from convert.endtoend.openvino_detection_output import (
+        OUTPUT_NAME,
+        detection_output,
+        model_api_info,
+    )
     from convert.formats import Exported
 
     twin, _ = make_twin(ctx, name, stage)
-    post = in_graph("DetectionOutput", "image")
+    post = in_graph("DetectionOutput", "image", ctx.options.in_graph)
     priors, variances = _priors(ctx)
     model = detection_output(ov.Core().read_model(str(twin.artifact)), priors, variances, post)
     for key, value in model_api_info(list(ctx.source.labels), post).items():
@@ -128,11 +140,10 @@ def export_tensorrt_qdq_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
     the format's check (:mod:`convert.endtoend.tensorrt_nms_check`)."""
     from convert.endtoend.onnx_nms import append_efficient_nms
     from convert.endtoend.tensorrt_nms_check import check_efficient_nms
-    from convert.errors import ConvertError
     from convert.formats import Exported
 
     twin, _ = make_twin(ctx, "tensorrt_qdq_e2e", stage)
-    post = in_graph("EfficientNMS_TRT", "image")
+    post = in_graph("EfficientNMS_TRT", "image", ctx.options.in_graph)
     priors, variances = _priors(ctx)
     dst = append_efficient_nms(twin.artifact, stage / f"{stem}.onnx", priors, variances, post)
     problems = check_efficient_nms(dst, post)
@@ -154,7 +165,8 @@ def export_tflite_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
 
     twin, _ = make_twin(ctx, "tflite_int8_e2e", stage)
     # regular (per-class) NMS; its per-class limit stands in for the app's image-wide top-k
-    post = dataclasses.replace(in_graph("TFLite_Detection_PostProcess", "class"), top_k=LIVE.max_detections)
+    post = in_graph("TFLite_Detection_PostProcess", "class", ctx.options.in_graph)
+    post = dataclasses.replace(post, top_k=post.max_detections)
     priors, variances = _priors(ctx)
     dst, names = append_detection_postprocess(twin.artifact, stage / f"{stem}.tflite", twin.outputs, priors, variances,
                                               post, list(ctx.source.labels))

@@ -98,6 +98,14 @@ def _tensor(model: Any, graph: Any, name: str, shape: list[int], dtype: int, dat
     return len(graph.tensors) - 1
 
 
+def _quantization(tensor: Any) -> tuple[float | None, int | None]:
+    """A per-tensor ``(scale, zero point)``, ``(None, None)`` for a float tensor."""
+    q = tensor.quantization
+    if q is None or q.scale is None or not len(q.scale):
+        return None, None
+    return float(q.scale[0]), int(q.zeroPoint[0])
+
+
 def _op(graph: Any, opcode: int, inputs: list[int], outputs: list[int], options_type: int = 0, options: Any = None,
         custom: bytes | None = None) -> None:
     from ai_edge_litert import schema_py_generated as schema
@@ -156,11 +164,8 @@ def append_detection_postprocess(src: Path, dst: Path, outputs: dict[str, Output
     loc, conf = graph.tensors[index["loc"]], graph.tensors[index["conf"]]
     num_priors, num_classes = int(loc.shape[1]), int(conf.shape[2])
     T = schema.TensorType
-    quant = (lambda t: (t.quantization.scale[0], t.quantization.zeroPoint[0])
-             if t.quantization is not None and t.quantization.scale is not None and len(t.quantization.scale) else (None, None))
-
     perm = _tensor(model, graph, "e2e/box_order", [4], T.INT32, np.array([1, 0, 3, 2], np.int32).tobytes())
-    loc_scale, loc_zp = quant(loc)
+    loc_scale, loc_zp = _quantization(loc)
     loc_yx = _tensor(model, graph, "e2e/box_encodings", [1, num_priors, 4], loc.type, None, loc_scale, loc_zp)
     gather = schema.GatherOptionsT()
     gather.axis, gather.batchDims = 2, 0
