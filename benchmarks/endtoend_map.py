@@ -45,25 +45,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=float, default=0.1, help="largest |e2e - raw| mAP@0.5 difference in points")
     parser.add_argument("--skip-convert", action="store_true", help="score the artifacts already in --out")
+    parser.add_argument("--pairs", default=None, help="comma-separated raw formats to do (default: all five pairs)")
+    parser.add_argument("--int8-min-f1", type=float, default=None,
+                        help="conversion's INT8 detection-agreement gate against PyTorch (default: ssd-convert's 0.5); "
+                             "a weakly trained model with few confident boxes may need less")
     args = parser.parse_args(argv)
 
     from compare.predictors import ArtifactPredictor
     from compare.run import evaluate_predictor, load_samples
     from convert import ConvertOptions, export
+    from convert.validate import Tolerances
     from ssd.postprocess import LIVE
     from ssd.sidecar import read_sidecar
 
     out = args.out or args.checkpoint.parent / "e2e_artifacts"
-    formats = [name for pair in PAIRS for name in pair]
+    pairs = [p for p in PAIRS if args.pairs is None or p[0] in args.pairs.split(",")]
+    formats = [name for pair in pairs for name in pair]
     start = time.perf_counter()
     if not args.skip_convert:
-        report = export(args.checkpoint, formats, out, calib=args.calib, options=ConvertOptions(threads=args.threads))
+        tolerances = Tolerances() if args.int8_min_f1 is None else Tolerances(int8_min_f1=args.int8_min_f1)
+        report = export(args.checkpoint, formats, out, calib=args.calib,
+                        options=ConvertOptions(threads=args.threads, tolerances=tolerances))
         print(report.table())
     convert_s = time.perf_counter() - start
     labels = read_sidecar(out / "model_onnx_fp32.onnx").labels
     samples = load_samples(args.data, args.split, labels, None)
     rows, ok = [], True
-    for raw, e2e in PAIRS:
+    for raw, e2e in pairs:
         maps = {}
         for name in (raw, e2e):
             path = out / f"model_{name}{SUFFIX[name.split('_')[0]]}"
