@@ -35,28 +35,7 @@ if __package__ in (None, ""):
 PAIRS = {"onnxruntime": ("onnx_fp32", "onnx_fp32_e2e"), "openvino": ("openvino_fp32", "openvino_fp32_e2e"),
          "tflite": ("tflite_int8", "tflite_int8_e2e")}
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
-LABELS = [f"class{i}" for i in range(1, 21)]  # VOC-sized head: 20 classes + background
 RESULTS = Path(__file__).resolve().parent / "results" / "endtoend_latency.json"
-
-
-def build(arch: str, work: Path, num_calib: int, log) -> tuple[Path, Path]:
-    """Lively checkpoint + calibration set; returns (checkpoint, calibration folder)."""
-    import cv2
-
-    from calibration.sets import stored_input_spec, write_calibration_set
-    from calibration.testing import write_voc_dataset
-    from convert.testing import save_lively_checkpoint
-    from ssd.preprocess import preprocess
-    from ssd.specs import get_spec
-    from train.models import ARCHS
-
-    size = get_spec(ARCHS[arch][1]).image_size
-    voc = write_voc_dataset(work / "voc", num_calib, size=size, classes=LABELS[:3], seed=0)
-    spec = stored_input_spec(size, size)
-    images = np.concatenate([preprocess(cv2.imread(str(p)), spec) for p in sorted((voc / "JPEGImages").glob("*.jpg"))])
-    write_calibration_set(work / "calib", images, {"labels": LABELS})
-    ckpt = save_lively_checkpoint(work / f"{arch}.pt", arch, LABELS, images, seed=0, bn_gain=0.85)
-    return ckpt, work / "calib"
 
 
 def measure(paths: dict[str, Path], params: dict[str, object], frames: list[np.ndarray], threads: int, rounds: int
@@ -94,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="keep artifacts here (default: a temporary folder)")
     args = parser.parse_args(argv)
 
+    from benchmarks.runtimes import lively_checkpoint
     from calibration.sets import load_calibration_set
     from convert import ConvertOptions, export
     from ssd.postprocess import EVAL, LIVE
@@ -106,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         for arch in [a.strip() for a in args.models.split(",") if a.strip()]:
             work = root / arch
             work.mkdir(parents=True, exist_ok=True)
-            ckpt, calib = build(arch, work, args.calib, lambda _: None)
+            ckpt, calib = lively_checkpoint(arch, work, args.calib)
             frames = list(load_calibration_set(calib).frames_bgr())
             raw = [pair[0] for pair in PAIRS.values()]
             report = export(ckpt, raw, work / "raw", calib=calib, options=ConvertOptions(validate_images=4, threads=args.threads),

@@ -65,17 +65,17 @@ def metadata_buffer(labels: list[str], post: InGraphPostprocess) -> bytes:
             b.PrependUOffsetTRelative(item)
         return b.EndVector()
 
-    def floats(values: list[float]) -> int:
+    def scalars(values: list, prepend) -> int:
         b.StartVector(4, len(values), 4)
         for v in reversed(values):
-            b.PrependFloat32(v)
+            prepend(v)
         return b.EndVector()
 
+    def floats(values: list[float]) -> int:
+        return scalars(values, b.PrependFloat32)
+
     def ints(values: list[int]) -> int:
-        b.StartVector(4, len(values), 4)
-        for v in reversed(values):
-            b.PrependUint32(v)
-        return b.EndVector()
+        return scalars(values, b.PrependUint32)
 
     def value_range() -> int:  # ValueRange {min: 0, max: 1}: the content's dimension (2) in [min, max]
         return table([("i32", 0, 2), ("i32", 1, 2)], 2)
