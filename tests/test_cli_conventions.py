@@ -103,3 +103,46 @@ def test_a_bad_input_is_one_line_and_exit_2(script: str, tmp_path: Path) -> None
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"{script}: error: "), err
     assert list(tmp_path.iterdir()) == [], "a bad input must not leave files behind"
+
+
+# Flags that main() reads itself or that need a file to be valid (their own tests cover them).
+EDGE_NOT_IN_OPTIONS = {"help", "json_summary", "log_level", "zones", "tracker_config", "events", "mqtt", "mqtt_prefix",
+                       "mqtt_qos", "mqtt_buffer"}
+
+
+def _edge_value(action) -> list[str]:
+    """A value for ``action`` that differs from its default (no value for a switch)."""
+    if action.nargs == 0:
+        return []
+    if action.choices:
+        return [next(str(c) for c in action.choices if c != action.default)]
+    if action.type is int:
+        return ["3"]
+    if action.type is float:
+        return ["0.3"]
+    return ["X"]
+
+
+def test_every_ssd_edge_flag_reaches_the_run_options() -> None:
+    """Each flag is passed to its option type by keyword: a flag whose field was renamed (or that
+    was never passed on) would leave the options unchanged, and this fails."""
+    from edge_app.cli import build_parser, options_from_args
+
+    parser = build_parser()
+    base = ["--model", "m.onnx", "--output", "-"]
+    checked = 0
+    for action in parser._actions:
+        if action.dest in EDGE_NOT_IN_OPTIONS or action.dest in ("model", "source"):
+            continue
+        flag = action.option_strings[0]
+        sources = ["--source", "a=synthetic://", "--source", "b=synthetic://"]
+        track = ["--track"] if action.dest in ("high_thresh", "low_thresh", "new_track_thresh", "match_thresh",
+                                               "min_hits", "track_buffer") else []
+        if action.dest == "realtime" and flag == "--realtime":
+            reference = options_from_args(parser.parse_args(base + sources + ["--every-frame"]))
+        else:
+            reference = options_from_args(parser.parse_args(base + sources + track))
+        given = options_from_args(parser.parse_args(base + sources + track + [flag, *_edge_value(action)]))
+        assert given != reference, f"ssd-edge {flag} does not reach RunOptions"
+        checked += 1
+    assert checked >= 25
