@@ -100,7 +100,7 @@ test-fast: install  ## the tests without the slow ones (the demo smoke test)
 	$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not slow"' DEMO_TESTS=
 
 docs: install  ## build the documentation site into site/ (mkdocs --strict: a broken link or page fails)
-	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	$(VENV)/bin/mkdocs build --strict --site-dir site  # not --quiet: it hides the warnings --strict counts
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check ssd train calibration convert edge_app compare benchmarks tests
