@@ -13,7 +13,6 @@ runtime's inference call alone, median over the images at a fixed thread count.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,11 @@ import numpy as np
 
 from compare.diffs import DEFAULT_DIFF, DiffParams, ModelChanges, model_changes
 from compare.predictors import ArtifactPredictor, Predictor, TorchPredictor
+from edge_app.backends.timed import run_frames
 from ssd.bootstrap import Interval
 from ssd.coco_eval import EvalResult, evaluate_detections
 from ssd.data import DetectionDataset, Sample
 from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
-from ssd.preprocess import preprocess
 from ssd.priors import default_boxes
 from ssd.sidecar import HeldOutAccuracy, read_sidecar, sidecar_path
 from ssd.voc_eval import VOCResult
@@ -94,21 +93,14 @@ def predict(
     params: PostprocessParams = EVAL,
     warmup: int = 2,
 ) -> tuple[list[Detections], list[float]]:
-    """Detections for every BGR image, and the inference latency of each in ms."""
+    """Detections for every BGR image, and the inference latency of each in ms (the timed
+    runner :func:`edge_app.backends.timed.run_frames`: ``warmup`` untimed calls, then the
+    inference call alone timed per image)."""
     priors = default_boxes(predictor.spec)
     variances = predictor.spec.variances
-    if images and warmup:
-        first = preprocess(images[0], predictor.input_spec)
-        for _ in range(warmup):
-            predictor.infer(first)
-    detections, latency = [], []
-    for image in images:
-        batch = preprocess(image, predictor.input_spec)
-        start = time.perf_counter()
-        loc, conf = predictor.infer(batch)
-        latency.append((time.perf_counter() - start) * 1e3)
-        detections.append(decode_and_nms(loc, conf, priors, variances=variances, **params._asdict())[0])
-    return detections, latency
+    run = run_frames(predictor, images, warmup)
+    detections = [decode_and_nms(loc, conf, priors, variances=variances, **params._asdict())[0] for loc, conf in run.outputs]
+    return detections, run.times_ms
 
 
 def score(result: ModelResult, samples: Sequence, detections: list[Detections], label_names: Sequence[str],
