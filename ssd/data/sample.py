@@ -63,7 +63,7 @@ def warn_dropped(dataset: str, dropped: list[str], noun: str = "degenerate (zero
 
 def read_image(path: Path) -> np.ndarray:
     """BGR uint8 ``(H, W, 3)``; a missing, truncated or undecodable file raises :class:`DatasetError`
-    naming it (:func:`train.data.image_file.read_image_strict`, the one image reader of every stage)."""
-    from train.data.image_file import read_image_strict
+    naming it (:func:`ssd.data.image_file.read_image_strict`, the one image reader of every stage)."""
+    from ssd.data.image_file import read_image_strict
 
     return read_image_strict(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data.sample import DatasetError, Sample, clean_boxes, read_image, warn_dropped
+from ssd.data.sample import DatasetError, Sample, clean_boxes, read_image, warn_dropped
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -79,7 +79,7 @@ def missing_split_message(root: Path, split: str) -> str:
 
 
 class VOCDataset:
-    """One split of a VOC-layout folder; items are :class:`~train.data.sample.Sample`.
+    """One split of a VOC-layout folder; items are :class:`~ssd.data.sample.Sample`.
 
     Args:
         root: the folder holding ``Annotations``, ``JPEGImages`` and ``ImageSets/Main``.
