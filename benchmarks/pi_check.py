@@ -415,7 +415,7 @@ def host_frames(work: Path) -> tuple[Path, Path]:
     import cv2
 
     from edge_app.sources.synthetic import SyntheticScene
-    from train.data.voc import VOCDataset
+    from ssd.data.voc import VOCDataset
 
     parity, val = work / "frames" / "parity", work / "frames" / "val"
     if not parity.is_dir():
@@ -497,9 +497,9 @@ def parity(host: list[dict[str, Any]], device: list[dict[str, Any]]) -> dict[str
 
 def jsonl_map(path: Path, work: Path) -> dict[str, float]:
     """COCO mAP of a val-split run's JSON lines against the VOC annotations."""
+    from ssd.coco_eval import evaluate_detections
+    from ssd.data.voc import VOCDataset
     from ssd.postprocess import Detections
-    from train.coco_eval import evaluate_detections
-    from train.data.voc import VOCDataset
 
     dataset = VOCDataset(work / "synth", "val")
     rows = read_jsonl(path)

@@ -20,10 +20,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-_SWITCHES = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction,
-             argparse._AppendConstAction, argparse._CountAction, argparse._HelpAction, argparse._VersionAction)
-
-
 class HelpFormatter(argparse.HelpFormatter):
     """Appends ``(default: X)`` to an option's help only when it adds something: the help does
     not mention a default itself, the default is a value (not ``None``, a bool or empty) and the
@@ -32,7 +28,8 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if (not action.option_strings or isinstance(action, _SWITCHES) or "default" in text.lower()
+        switch = action.nargs == 0  # store_true/false, store_const, count, help: no value to default
+        if (not action.option_strings or switch or "default" in text.lower()
                 or default is None or default is argparse.SUPPRESS or isinstance(default, bool)
                 or default in ("", [], ())):
             return text

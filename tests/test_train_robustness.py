@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from calibration.cli import main as calibrate_main
+from ssd.data import DatasetError, VOCDataset
+from ssd.data.image_file import read_image_strict, truncation_problem
 from train.cli import main as train_main
-from train.data import DatasetError, VOCDataset
-from train.data.image_file import read_image_strict, truncation_problem
-from train.data.synth import SynthConfig, generate
 from train.eval_cli import main as eval_main
+from train.synth import SynthConfig, generate
 
 torch.set_num_threads(1)
 

@@ -22,9 +22,9 @@ import sys
 from pathlib import Path
 
 from ssd.cli import EXIT_OK, ArgumentParser, fail
+from ssd.data.sample import DatasetError
 from train.checkpoint import CheckpointError, read_checkpoint
 from train.config import ConfigError, load_config
-from train.data.sample import DatasetError
 from train.run_folder import check_run_name, prepare_run_folder, remove_failed_run
 
 

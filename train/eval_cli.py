@@ -2,7 +2,7 @@
 
 ``coco`` (default): mAP@0.5, mAP@[.5:.95], AR@100 and per-class AP (pycocotools).
 ``voc07``: Pascal VOC2007 11-point AP at IoU 0.5 (the SSD paper's VOC07-test figures);
-``voc``: VOC2010+ all-point AP (:mod:`train.voc_eval`). ``--json PATH`` also writes them.
+``voc``: VOC2010+ all-point AP (:mod:`ssd.voc_eval`). ``--json PATH`` also writes them.
 The thresholds are :data:`ssd.postprocess.EVAL` (as in ``ssd-train`` and ``ssd-compare``).
 The dataset's class names must equal the checkpoint's labels (same order).
 """
@@ -14,9 +14,9 @@ import json
 import sys
 
 from ssd.cli import EXIT_OK, ArgumentParser, fail
+from ssd.data.sample import DatasetError
 from train.checkpoint import CheckpointError
 from train.config import ConfigError
-from train.data.sample import DatasetError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         from ssd.atomic import atomic_write_text
+        from ssd.data import open_dataset
         from train.checkpoint import load_model
-        from train.data import open_dataset
         from train.distributed import resolve_device
         from train.evaluate import checkpoint_eval_settings, evaluate_model
 

@@ -30,7 +30,7 @@ from train.checkpoint import CheckpointError, load_model, read_checkpoint, save_
 @dataclass(frozen=True)
 class QATOptions:
     """checkpoint: the FP32 checkpoint; data/split/format: training images (VOC, COCO or synth
-    layout as ``train.data.open_dataset`` reads it); epochs, lr (SGD, cosine to 0), batch_size;
+    layout as ``ssd.data.open_dataset`` reads it); epochs, lr (SGD, cosine to 0), batch_size;
     threads: torch threads; limit: use at most N images per epoch (``None``: all)."""
 
     checkpoint: Path
@@ -111,9 +111,9 @@ def trained_state(prepared: torch.nn.Module, original: dict[str, torch.Tensor], 
 
 def qat_finetune(options: QATOptions, log: Callable[[str], None] = print) -> Path:
     """Fine-tune ``options.checkpoint`` with fake quantization; write and return ``options.out``."""
+    from ssd.data import open_dataset
     from ssd.priors import default_boxes
     from train.augment import AugmentConfig, SSDAugmentation
-    from train.data import open_dataset
     from train.loader import EpochSampler, TrainSet, make_loader
     from train.loss import MultiBoxLoss
 

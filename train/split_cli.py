@@ -18,9 +18,9 @@ import numpy as np
 
 from ssd.atomic import atomic_write_text
 from ssd.cli import EXIT_OK, ArgumentParser, fail
-from train.data.image_file import image_problem
-from train.data.sample import count
-from train.data.voc import IMAGE_SUFFIXES
+from ssd.data.image_file import image_problem
+from ssd.data.sample import count
+from ssd.data.voc import IMAGE_SUFFIXES
 
 
 def _image_file(root: Path, image_id: str) -> Path:

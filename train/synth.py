@@ -8,7 +8,7 @@ so a dataset is reproducible image by image. Writes ``JPEGImages``, ``Annotation
 Torch-free (numpy + OpenCV).
 
 ``ssd-synth --scene cross --out DIR`` instead renders labelled frames of the ``synthetic://``
-camera source (:mod:`train.data.scene`): the data for a detector that is to run on that source.
+camera source (:mod:`train.scene`): the data for a detector that is to run on that source.
 """
 
 from __future__ import annotations
@@ -200,8 +200,8 @@ def ensure_dataset(out: str | Path, cfg: SynthConfig) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from ssd.cli import ArgumentParser, fail
-    from train.data.scene import MOTIONS
-    from train.data.scene import SceneDatasetConfig as Scene
+    from train.scene import MOTIONS
+    from train.scene import SceneDatasetConfig as Scene
 
     parser = ArgumentParser(prog="ssd-synth", description="A seeded synthetic detection dataset in VOC layout "
                             "(or, with --scene, labelled frames of the synthetic:// camera source).")
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=SynthConfig.size, help="image side in pixels")
     parser.add_argument("--max-objects", type=int, default=None,
                         help=f"default {SynthConfig.max_objects} (with --scene: shapes per sequence, default {Scene.max_objects})")
-    scene = parser.add_argument_group("frames of the synthetic:// scene instead (train.data.scene)")
+    scene = parser.add_argument_group("frames of the synthetic:// scene instead (train.scene)")
     scene.add_argument("--scene", choices=MOTIONS, default=None,
                        help="render labelled frames of synthetic://?motion=MOTION sequences")
     scene.add_argument("--width", type=int, default=Scene.width)
@@ -243,7 +243,7 @@ def _seed_range(seeds: list[int]) -> str:
 
 
 def _main_scene(args: argparse.Namespace) -> int:
-    from train.data.scene import (
+    from train.scene import (
         SCENE_CLASSES,
         SceneDatasetConfig,
         generate_scene_dataset,

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data.image_file import read_image_strict
-from train.data.sample import DatasetError, Sample, clean_boxes, warn_dropped
+from ssd.data.image_file import read_image_strict
+from ssd.data.sample import DatasetError, Sample, clean_boxes, warn_dropped
 
 
 class COCODataset:
-    """One split of a COCO-format dataset; items are :class:`~train.data.sample.Sample`.
+    """One split of a COCO-format dataset; items are :class:`~ssd.data.sample.Sample`.
 
     ``image_id`` is the COCO image id as text; :attr:`coco_ids` holds the integers and
     :attr:`category_ids` the COCO category id of each model label ``c`` (at ``c - 1``).

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data.image_file import read_image_strict
-from train.data.sample import DatasetError, Sample, clean_boxes, warn_dropped
+from ssd.data.image_file import read_image_strict
+from ssd.data.sample import DatasetError, Sample, clean_boxes, warn_dropped
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -80,7 +80,7 @@ def missing_split_message(root: Path, split: str) -> str:
 
 
 class VOCDataset:
-    """One split of a VOC-layout folder; items are :class:`~train.data.sample.Sample`.
+    """One split of a VOC-layout folder; items are :class:`~ssd.data.sample.Sample`.
 
     Args:
         root: the folder holding ``Annotations``, ``JPEGImages`` and ``ImageSets/Main``.
