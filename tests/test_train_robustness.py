@@ -179,7 +179,7 @@ def test_eval_and_calibrate_on_a_truncated_image_name_it(finished_run, synth_roo
     assert str(victim) in error_line(capsys)
     out = tmp_path / "calib"
     assert calibrate_main(["--data", str(tmp_path / "data"), "--split", "val", "--num", "8", "--holdout", "0",
-                           "--checkpoint", str(run_dir / "last.pt"), "--out", str(out)]) == 1
+                           "--checkpoint", str(run_dir / "last.pt"), "--out", str(out)]) == 2
     assert str(victim) in error_line(capsys)
     assert not out.exists()
 
@@ -191,6 +191,6 @@ def test_calibrate_on_an_undecodable_image_is_one_line(finished_run, synth_root:
     victim = tmp_path / "data" / "JPEGImages" / f"{ids[1]}.jpg"
     victim.write_bytes(b"this is not an image at all")
     assert calibrate_main(["--data", str(tmp_path / "data"), "--split", "val", "--num", "8", "--holdout", "0",
-                           "--checkpoint", str(run_dir / "last.pt"), "--out", str(tmp_path / "calib")]) == 1
+                           "--checkpoint", str(run_dir / "last.pt"), "--out", str(tmp_path / "calib")]) == 2
     line = error_line(capsys)
     assert str(victim) in line and "cannot be decoded" in line

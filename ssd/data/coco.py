@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssd.data.sample import DatasetError, Sample, clean_boxes, read_image, warn_dropped
+from ssd.data.image_file import read_image_strict
+from ssd.data.sample import DatasetError, Sample, clean_boxes, warn_dropped
 
 
 class COCODataset:
@@ -102,7 +103,7 @@ class COCODataset:
 
     def __getitem__(self, i: int) -> Sample:
         ann = self._annotations[i]
-        image = read_image(self.image_path(i))
+        image = read_image_strict(self.image_path(i))
         h, w = image.shape[:2]
         if (w, h) != (ann.width, ann.height):
             boxes, keep = clean_boxes(ann.boxes, w, h)

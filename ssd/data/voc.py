@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssd.data.sample import DatasetError, Sample, clean_boxes, read_image, warn_dropped
+from ssd.data.image_file import read_image_strict
+from ssd.data.sample import DatasetError, Sample, clean_boxes, warn_dropped
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -171,7 +172,7 @@ class VOCDataset:
     def __getitem__(self, i: int) -> Sample:
         ann = self._annotations[i]
         path = self.image_path(i)
-        image = read_image(path)
+        image = read_image_strict(path)
         h, w = image.shape[:2]
         if (w, h) != (ann.width, ann.height):
             # The <size> tag is metadata; boxes are pixel coordinates of the real image.
