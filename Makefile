@@ -23,7 +23,7 @@ SOURCE ?= synthetic://
 BCCD ?= ../shared/datasets/bccd
 
 .DEFAULT_GOAL := help
-.PHONY: help install reference-torchvision reference-timm reference-mediapipe reference-model-api mqtt-broker test test-fast lint demo demo-steps train eval calibrate convert compare run bench bench-bccd pi-check clean
+.PHONY: help install reference-torchvision reference-timm reference-mediapipe reference-model-api mqtt-broker chromium test test-fast lint docs demo demo-steps train eval calibrate convert compare run bench bench-bccd pi-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,16 @@ mqtt-broker:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null) \
 			|| echo "note: apt-get install mosquitto failed; the MQTT tests will fail"; \
 	else echo "note: run 'sudo apt-get install mosquitto' for the MQTT tests"; fi
+
+# The report-page browser tests (tests/test_compare_report_page.py) drive Debian's headless Chromium;
+# installed when missing and we are root with apt, as .ci/run does.
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium (the report-page browser tests)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "note: apt-get install chromium failed; the report-page browser tests will skip"; \
+	else echo "note: run 'sudo apt-get install chromium' for the report-page browser tests (they skip without it)"; fi
 
 # The EfficientNet-Lite parity test's reference: timm, its wheel unpacked into $(TIMM_DIR) for
 # Debian's /usr/bin/python3 (timm imports torchvision, whose pip wheel does not load against the
@@ -102,7 +112,7 @@ DEMO_TESTS := $(wildcard tests/test_demo*.py)
 CORE_TESTS := $(filter-out $(TRAIN_TESTS) $(EDGE_TESTS) $(CONVERT_TESTS) $(DEMO_TESTS),$(wildcard tests/test_*.py))
 PYTEST_ARGS ?=
 
-test: install reference-torchvision reference-timm reference-mediapipe reference-model-api mqtt-broker  ## run the whole test suite (one process per stage)
+test: install reference-torchvision reference-timm reference-mediapipe reference-model-api mqtt-broker chromium docs  ## the docs site (--strict), then the whole test suite (one process per stage)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(CORE_TESTS) $(TRAIN_TESTS)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(EDGE_TESTS)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(CONVERT_TESTS)
@@ -110,6 +120,9 @@ test: install reference-torchvision reference-timm reference-mediapipe reference
 
 test-fast: install  ## the tests without the slow ones (the demo smoke test)
 	$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not slow"' DEMO_TESTS=
+
+docs: install  ## build the documentation site into site/ (mkdocs --strict: a broken link or page fails)
+	$(VENV)/bin/mkdocs build --strict --site-dir site  # not --quiet: it hides the warnings --strict counts
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check ssd train calibration convert edge_app compare benchmarks tests
@@ -121,6 +134,7 @@ DEMO_TRAIN ?= 3000
 DEMO_VAL ?= 300
 DEMO_EPOCHS ?= 20
 DEMO_CALIB ?= 300
+DEMO_HOLDOUT ?= 100
 DEMO_FRAMES ?= 300
 DEMO_TARGET ?= all
 
@@ -135,22 +149,22 @@ demo-steps:
 	@echo "==> [3/7] train the tiny SSD for $(DEMO_EPOCHS) epochs -> $(DEMO)/train"
 	@# data.format=voc: train on the set step 2 wrote (format synth would regenerate the config's own size)
 	$(VENV)/bin/ssd-train --config tiny_synth --overwrite output_dir=$(DEMO) name=train data.format=voc data.root=$(DEMO_DATA) optim.epochs=$(DEMO_EPOCHS) eval.every=$(DEMO_EPOCHS)
-	@echo "==> [4/7] calibration set: $(DEMO_CALIB) class-stratified training images"
-	$(VENV)/bin/ssd-calibrate --data $(DEMO_DATA) --split train --num $(DEMO_CALIB) --seed 0 --checkpoint $(DEMO)/train/best.pt --out $(DEMO)/calibration
+	@echo "==> [4/7] calibration set: $(DEMO_CALIB) class-stratified training images; $(DEMO_HOLDOUT) held out from val (not trained on)"
+	$(VENV)/bin/ssd-calibrate --data $(DEMO_DATA) --split train --holdout-split val --num $(DEMO_CALIB) --holdout $(DEMO_HOLDOUT) --seed 0 --checkpoint $(DEMO)/train/best.pt --out $(DEMO)/calibration
 	@echo "==> [5/7] convert to every format (TARGET=$(DEMO_TARGET)), each validated against PyTorch"
 	$(VENV)/bin/ssd-convert --checkpoint $(DEMO)/train/best.pt --target $(DEMO_TARGET) --calib $(DEMO)/calibration --out $(DEMO)/artifacts
 	@echo "==> [6/7] compare FP32 and INT8 on the validation split"
 	$(VENV)/bin/ssd-compare --checkpoint $(DEMO)/train/best.pt --artifacts $(DEMO)/artifacts --data $(DEMO_DATA) --split val --out $(DEMO)/report --max-drop 2
-	@echo "==> [7/7] edge app: ONNX Runtime INT8 on a synthetic video -> annotated MP4 + JSON lines"
+	@echo "==> [7/7] edge app: ONNX Runtime INT8 on a synthetic video -> annotated MKV (crash-safe) + JSON lines"
 	mkdir -p $(DEMO)/edge
-	$(VENV)/bin/ssd-edge --model $(DEMO)/artifacts/model_onnx_int8.onnx --source "synthetic://?width=256&height=256&objects=4&frames=$(DEMO_FRAMES)" --output $(DEMO)/edge/annotated.mp4 --output $(DEMO)/edge/detections.jsonl --every-frame --json $(DEMO)/edge/summary.json
+	$(VENV)/bin/ssd-edge --model $(DEMO)/artifacts/model_onnx_int8.onnx --source "synthetic://?width=256&height=256&objects=4&frames=$(DEMO_FRAMES)" --output $(DEMO)/edge/annotated.mkv --output $(DEMO)/edge/detections.jsonl --every-frame --json $(DEMO)/edge/summary.json
 	@echo
 	@echo "Everything is in $(DEMO):"
 	@echo "  checkpoint      $(DEMO)/train/best.pt  (curves: $(DEMO)/train/curves.png)"
 	@echo "  calibration     $(DEMO)/calibration"
 	@echo "  artifacts       $(DEMO)/artifacts  (each model with its .json sidecar)"
 	@echo "  accuracy report $(DEMO)/report/report.md  (+ report.json, *.png)"
-	@echo "  edge app        $(DEMO)/edge/annotated.mp4, $(DEMO)/edge/detections.jsonl"
+	@echo "  edge app        $(DEMO)/edge/annotated.mkv, $(DEMO)/edge/detections.jsonl"
 
 train: install  ## train: make train CONFIG=tiny_synth [GPUS=n] [ARGS="key=value ..."]
 ifeq ($(GPUS),1)

@@ -86,7 +86,7 @@ def snapshot(ws: Path) -> dict[str, str]:
 # ------------------------------------------------------------------------------- workspace
 def build_workspace(ws: Path, log) -> dict[str, Path]:
     """The good inputs every case starts from."""
-    from train.data.synth import SynthConfig, generate
+    from train.synth import SynthConfig, generate
 
     data = ws / "data"
     generate(data, SynthConfig(seed=3, num_train=32, num_val=8, size=96))

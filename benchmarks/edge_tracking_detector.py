@@ -9,7 +9,7 @@ skipped when its output is already there (so a rerun only evaluates):
 
 1. ``ssd-synth --scene cross --out WORKDIR/scene``: 2,000 train + 200 val labelled 640x480
    frames of ``synthetic://?motion=cross`` sequences with scene seeds 1000-1043
-   (:mod:`train.data.scene`; the benchmark's sequence, seed 3, is not among them);
+   (:mod:`train.scene`; the benchmark's sequence, seed 3, is not among them);
 2. ``ssd-train --config tiny_scene``: the tiny SSD at 160 px, 10 epochs (about 10 minutes on
    2 shared cores at one thread);
 3. ``ssd-calibrate`` (300 training frames, 100 held-out val frames) and ``ssd-convert --target
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from train.data.scene import SceneDatasetConfig, ensure_scene_dataset, scene_seeds  # noqa: E402
+from train.scene import SceneDatasetConfig, ensure_scene_dataset, scene_seeds  # noqa: E402
 
 #: the artifacts this script writes under WORKDIR/art
 ARTIFACTS = ("model_onnx_fp32.onnx", "model_onnx_int8.onnx")

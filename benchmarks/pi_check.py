@@ -12,7 +12,7 @@ What it does (as root: debootstrap, chroot and mount need it):
 2. a Debian arm64 root filesystem (64-bit Raspberry Pi OS is Debian arm64 plus Raspberry Pi's
    own archive) made with ``debootstrap`` once and cached under ``build/pi-rootfs/<suite>-base``;
    every check installs into a fresh copy of it (``build/pi-rootfs/<suite>-run``).
-3. the README's "On a Raspberry Pi" steps, read from README.md and run as they are (``sudo``
+3. the README's "On a Raspberry Pi" steps, read from docs/raspberry-pi.md and run as they are (``sudo``
    dropped; ``python3-picamera2`` skipped: it is only in Raspberry Pi's archive), timed; the same
    steps with the README's ``tflite-runtime`` line in a second venv.
 4. on the host, with the project's own pipeline (cached under ``build/pi-check``; delete
@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+PI_PAGE = ROOT / "docs" / "raspberry-pi.md"  # the Raspberry Pi install steps this check replays
 MIRROR = "http://deb.debian.org/debian"
 SECURITY = "http://deb.debian.org/debian-security"
 SUITES = ("bookworm", "trixie")
@@ -84,10 +85,10 @@ class ReadmeSteps:
 
 
 def readme_pi_section(readme: str) -> str:
-    """The text of the ``### On a Raspberry Pi`` section (up to the next heading)."""
-    match = re.search(r"^### On a Raspberry Pi.*?$(.*?)(?=^#)", readme, flags=re.S | re.M)
+    """The text of the ``# On a Raspberry Pi`` section of docs/raspberry-pi.md (up to the next heading)."""
+    match = re.search(r"^#+ On a Raspberry Pi.*?$(.*?)(?=^#|\Z)", readme, flags=re.S | re.M)
     if match is None:
-        raise CheckError("README.md has no '### On a Raspberry Pi' section")
+        raise CheckError(f"{PI_PAGE.relative_to(ROOT)} has no '# On a Raspberry Pi' section")
     return match.group(1)
 
 
@@ -414,7 +415,7 @@ def host_frames(work: Path) -> tuple[Path, Path]:
     import cv2
 
     from edge_app.sources.synthetic import SyntheticScene
-    from train.data.voc import VOCDataset
+    from ssd.data.voc import VOCDataset
 
     parity, val = work / "frames" / "parity", work / "frames" / "val"
     if not parity.is_dir():
@@ -496,9 +497,9 @@ def parity(host: list[dict[str, Any]], device: list[dict[str, Any]]) -> dict[str
 
 def jsonl_map(path: Path, work: Path) -> dict[str, float]:
     """COCO mAP of a val-split run's JSON lines against the VOC annotations."""
+    from ssd.coco_eval import evaluate_detections
+    from ssd.data.voc import VOCDataset
     from ssd.postprocess import Detections
-    from train.coco_eval import evaluate_detections
-    from train.data.voc import VOCDataset
 
     dataset = VOCDataset(work / "synth", "val")
     rows = read_jsonl(path)
@@ -528,7 +529,7 @@ def run_check(suite: str, cache: Path, work: Path, out_json: Path, keep_rootfs: 
     t_start = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     log = Log(work / f"pi_check_{suite}.log")
-    steps = readme_steps((ROOT / "README.md").read_text())
+    steps = readme_steps(PI_PAGE.read_text())
     report: dict[str, Any] = {"suite": suite, "arch": "arm64", "qemu_cpu": QEMU_CPU, "readme_steps": asdict(steps)}
     report["host_tools"] = ensure_host_tools(log)
     report["binfmt_interpreter"] = ensure_binfmt(log)

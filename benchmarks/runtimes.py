@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -71,38 +70,27 @@ def build_artifacts(arch: str, work: Path, num_calib: int, ort_activations: str,
 
 
 def measure(artifacts: Path, threads: int, warmup: int, rounds: int, iters: int) -> dict[str, dict[str, float]]:
-    """Median and spread of one inference per artifact, interleaved over rounds."""
+    """Median and spread of one inference per artifact, interleaved over rounds
+    (:func:`edge_app.backends.timed.interleaved`: each artifact in turn runs ``iters`` times per round)."""
     from convert.formats import FORMATS
     from convert.quiet import captured
-    from edge_app.backends import open_backend
-    from ssd.preprocess import preprocess
+    from edge_app.backends.timed import interleaved, median_ms, open_timed
 
     backends = {}
     with captured():
         for name in [f for pair in PAIRS.values() for f in pair]:
-            backends[name] = open_backend(artifacts / FORMATS[name].filename, device="CPU", threads=threads)
-        backends["openvino_fp32_bf16"] = open_backend(artifacts / FORMATS["openvino_fp32"].filename, device="CPU",
-                                                     threads=threads, inference_precision="bf16")
+            backends[name] = open_timed(artifacts / FORMATS[name].filename, threads)
+        backends["openvino_fp32_bf16"] = open_timed(artifacts / FORMATS["openvino_fp32"].filename, threads,
+                                                    inference_precision="bf16")
     rng = np.random.default_rng(0)
     any_backend = next(iter(backends.values()))
     size = any_backend.input_spec.height
     frame = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    inputs = {name: preprocess(frame, r.input_spec) for name, r in backends.items()}
-    for name, r in backends.items():
-        for _ in range(warmup):
-            r.infer(inputs[name])
-    samples: dict[str, list[float]] = {name: [] for name in backends}
-    for _ in range(rounds):
-        for name, r in backends.items():
-            x = inputs[name]
-            for _ in range(iters):
-                t0 = time.perf_counter()
-                r.infer(x)
-                samples[name].append(time.perf_counter() - t0)
+    samples = interleaved(backends, [frame], rounds=rounds, iters=iters, warmup=warmup)
     for r in backends.values():
         r.close()
-    return {name: {"median_ms": 1e3 * statistics.median(s), "p10_ms": 1e3 * float(np.percentile(s, 10)),
-                   "p90_ms": 1e3 * float(np.percentile(s, 90)), "runs": len(s)} for name, s in samples.items()}
+    return {name: {"median_ms": median_ms(s), "p10_ms": float(np.percentile(s, 10)),
+                   "p90_ms": float(np.percentile(s, 90)), "runs": len(s)} for name, s in samples.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

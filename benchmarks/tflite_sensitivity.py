@@ -61,11 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     from calibration.sets import load_calibration_set
     from compare.run import load_samples
     from convert import tflite_export
+    from ssd.coco_eval import evaluate_detections
     from ssd.postprocess import EVAL, decode_and_nms
     from ssd.preprocess import InputSpec, preprocess
     from ssd.priors import default_boxes
     from train.checkpoint import load_model
-    from train.coco_eval import evaluate_detections
 
     torch.set_num_threads(1)  # the observers are many small reductions (see convert/tflite_export.py)
     loaded = load_model(args.checkpoint)

@@ -233,7 +233,7 @@ def versions() -> dict[str, Any]:
 
 def make_synth_data(folder: Path, max_batch: int, size: int) -> DataSource:
     """A synthetic VOC-layout dataset big enough for two batches of the largest size."""
-    from train.data.synth import SynthConfig, generate
+    from train.synth import SynthConfig, generate
 
     generate(folder, SynthConfig(seed=0, num_train=max(16, 2 * max_batch), num_val=2, size=size))
     return DataSource(str(folder))

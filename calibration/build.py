@@ -1,7 +1,7 @@
 """Build a calibration set from a detection dataset: select, preprocess, write. Torch-free.
 
-``build_calibration_set`` opens one split with the training engineer's reader
-(:func:`train.data.open_dataset`, VOC or COCO layout), picks ``num`` images class-stratified
+``build_calibration_set`` opens one split with the shared dataset reader
+(:func:`ssd.data.open_dataset`, VOC or COCO layout), picks ``num`` images class-stratified
 with :func:`calibration.select.stratified_indices`, runs each through
 :func:`ssd.preprocess.preprocess` at the model's input size, optionally keeps ``holdout``
 further images with their ground truth for accuracy-controlled quantization, and writes the
@@ -67,10 +67,8 @@ def _open_dataset(req: CalibrationRequest, split: str | None = None):
     other classes are refused."""
     split = split or req.split
     req = dataclasses.replace(req, split=split)
-    try:
-        from train.data import DatasetError, open_dataset
-    except ImportError as exc:
-        raise CalibrationError(f"the dataset readers (train.data) cannot be imported ({exc}); install the project with its [train] extra") from None
+    from ssd.data import DatasetError, open_dataset
+
     try:
         dataset = open_dataset(req.data, req.split, req.dataset_format)
         if list(dataset.label_names) != list(req.labels) and set(dataset.label_names) == set(req.labels):
@@ -90,7 +88,7 @@ def _preprocess_rows(dataset, indices: np.ndarray, size: int, log: Log, what: st
     out = np.empty((len(indices), 3, size, size), dtype=np.uint8)
     samples = []
     step = max(1, len(indices) // 10)
-    from train.data import DatasetError
+    from ssd.data import DatasetError
 
     for row, i in enumerate(indices):
         try:

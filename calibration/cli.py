@@ -16,10 +16,11 @@ from pathlib import Path
 
 from calibration.build import CalibrationRequest, build_calibration_set
 from calibration.sets import CalibrationError
+from ssd.cli import EXIT_OK, EXIT_USAGE, ArgumentParser, fail
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="ssd-calibrate", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="ssd-calibrate", description="Build a calibration set for a checkpoint from a dataset split.")
     p.add_argument("--data", required=True, type=Path, help="dataset folder (VOC or COCO layout)")
     p.add_argument("--split", default="train", help="split to draw from (default train)")
     p.add_argument("--num", type=int, default=300, help="calibration images (default 300; < 100 warns)")
@@ -31,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
                    help="the ssd-convert --max-drop you plan: say whether the held-out images can resolve it and how many "
                         "it would need (the resolution is printed either way when --holdout > 0)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the class-stratified draw")
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint whose input size and labels to use")
     p.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "synth"), help="dataset layout")
     p.add_argument("--out", required=True, type=Path, help="output folder, e.g. calibration/sets/NAME")
@@ -80,20 +81,17 @@ def run(args: argparse.Namespace) -> int:
         fp32, res = holdout_resolution(args.checkpoint, calib)
         print(f"ssd-calibrate: PyTorch FP32 mAP@0.5 {fp32:.2f} on the held-out images; "
               + (res.advice(args.max_drop) if args.max_drop is not None else res.advice(100.0).split(": --max-drop")[0]))
-    return 0
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.max_drop is not None and not 0.0 < args.max_drop <= 100.0:
-        print(f"ssd-calibrate: error: --max-drop is in points of mAP@0.5 (0-100, as in ssd-convert), got {args.max_drop:g}",
-              file=sys.stderr)
-        return 2
+        return fail("ssd-calibrate", f"--max-drop is in points of mAP@0.5 (0-100, as in ssd-convert), got {args.max_drop:g}")
     try:
         return run(args)
-    except CalibrationError as exc:
-        print(f"ssd-calibrate: error: {exc}", file=sys.stderr)
-        return 1
+    except CalibrationError as exc:  # every one is bad input: a dataset, checkpoint or folder that cannot be used
+        return fail("ssd-calibrate", exc, EXIT_USAGE)
 
 
 if __name__ == "__main__":

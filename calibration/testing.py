@@ -3,7 +3,7 @@
 ``write_voc_dataset(root, num_images, size, classes, seed)`` draws coloured rectangles and
 ellipses on gradient backgrounds, one class per shape colour family, and writes
 ``JPEGImages``, ``Annotations``, ``ImageSets/Main/<split>.txt`` and ``labels.txt`` so that
-:class:`train.data.voc.VOCDataset` reads it. ``class_weights`` makes some classes rare.
+:class:`ssd.data.voc.VOCDataset` reads it. ``class_weights`` makes some classes rare.
 """
 
 from __future__ import annotations

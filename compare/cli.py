@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -10,10 +9,12 @@ from pathlib import Path
 from compare.diffs import DEFAULT_DIFF, describe
 from compare.report import BOOTSTRAP_NOTE, changes_table, held_out_note, table, write_report
 from compare.run import CompareOptions, run_comparison
+from ssd.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, fail
 
 
 def parse_args(argv: list[str] | None = None) -> CompareOptions:
-    parser = argparse.ArgumentParser(prog="ssd-compare", description=__doc__)
+    parser = ArgumentParser(prog="ssd-compare", description="PyTorch FP32 and every artifact on the same images: table, JSON, "
+                            "markdown, HTML and plots (with --strict, exit 1 when an artifact is flagged or failed).")
     parser.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint the artifacts came from")
     parser.add_argument("--artifacts", type=Path, required=True, help="folder written by ssd-convert")
     parser.add_argument("--data", type=Path, required=True, help="dataset folder (VOC layout or COCO with annotations/)")
@@ -21,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> CompareOptions:
     parser.add_argument("--format", default="auto", choices=("auto", "voc", "coco"), help="dataset layout (default: detect)")
     parser.add_argument("--out", type=Path, required=True, help="report folder, e.g. reports/NAME")
     parser.add_argument("--metric", default="coco", choices=("coco", "voc07", "voc"),
-                        help="also report VOC07 11-point (the SSD paper's) or VOC2010+ all-point mAP beside COCO's")
+                        help="coco only (default), or also report VOC07 11-point (the SSD paper's) or VOC2010+ all-point mAP beside COCO's")
     parser.add_argument("--threads", type=int, default=2, help="inference threads for every runtime (default 2)")
     parser.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
                         help="flag INT8 artifacts losing more than POINTS of mAP@0.5 (0-100, as in ssd-convert)")
@@ -53,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = run_comparison(options, log=lambda m: print(m, flush=True))
     except (FileNotFoundError, ValueError, RuntimeError, KeyError) as exc:
-        print(f"ssd-compare: error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
+        return fail("ssd-compare", exc, EXIT_USAGE)
     paths = write_report(report, options.out, options.diff_images)
     print()
     print(table(report))
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nopen the report: {paths['html'].resolve().as_uri()}")
     if options.strict and report.flagged:
         print(f"ssd-compare: flagged: {', '.join(report.flagged)}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -74,9 +74,9 @@ class ArtifactPredictor:
     """An artifact run by the edge app's backend for its suffix, on the CPU."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        from edge_app.backends import open_backend
+        from edge_app.backends.timed import open_timed
 
-        self.backend = open_backend(path, device="CPU", threads=threads)
+        self.backend = open_timed(path, threads)  # the CPU at fixed threads, as every timed run
         sidecar = self.backend.sidecar
         self.name = sidecar.format
         self.runtime = sidecar.runtime

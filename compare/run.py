@@ -1,11 +1,11 @@
 """Accuracy of every artifact against PyTorch FP32 on the same images, through one code path.
 
-The split is read by the training stage's dataset opener (:func:`train.data.open_dataset`:
+The split is read by the dataset opener every stage shares (:func:`ssd.data.open_dataset`:
 VOC or COCO). Each artifact runs through the edge app's own backend
 (:class:`compare.predictors.ArtifactPredictor`) on frames made by
 :func:`ssd.preprocess.preprocess`; its head outputs go through :func:`ssd.decode_and_nms`
 with :data:`ssd.postprocess.EVAL` and the COCO evaluator
-(:func:`train.coco_eval.evaluate_detections`; with ``--metric voc07|voc`` VOC AP beside it).
+(:func:`ssd.coco_eval.evaluate_detections`; with ``--metric voc07|voc`` VOC AP beside it).
 The PyTorch row is :func:`train.evaluate.predict` at the checkpoint's evaluation settings,
 the very predictions ``ssd-train`` and ``ssd-eval`` score, so the three give one mAP. Latency is the
 runtime's inference call alone, median over the images at a fixed thread count.
@@ -13,7 +13,6 @@ runtime's inference call alone, median over the images at a fixed thread count.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +22,14 @@ import numpy as np
 from compare.diffs import DEFAULT_DIFF, DiffParams, ModelChanges, model_changes
 from compare.predictors import ArtifactPredictor, Predictor, TorchPredictor
 from edge_app.backends.endtoend import unpack
+from edge_app.backends.timed import run_frames
 from ssd.bootstrap import Interval
+from ssd.coco_eval import EvalResult, evaluate_detections
+from ssd.data import DetectionDataset, Sample
 from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
-from ssd.preprocess import preprocess
 from ssd.priors import default_boxes
 from ssd.sidecar import HeldOutAccuracy, read_sidecar, sidecar_path
-from train.coco_eval import EvalResult, evaluate_detections
-from train.data import DetectionDataset, Sample
-from train.voc_eval import VOCResult
+from ssd.voc_eval import VOCResult
 
 MODEL_SUFFIXES = (".onnx", ".xml", ".tflite")
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
@@ -95,26 +94,17 @@ def predict(
     params: PostprocessParams = EVAL,
     warmup: int = 2,
 ) -> tuple[list[Detections], list[float]]:
-    """Detections for every BGR image, and the inference latency of each in ms."""
+    """Detections for every BGR image, and the inference latency of each in ms (the timed
+    runner :func:`edge_app.backends.timed.run_frames`: ``warmup`` untimed calls, then the
+    inference call alone timed per image)."""
     priors = default_boxes(predictor.spec)
     variances = predictor.spec.variances
-    if images and warmup:
-        first = preprocess(images[0], predictor.input_spec)
-        for _ in range(warmup):
-            predictor.infer(first)
-    # an end-to-end artifact returns its in-graph detections (edge_app.backends.endtoend), at its own thresholds
-    in_graph = getattr(predictor, "in_graph", None) is not None
-    detections, latency = [], []
-    for image in images:
-        batch = preprocess(image, predictor.input_spec)
-        start = time.perf_counter()
-        loc, conf = predictor.infer(batch)
-        latency.append((time.perf_counter() - start) * 1e3)
-        if in_graph:
-            detections.append(unpack(loc, conf)[0])
-        else:
-            detections.append(decode_and_nms(loc, conf, priors, variances=variances, **params._asdict())[0])
-    return detections, latency
+    run = run_frames(predictor, images, warmup)
+    if getattr(predictor, "in_graph", None) is not None:
+        # an end-to-end artifact returns its in-graph detections (edge_app.backends.endtoend), at its own thresholds
+        return [unpack(dets, counts)[0] for dets, counts in run.outputs], run.times_ms
+    detections = [decode_and_nms(loc, conf, priors, variances=variances, **params._asdict())[0] for loc, conf in run.outputs]
+    return detections, run.times_ms
 
 
 def score(result: ModelResult, samples: Sequence, detections: list[Detections], label_names: Sequence[str],
@@ -123,7 +113,7 @@ def score(result: ModelResult, samples: Sequence, detections: list[Detections], 
     too (``result.voc``), beside them."""
     result.metrics = evaluate_detections(samples, detections, label_names)
     if metric != "coco":
-        from train.voc_eval import evaluate_voc
+        from ssd.voc_eval import evaluate_voc
 
         result.voc = evaluate_voc(samples, detections, label_names, metric=metric)
 
@@ -182,7 +172,7 @@ class CompareOptions:
 
     max_drop: flag an INT8 artifact that loses more than this many points of mAP@0.5.
     strict: a flag or a failed artifact makes the CLI exit non-zero.
-    format: the dataset layout, ``voc``, ``coco`` or ``auto`` (:func:`train.data.open_dataset`).
+    format: the dataset layout, ``voc``, ``coco`` or ``auto`` (:func:`ssd.data.open_dataset`).
     limit: evaluate only the first N images of the split.
     metric: ``coco`` (always reported), or ``voc07``/``voc`` reported beside it.
     diff: how detections are matched against FP32's for the detection diffs.
@@ -277,7 +267,7 @@ class ComparisonReport:
 
 
 class SampleReader:
-    """Samples read once into memory, as a :class:`train.data.DetectionDataset`."""
+    """Samples read once into memory, as a :class:`ssd.data.DetectionDataset`."""
 
     def __init__(self, samples: list[Sample], label_names: Sequence[str]) -> None:
         self.samples = samples
@@ -296,10 +286,10 @@ class SampleReader:
 def load_samples(data: Path, split: str, label_names: Sequence[str], limit: int | None, fmt: str = "auto") -> SampleReader:
     """Images and ground truth of one VOC or COCO split, read once into memory.
 
-    The split is opened like training opens it (:func:`train.data.open_dataset`); its class
+    The split is opened like training opens it (:func:`ssd.data.open_dataset`); its class
     names must be the checkpoint's, in the same order.
     """
-    from train.data import open_dataset
+    from ssd.data import open_dataset
 
     dataset: DetectionDataset = open_dataset(data, split, fmt, label_names=list(label_names))
     check_labels(f"{data}:{split}", dataset.label_names, label_names)

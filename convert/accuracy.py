@@ -2,7 +2,7 @@
 
 Detections come from :func:`ssd.decode_and_nms` with :data:`ssd.postprocess.EVAL` (the
 thresholds of every mAP the project reports), the metric from the training engineer's
-COCO evaluator (:func:`train.coco_eval.evaluate_detections`, pycocotools). Used by NNCF's
+COCO evaluator (:func:`ssd.coco_eval.evaluate_detections`, pycocotools). Used by NNCF's
 accuracy control, by conversion's held-out check of INT8 artifacts and by the
 calibration-method study.
 """
@@ -45,7 +45,7 @@ def map50_of_outputs(
     labels: list[str],
 ) -> float:
     """mAP@0.5 of head outputs (one ``(loc, conf)`` per image); 0.0 when undefined (no objects)."""
-    from train.coco_eval import evaluate_detections
+    from ssd.coco_eval import evaluate_detections
 
     priors = default_boxes(spec)
     detections = []

@@ -17,11 +17,14 @@ from convert.context import CALIBRATION_METHODS, DEFAULT_METHODS, ConvertOptions
 from convert.errors import ConvertError
 from convert.formats import FORMATS
 from convert.targets import TARGETS
+from ssd.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, fail
+
+DESCRIPTION = "Checkpoint + calibration set -> validated artifacts for a target (exit 1 when a format failed)."
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     methods = "; ".join(f"{b}: {', '.join(m)} (default {DEFAULT_METHODS[b]})" for b, m in CALIBRATION_METHODS.items())
-    p = argparse.ArgumentParser(prog="ssd-convert", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="ssd-convert", description=DESCRIPTION)
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--target", required=True,
                    help=f"{', '.join(TARGETS)}, or formats ({', '.join(FORMATS)}), comma-separated")
@@ -85,17 +88,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"{kind:>24}: {path}")
     if not report.ok:
         print(f"ssd-convert: error: conversion failed for {', '.join(report.failed)} (no files left for them)", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except ConvertError as exc:
-        print(f"ssd-convert: error: {exc}", file=sys.stderr)
-        return 1
+    except ConvertError as exc:  # cannot go on: bad input or a missing package (a failed format is in the report)
+        return fail("ssd-convert", exc, EXIT_USAGE)
     except KeyboardInterrupt:
         print("ssd-convert: interrupted; no partial artifacts were installed", file=sys.stderr)
         return 130

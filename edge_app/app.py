@@ -14,10 +14,7 @@ import gc
 import logging
 import signal
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_app.backends import Backend, BackendOptions, open_backend
+from edge_app.backends.timed import measure_throughput
 from edge_app.detector import Detector
 from edge_app.outputs import build_outputs
 from edge_app.pipeline import Pipeline, PipelineOptions, PipelineStats
@@ -131,40 +129,6 @@ class RunSummary:
         return data
 
 
-def _throughput(step: Callable[[], None], frames: int) -> tuple[float, float]:
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(frames):
-        step()
-    wall = time.perf_counter() - start
-    return frames / wall, (time.process_time() - cpu) / wall
-
-
-def measure_backend(backend: Backend, batch: np.ndarray, frames: int, warmup: int = 5, in_flight: int = 1) -> tuple[float, float]:
-    """Backend-only throughput on one batch: ``(frames per second, cores used)``.
-
-    Synchronous ``infer`` in a loop; for a backend with its own asynchronous API (OpenVINO's
-    AsyncInferQueue) also ``in_flight`` requests kept in flight, as the app keeps them, and
-    the faster of the two, so the app is never compared with less than the backend can do.
-    """
-    for _ in range(warmup):
-        backend.infer(batch)
-    best = _throughput(lambda: backend.infer(batch), frames)
-    if in_flight > 1 and type(backend).submit is not Backend.submit:
-        pending: deque[Future[Any]] = deque(backend.submit(batch) for _ in range(in_flight))
-
-        def keep_in_flight() -> None:
-            pending.popleft().result()
-            pending.append(backend.submit(batch))
-
-        for _ in range(warmup):
-            keep_in_flight()
-        pipelined = _throughput(keep_in_flight, frames)
-        for future in pending:
-            future.result()
-        best = max(best, pipelined)
-    return best
-
-
 @contextlib.contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGINT/SIGTERM set ``stop`` (the run ends cleanly, outputs finalized); a second one interrupts.
@@ -255,8 +219,8 @@ def run(
             spec = backend.input_spec
             frame = np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)
             in_flight = options.pipeline.in_flight or backend.max_in_flight
-            backend_fps, backend_cores = measure_backend(backend, detector.preprocess(frame), max(options.benchmark, 10),
-                                                         in_flight=in_flight)
+            backend_fps, backend_cores = measure_throughput(backend, detector.preprocess(frame), max(options.benchmark, 10),
+                                                             in_flight=in_flight)
     return RunSummary(
         model=str(options.model), backend=backend.name, source=options.source, frames=stats.frames,
         seconds=stats.seconds, fps=stats.fps, dropped=stats.dropped, corrupt=stats.corrupt,

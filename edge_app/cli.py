@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -25,20 +24,18 @@ from edge_app.backends import BackendOptions
 from edge_app.errors import EdgeAppError
 from edge_app.pipeline import PipelineOptions
 from edge_app.sources import SourceOptions
+from ssd.cli import EXIT_OK, EXIT_USAGE, ArgumentParser, fail
 from ssd.postprocess import LIVE, PostprocessParams
 
 if TYPE_CHECKING:
     from edge_app.analytics import AnalyticsOptions
     from edge_app.outputs.mqtt import MqttOptions
 
-EXIT_USAGE = 2
-
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="ssd-edge",
         description="Stream camera frames through an SSD artifact (ONNX Runtime, OpenVINO or LiteRT).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", "-m", required=True, type=Path, help=".onnx, .xml (OpenVINO IR) or .tflite with its .json sidecar")
     p.add_argument("--source", "-s", required=True, action="append", metavar="[NAME=]URI",
@@ -130,12 +127,6 @@ def default_outputs(benchmark: int | None) -> tuple[str, ...]:
     return ("window",) if display_available() else ("-",)
 
 
-def _fields(cls: type, args: argparse.Namespace) -> dict[str, object]:
-    """The parsed flags named like the fields of the dataclass or NamedTuple ``cls``."""
-    names = cls._fields if hasattr(cls, "_fields") else [f.name for f in dataclasses.fields(cls)]
-    return {name: getattr(args, name) for name in names if hasattr(args, name)}
-
-
 TRACKER_FLAGS = ("high_thresh", "low_thresh", "new_track_thresh", "match_thresh", "min_hits", "track_buffer")
 
 
@@ -200,16 +191,21 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     hint = args.hint or ("THROUGHPUT" if len(sources) > 1 else "LATENCY")
     outputs = tuple(args.output) if args.output else default_outputs(args.benchmark)
     analytics = analytics_from_args(args)
-    postprocess = PostprocessParams(**_fields(PostprocessParams, args))
+    postprocess = PostprocessParams(score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
+                                    top_k=args.top_k, max_detections=args.max_detections)
     if analytics is not None:
         postprocess = postprocess._replace(score_threshold=min(postprocess.score_threshold, analytics.tracker.low_thresh))
     return RunOptions(
         model=args.model, source=sources[0].uri if not named else ", ".join(f"{s.name}={s.uri}" for s in sources),
         sources=tuple(sources) if named else (), batch=args.batch, outputs=outputs, serve=args.serve, benchmark=args.benchmark,
-        backend=BackendOptions(**{**_fields(BackendOptions, args), "hint": hint, "batch": 1}),
-        capture=SourceOptions(**_fields(SourceOptions, args)),
+        backend=BackendOptions(device=args.device, threads=args.threads, hint=hint, num_requests=args.num_requests,
+                               xnnpack=args.xnnpack, cache_dir=args.cache_dir,
+                               inference_precision=args.inference_precision, batch=1),
+        capture=SourceOptions(width=args.width, height=args.height, fps=args.fps, fourcc=args.fourcc, loop=args.loop,
+                              reconnect=args.reconnect, max_reconnects=args.max_reconnects),
         postprocess=postprocess,
-        pipeline=PipelineOptions(**_fields(PipelineOptions, args)),
+        pipeline=PipelineOptions(realtime=args.realtime, in_flight=args.in_flight, max_frames=args.max_frames,
+                                 show_fps=args.show_fps),
         analytics=analytics, events=args.events, mqtt=mqtt_from_args(args),
     )
 
@@ -254,8 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(options_from_args(args))
     except (EdgeAppError, ValueError, OSError) as exc:  # SidecarError is a ValueError
         logging.getLogger("edge_app").debug("error details", exc_info=True)
-        print(f"ssd-edge: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail("ssd-edge", exc, EXIT_USAGE)
     except KeyboardInterrupt:
         print("ssd-edge: interrupted", file=sys.stderr)
         return 130
@@ -270,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         from ssd.atomic import atomic_write_text
 
         atomic_write_text(args.json_summary, json.dumps(result.to_dict(), indent=2) + "\n")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

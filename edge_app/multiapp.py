@@ -22,11 +22,11 @@ from edge_app.app import (
     RunOptions,
     RunSummary,
     close_all,
-    measure_backend,
     opened_backend,
     stop_on_signals,
 )
 from edge_app.backends import Backend
+from edge_app.backends.timed import measure_throughput
 from edge_app.detector import Detector
 from edge_app.multisource import MultiPipeline, MultiStats
 from edge_app.outputs import build_source_outputs
@@ -43,7 +43,7 @@ def backend_throughput(backend: Backend, detector: Detector, batch: int, frames:
     one = detector.preprocess(frame)
     inputs = np.concatenate([one] * batch, axis=0) if batch > 1 else one
     calls = max(-(-frames // batch), 10)
-    per_call, cores = measure_backend(backend, inputs, calls, in_flight=in_flight)
+    per_call, cores = measure_throughput(backend, inputs, calls, in_flight=in_flight)
     return per_call * batch, cores
 
 

@@ -1,6 +1,6 @@
 """mAP@0.5 as per-image match tables, so it can be recomputed on any reweighting of the images.
 
-COCOeval's AP@0.5 (``train.coco_eval.evaluate_detections``: area "all", 100 detections per
+COCOeval's AP@0.5 (``ssd.coco_eval.evaluate_detections``: area "all", 100 detections per
 image and class, 101 recall points, VOC ``difficult`` objects as ``iscrowd`` regions) depends on
 the images only through each detection's score and whether it matched: matching happens inside
 one image. :func:`match_table` does that matching once (the same greedy rule as

@@ -175,11 +175,11 @@ def test_cli_errors_are_one_line_and_write_nothing(tiny_checkpoint, tmp_path):
     (tmp_path / "empty").mkdir()
     out = tmp_path / "set"
     res = _calibrate("--data", str(tmp_path / "empty"), "--checkpoint", str(tiny_checkpoint), "--out", str(out))
-    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "layout" in res.stderr
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "layout" in res.stderr
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     res = _calibrate("--data", str(tmp_path / "empty"), "--checkpoint", str(bad), "--out", str(out))
-    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "corrupt" in res.stderr
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "corrupt" in res.stderr
     assert not out.exists()
 
 
@@ -193,7 +193,7 @@ def test_label_mismatch_is_refused(voc, tmp_path, capsys):
     save_checkpoint({"model": model.state_dict(), "arch": "tiny", "model_kwargs": {"width": 8},
                      "spec": model.spec.to_dict(), "labels": ["cat", "dog"]}, ckpt)
     code, _, stderr = _calibrate_here(capsys, "--data", str(voc), "--checkpoint", str(ckpt), "--out", str(tmp_path / "x"))
-    assert code == 1 and "classes" in stderr and not (tmp_path / "x").exists()
+    assert code == 2 and "classes" in stderr and not (tmp_path / "x").exists()
 
 
 # ---------------------------------------------------------------- loading and atomicity

@@ -29,8 +29,8 @@ def pipeline(tmp_path_factory):
     from convert.cli import main as convert_main
     from convert.testing import lively_model
     from train.checkpoint import save_checkpoint
-    from train.data.synth import CLASSES, SynthConfig, generate
     from train.models import build_model
+    from train.synth import CLASSES, SynthConfig, generate
 
     root = tmp_path_factory.mktemp("compare")
     data = generate(root / "data", SynthConfig(num_train=24, num_val=10, size=128, seed=3))

@@ -12,9 +12,9 @@ import pytest
 from compare.browser import dump_dom, find_chromium, image_state, screenshot
 from compare.report import changes_table, write_report
 from compare.run import ComparisonReport, ModelResult, detection_changes
+from ssd.coco_eval import evaluate_detections
+from ssd.data.sample import Sample
 from ssd.postprocess import Detections
-from train.coco_eval import evaluate_detections
-from train.data.sample import Sample
 
 NAMES = ["Platelets", "RBC", "WBC"]
 W, H = 160, 120

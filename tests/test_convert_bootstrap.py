@@ -45,7 +45,7 @@ def _coco_ap_bottom(n: int, k: int) -> float:
 
 def test_match_table_equals_pycocotools_on_random_detections():
     pytest.importorskip("pycocotools")
-    from train.coco_eval import evaluate_detections
+    from ssd.coco_eval import evaluate_detections
 
     rng = np.random.default_rng(3)
     truths, dets = [], []

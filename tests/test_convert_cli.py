@@ -45,4 +45,4 @@ def test_cli_rejects_an_unknown_calibration_method(tmp_path, capsys):
     code = main(["--checkpoint", str(tmp_path / "m.pt"), "--target", "rpi", "--out", str(tmp_path / "o"),
                  "--calib-method", "tflite=entropy"])
     err = capsys.readouterr().err
-    assert code == 1 and "tflite offers histogram, minmax" in err and not (tmp_path / "o").exists()
+    assert code == 2 and "tflite offers histogram, minmax" in err and not (tmp_path / "o").exists()

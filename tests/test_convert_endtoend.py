@@ -63,7 +63,7 @@ def _checkpoint(root: Path, name: str, seed: int, classes: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     from calibration.cli import main as calibrate_main
-    from train.data.synth import CLASSES, SynthConfig, generate
+    from train.synth import CLASSES, SynthConfig, generate
 
     root = tmp_path_factory.mktemp("e2e")
     data = generate(root / "data", SynthConfig(num_train=24, num_val=10, size=128, seed=3))

@@ -42,7 +42,7 @@ def setup(tmp_path_factory):
 
 
 def _one_line_error(res: subprocess.CompletedProcess, *needles: str) -> None:
-    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.returncode == 2, res.stdout + res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ssd-convert: error:"), res.stderr
     for needle in needles:

@@ -166,7 +166,7 @@ def test_max_drop_has_the_same_unit_in_both_clis(tmp_path):
         check_max_drop(150.0)
     res = _cli("convert.cli", "--checkpoint", str(tmp_path / "missing.pt"), "--target", "onnx_int8", "--out", str(tmp_path / "o"),
                "--max-drop", "-1")
-    assert res.returncode == 1 and "points of mAP@0.5 (0-100" in res.stderr
+    assert res.returncode == 2 and "points of mAP@0.5 (0-100" in res.stderr
     assert not (tmp_path / "o").exists()
     for module in ("convert.cli", "compare.cli"):
         help_text = " ".join(_cli(module, "--help").stdout.rsplit("--max-drop POINTS", 1)[1].split())

@@ -123,7 +123,7 @@ def test_convert_run_finishes_a_killed_install_and_refuses_a_file_as_out(tmp_pat
     capsys.readouterr()
     a_file = tmp_path / "a_file"
     a_file.write_text("keep me")
-    assert main(["--checkpoint", str(ckpt), "--target", "onnx_fp32", "--out", str(a_file)]) == 1
+    assert main(["--checkpoint", str(ckpt), "--target", "onnx_fp32", "--out", str(a_file)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is a file" in err[0] and str(a_file) in err[0]
     assert a_file.read_text() == "keep me"

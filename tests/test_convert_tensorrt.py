@@ -291,10 +291,7 @@ def test_a_reexported_model_never_reuses_an_old_engine_folder(jetson, tmp_path):
 
 
 def _jetson_section() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("### On a Jetson")
-    end = text.index("\n### ", start + 1)
-    return text[start:end]
+    return (ROOT / "docs" / "jetson.md").read_text()
 
 
 def test_readme_jetson_commands_name_only_what_the_jetson_target_makes():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.sources.cv import cv2_error_message
+from edge_app.cv2_import import numpy_mismatch_message
 from tests import edge_artifacts as ea
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,9 +86,9 @@ def test_picam_without_picamera2_is_one_line_naming_the_os_package(arts):
     ("numpy_version", "built_for"), [("2.0.2", "numpy 1.x"), ("1.24.2", "numpy 2.x")]
 )
 def test_abi_message_names_the_other_major_version(monkeypatch, numpy_version, built_for):
-    import edge_app.sources.cv as cv
+    import edge_app.cv2_import as cv
 
     monkeypatch.setattr(cv, "_numpy_version", lambda: numpy_version)
-    message = cv2_error_message(ImportError("numpy.core.multiarray failed to import"))
+    message = numpy_mismatch_message(ImportError("numpy.core.multiarray failed to import"))
     assert f"with numpy {numpy_version}: it was built against {built_for}" in message
     assert "\n" not in message

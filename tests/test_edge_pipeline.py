@@ -217,16 +217,16 @@ class AsyncFakeBackend(FakeBackend):
 def test_backend_only_throughput_also_keeps_requests_in_flight_for_async_backends():
     """The app is compared with the backend at its best: a native async API is measured with the
     app's requests in flight, a plain backend (default worker-thread submit) synchronously."""
-    from edge_app.app import measure_backend
+    from edge_app.backends.timed import measure_throughput
 
     batch = np.zeros((1, 3, 128, 128), np.float32)
     plain = FakeBackend()
-    fps, cores = measure_backend(plain, batch, frames=20, warmup=2, in_flight=3)
+    fps, cores = measure_throughput(plain, batch, frames=20, warmup=2, in_flight=3)
     assert plain.calls == 22 and plain._executor is None and fps > 0 and cores >= 0
     native = AsyncFakeBackend()
-    measure_backend(native, batch, frames=20, warmup=2, in_flight=3)
+    measure_throughput(native, batch, frames=20, warmup=2, in_flight=3)
     assert native.submits == 3 + 2 + 20 and native.calls == 22 + native.submits and not native._open
     assert native.in_flight_peak == 3
     native_sync = AsyncFakeBackend()
-    measure_backend(native_sync, batch, frames=20, warmup=2, in_flight=1)
+    measure_throughput(native_sync, batch, frames=20, warmup=2, in_flight=1)
     assert native_sync.submits == 0

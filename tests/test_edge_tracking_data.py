@@ -1,4 +1,4 @@
-"""The tracking benchmark's detector data: labelled frames of the synthetic:// scene (train.data.scene),
+"""The tracking benchmark's detector data: labelled frames of the synthetic:// scene (train.scene),
 and the benchmark's detector-quality measure."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from benchmarks import edge_tracking as et
 from benchmarks.edge_tracking_detector import training_seeds
 from edge_app.sources.synthetic import SyntheticScene
-from train.data import VOCDataset
-from train.data.scene import (
+from ssd.data import VOCDataset
+from train.scene import (
     SCENE_CLASSES,
     SceneDatasetConfig,
     ensure_scene_dataset,
@@ -24,7 +24,7 @@ from train.data.scene import (
     scene_seeds,
     sequence_objects,
 )
-from train.data.synth import main as synth_main
+from train.synth import main as synth_main
 
 SMALL = SceneDatasetConfig(seed=500, train_sequences=2, val_sequences=1, frames_per_sequence=4, stride=37,
                            width=320, height=240, min_objects=6, max_objects=9)

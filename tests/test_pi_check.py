@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_readme_pi_section_is_what_pi_check_installs():
-    steps = readme_steps((ROOT / "README.md").read_text())
+    steps = readme_steps((ROOT / "docs" / "raspberry-pi.md").read_text())
     assert {"python3-venv", "python3-opencv", "python3-picamera2"} <= set(steps.apt_packages)
     assert "--system-site-packages" in steps.venv
     assert "'.[pi]'" in steps.pip and "tflite-runtime" in steps.pip_tflite_runtime
@@ -32,7 +32,7 @@ def test_readme_pi_section_is_what_pi_check_installs():
 
 def test_readme_extras_exist_and_hold_numpy_below_2_only_on_bookworm_python():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    steps = readme_steps((ROOT / "README.md").read_text())
+    steps = readme_steps((ROOT / "docs" / "raspberry-pi.md").read_text())
     for line, extra in ((steps.pip, "pi"), (steps.pip_tflite_runtime, "pi-tflite-runtime")):
         assert f".[{extra}]" in line
         assert "numpy<2; python_version < '3.12'" in extras[extra]

@@ -17,7 +17,7 @@ import yaml
 from benchmarks import gpu_check, train_budget, train_throughput
 from benchmarks.tv_reference import synthetic_batch
 from train.config import CONFIG_DIR
-from train.data.synth import SynthConfig, generate
+from train.synth import SynthConfig, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 

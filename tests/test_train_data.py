@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.data import COCODataset, DatasetError, VOCDataset, detect_format, open_dataset
-from train.data.synth import SynthConfig, draw_image, generate
-from train.data.synth import main as synth_main
+from ssd.data import COCODataset, DatasetError, VOCDataset, detect_format, open_dataset
+from train.synth import SynthConfig, draw_image, generate
+from train.synth import main as synth_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +121,7 @@ def test_a_split_the_folder_lacks_names_its_splits_the_setting_and_ssd_split(sma
 
 
 def test_counts_take_the_singular_for_one() -> None:
-    from train.data.sample import count
+    from ssd.data.sample import count
 
     assert [count(1, "box"), count(2, "box"), count(1, "class"), count(3, "class"), count(0, "image")] == [
         "1 box", "2 boxes", "1 class", "3 classes", "0 images"]
@@ -215,7 +215,7 @@ def test_ssd_synth_cli_writes_voc_layout(tmp_path: Path) -> None:
 
 
 def test_readers_and_evaluator_import_without_torch() -> None:
-    code = ("import sys, train.data.voc, train.data.coco, train.data.synth, train.data, train.coco_eval; "
+    code = ("import sys, ssd.data.voc, ssd.data.coco, train.synth, ssd.data, ssd.coco_eval; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 

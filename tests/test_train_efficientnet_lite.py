@@ -179,7 +179,7 @@ def test_own_dataset_template_starts_from_the_packaged_weights_offline(tmp_path:
     import urllib.request
 
     from train.cli import main as train_main
-    from train.data.synth import SynthConfig, generate
+    from train.synth import SynthConfig, generate
 
     def no_network(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the template must not touch the network")

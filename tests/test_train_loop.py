@@ -14,11 +14,11 @@ import torch.multiprocessing as mp
 from train.checkpoint import CheckpointError, load_model, read_checkpoint
 from train.cli import main as train_main
 from train.config import CONFIG_DIR, ConfigError, load_config
-from train.data.synth import SynthConfig, generate
 from train.eval_cli import main as eval_main
 from train.loader import EpochSampler
 from train.models import ARCHS, default_spec_name
 from train.schedule import lr_multiplier
+from train.synth import SynthConfig, generate
 
 torch.set_num_threads(1)
 

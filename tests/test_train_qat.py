@@ -66,5 +66,5 @@ def test_cli_fine_tunes_and_writes_an_ordinary_checkpoint(tmp_path, capsys):
     load_model(out)  # strict load into the same arch
     assert np.isfinite(sum(float(v.float().abs().sum()) for v in after.values()))
     assert QATOptions(ckpt, data, out).epochs == 2
-    assert main(["--checkpoint", str(tmp_path / "missing.pt"), "--data", str(data), "--out", str(tmp_path / "x.pt")]) == 1
+    assert main(["--checkpoint", str(tmp_path / "missing.pt"), "--data", str(data), "--out", str(tmp_path / "x.pt")]) == 2
     assert not (tmp_path / "x.pt").exists()

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from calibration.cli import main as calibrate_main
+from ssd.data import DatasetError, VOCDataset
+from ssd.data.image_file import read_image_strict, truncation_problem
 from train.cli import main as train_main
-from train.data import DatasetError, VOCDataset
-from train.data.image_file import read_image_strict, truncation_problem
-from train.data.synth import SynthConfig, generate
 from train.eval_cli import main as eval_main
+from train.synth import SynthConfig, generate
 
 torch.set_num_threads(1)
 
@@ -179,7 +179,7 @@ def test_eval_and_calibrate_on_a_truncated_image_name_it(finished_run, synth_roo
     assert str(victim) in error_line(capsys)
     out = tmp_path / "calib"
     assert calibrate_main(["--data", str(tmp_path / "data"), "--split", "val", "--num", "8", "--holdout", "0",
-                           "--checkpoint", str(run_dir / "last.pt"), "--out", str(out)]) == 1
+                           "--checkpoint", str(run_dir / "last.pt"), "--out", str(out)]) == 2
     assert str(victim) in error_line(capsys)
     assert not out.exists()
 
@@ -191,6 +191,6 @@ def test_calibrate_on_an_undecodable_image_is_one_line(finished_run, synth_root:
     victim = tmp_path / "data" / "JPEGImages" / f"{ids[1]}.jpg"
     victim.write_bytes(b"this is not an image at all")
     assert calibrate_main(["--data", str(tmp_path / "data"), "--split", "val", "--num", "8", "--holdout", "0",
-                           "--checkpoint", str(run_dir / "last.pt"), "--out", str(tmp_path / "calib")]) == 1
+                           "--checkpoint", str(run_dir / "last.pt"), "--out", str(tmp_path / "calib")]) == 2
     line = error_line(capsys)
     assert str(victim) in line and "cannot be decoded" in line

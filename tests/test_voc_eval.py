@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from ssd.coco_eval import GroundTruth
 from ssd.postprocess import Detections
-from train.coco_eval import GroundTruth
-from train.voc_eval import evaluate_voc, voc_ap
+from ssd.voc_eval import evaluate_voc, voc_ap
 
 
 def test_voc_ap_hand_computed() -> None:
@@ -72,6 +72,6 @@ def test_voc_eval_imports_without_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['torch'] = None; import train.voc_eval; "
+    code = ("import sys; sys.modules['torch'] = None; import ssd.voc_eval; "
             "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -21,14 +21,15 @@ import os
 import sys
 from pathlib import Path
 
+from ssd.cli import EXIT_OK, ArgumentParser, fail
+from ssd.data.sample import DatasetError
 from train.checkpoint import CheckpointError, read_checkpoint
 from train.config import ConfigError, load_config
-from train.data.sample import DatasetError
 from train.run_folder import check_run_name, prepare_run_folder, remove_failed_run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ssd-train", description="Train an SSD detector from a YAML config.")
+    parser = ArgumentParser(prog="ssd-train", description="Train an SSD detector from a YAML config.")
     parser.add_argument("--config", help="config name in train/configs (e.g. tiny_synth) or a YAML path")
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="continue from a checkpoint (default: <output_dir>/<name>/last.pt)")
@@ -69,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if run_dir is not None and os.environ.get("RANK", "0") == "0":
             remove_failed_run(run_dir, existed)
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"ssd-train: error: {str(message).splitlines()[0] if str(message) else type(exc).__name__}", file=sys.stderr)
-        return 2
+        return fail("ssd-train", message if str(message) else type(exc).__name__)
     finally:
         from train.distributed import cleanup_distributed
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         if best.is_file():
             summary += f"; best {best}"
         print(summary)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

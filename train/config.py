@@ -55,7 +55,7 @@ class DataConfig:
     categories in id order); objects of other classes are dropped with one warning. ``root`` holds the validation split and, unless
     ``train_roots`` lists several folders (VOC 2007 + 2012), the training split too. For
     ``synth`` the dataset under ``root`` is generated (once) from ``synth``
-    (:class:`train.data.synth.SynthConfig` fields)."""
+    (:class:`train.synth.SynthConfig` fields)."""
 
     format: str = "synth"
     root: str = "data/synth"

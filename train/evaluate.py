@@ -1,4 +1,4 @@
-"""Run a model over a dataset split and score it with :func:`train.coco_eval.evaluate_detections`.
+"""Run a model over a dataset split and score it with :func:`ssd.coco_eval.evaluate_detections`.
 
 The one evaluation of a PyTorch model: ``ssd-train``'s periodic mAP, ``ssd-eval`` and the
 PyTorch row of ``ssd-compare`` all call :func:`evaluate_model`, with the thresholds of
@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ssd.coco_eval import EvalResult, evaluate_detections
+from ssd.data import DetectionDataset
 from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
 from ssd.priors import default_boxes
 from ssd.specs import SSDSpec
-from train.coco_eval import EvalResult, evaluate_detections
-from train.data import DetectionDataset
+from ssd.voc_eval import VOCResult, evaluate_voc
 from train.loader import EvalSet, make_loader
-from train.voc_eval import VOCResult, evaluate_voc
 
 #: what :func:`evaluate_model` can report
 METRICS = ("coco", "voc07", "voc")

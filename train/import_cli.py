@@ -17,11 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from ssd.cli import EXIT_OK, ArgumentParser, fail
+
 
 def build_parser() -> argparse.ArgumentParser:
     from train.models.torchvision_import import DETECTORS
 
-    parser = argparse.ArgumentParser(prog="ssd-import", description="Import a pretrained detector as an ssd-train checkpoint.")
+    parser = ArgumentParser(prog="ssd-import", description="Import a pretrained detector as an ssd-train checkpoint.")
     parser.add_argument("source", choices=["torchvision"], help="where the detector comes from")
     parser.add_argument("model", choices=sorted(DETECTORS), help="torchvision builder name")
     parser.add_argument("--weights", default="coco",
@@ -56,11 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         save_checkpoint(checkpoint_payload(model, detector, labels, str(source), file_sha256(path)), args.out)
     except (WeightsFetchError, WeightsError, TorchvisionImportError, OSError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"ssd-import: error: {str(message).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return fail("ssd-import", message)
     print(f"wrote {args.out}: {detector.arch} ({detector.spec.name}, {len(labels)} labels), from torchvision's "
           f"{detector.torchvision_name}; torchvision's own postprocess was {detector.postprocess}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from ssd.data import DetectionDataset
 from ssd.preprocess import InputSpec, preprocess
 from train.augment import SSDAugmentation
-from train.data import DetectionDataset
 
 
 @dataclass

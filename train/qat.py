@@ -15,7 +15,6 @@ sidecar) as any other checkpoint, for every backend.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from train.checkpoint import CheckpointError, load_model, read_checkpoint, save_
 @dataclass(frozen=True)
 class QATOptions:
     """checkpoint: the FP32 checkpoint; data/split/format: training images (VOC, COCO or synth
-    layout as ``train.data.open_dataset`` reads it); epochs, lr (SGD, cosine to 0), batch_size;
+    layout as ``ssd.data.open_dataset`` reads it); epochs, lr (SGD, cosine to 0), batch_size;
     threads: torch threads; limit: use at most N images per epoch (``None``: all)."""
 
     checkpoint: Path
@@ -112,9 +111,9 @@ def trained_state(prepared: torch.nn.Module, original: dict[str, torch.Tensor], 
 
 def qat_finetune(options: QATOptions, log: Callable[[str], None] = print) -> Path:
     """Fine-tune ``options.checkpoint`` with fake quantization; write and return ``options.out``."""
+    from ssd.data import open_dataset
     from ssd.priors import default_boxes
     from train.augment import AugmentConfig, SSDAugmentation
-    from train.data import open_dataset
     from train.loader import EpochSampler, TrainSet, make_loader
     from train.loss import MultiBoxLoss
 
@@ -169,26 +168,28 @@ def qat_finetune(options: QATOptions, log: Callable[[str], None] = print) -> Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ssd-qat", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", required=True, type=Path)
+    from ssd.cli import EXIT_OK, ArgumentParser, fail
+
+    p = ArgumentParser(prog="ssd-qat", description="Quantization-aware fine-tuning: a checkpoint whose INT8 conversion "
+                       "loses less, written as an ordinary checkpoint.")
+    p.add_argument("--checkpoint", required=True, type=Path, help="the checkpoint to fine-tune (from ssd-train)")
     p.add_argument("--data", required=True, type=Path, help="training images (VOC, COCO or synth layout)")
-    p.add_argument("--split", default="train")
-    p.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "synth"))
+    p.add_argument("--split", default="train", help="split to train on")
+    p.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "synth"), help="dataset layout")
     p.add_argument("--out", required=True, type=Path, help="the fine-tuned checkpoint")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--lr", type=float, default=0.005)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=2, help="QAT epochs")
+    p.add_argument("--lr", type=float, default=0.005, help="learning rate")
+    p.add_argument("--batch-size", type=int, default=16, help="images per step")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.add_argument("--limit", type=int, default=None, help="at most N images per epoch")
     args = p.parse_args(argv)
-    options = QATOptions(args.checkpoint, args.data, args.out, args.split, args.format, args.epochs, args.lr, args.batch_size,
-                         threads=args.threads, limit=args.limit)
+    options = QATOptions(checkpoint=args.checkpoint, data=args.data, out=args.out, split=args.split, format=args.format,
+                         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, threads=args.threads, limit=args.limit)
     try:
         qat_finetune(options, log=lambda s: print(s, flush=True))
     except (CheckpointError, ValueError, OSError) as exc:
-        print(f"ssd-qat: error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        return 1
-    return 0
+        return fail("ssd-qat", exc)  # a checkpoint or dataset that cannot be used: bad input
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ are kept unless ``--force``. Exits 2 with one line on bad input.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -18,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from ssd.atomic import atomic_write_text
-from train.data.image_file import image_problem
-from train.data.sample import count
-from train.data.voc import IMAGE_SUFFIXES
+from ssd.cli import EXIT_OK, ArgumentParser, fail
+from ssd.data.image_file import image_problem
+from ssd.data.sample import count
+from ssd.data.voc import IMAGE_SUFFIXES
 
 
 def _image_file(root: Path, image_id: str) -> Path:
@@ -60,11 +60,12 @@ def split_ids(ids: list[str], val: float, test: float, seed: int) -> dict[str, l
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ssd-split", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="ssd-split", description="Write VOC ImageSets/Main split files (train, val, test, trainval) "
+                            "for a folder with Annotations/ and JPEGImages/.")
     parser.add_argument("--data", required=True, help="VOC-layout folder (Annotations/, JPEGImages/)")
     parser.add_argument("--val", type=float, default=0.2, help="fraction for val (default 0.2)")
     parser.add_argument("--test", type=float, default=0.0, help="fraction for test (default 0: none)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the shuffle")
     parser.add_argument("--force", action="store_true", help="overwrite existing split files")
     args = parser.parse_args(argv)
     root = Path(args.data)
@@ -88,10 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, names in splits.items():
             atomic_write_text(folder / f"{name}.txt", "".join(f"{n}\n" for n in names))
     except (ValueError, OSError) as exc:
-        print(f"ssd-split: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return fail("ssd-split", exc)
     print(f"ssd-split: {count(len(ids), 'image')} -> " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + f" in {folder}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

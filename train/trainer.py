@@ -22,14 +22,14 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ssd.coco_eval import EvalResult
+from ssd.data import ConcatReader, DetectionDataset, check_images, open_dataset
+from ssd.data.sample import count
 from ssd.priors import default_boxes
 from ssd.specs import SSDSpec, get_spec
 from train.augment import SSDAugmentation
 from train.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
-from train.coco_eval import EvalResult
 from train.config import TrainConfig
-from train.data import ConcatReader, DetectionDataset, check_images, open_dataset
-from train.data.sample import count
 from train.distributed import all_reduce_mean, barrier, setup_distributed
 from train.evaluate import evaluate_model
 from train.loader import Batch, EpochSampler, TrainSet, make_loader
@@ -231,7 +231,7 @@ class Trainer:
     def _open_data(self) -> tuple[DetectionDataset, DetectionDataset]:
         d = self.cfg.data
         if d.format == "synth":
-            from train.data.synth import SynthConfig, ensure_dataset
+            from train.synth import SynthConfig, ensure_dataset
 
             if self.dist.is_main:
                 ensure_dataset(d.root, SynthConfig(**d.synth))

@@ -2,15 +2,15 @@
 
 ``open_source(uri, options)`` parses the URI, builds the source and opens it; it raises
 :class:`edge_app.errors.SourceError` naming the source and a hint when it cannot.
-Building any source first imports OpenCV through :func:`edge_app.sources.cv.require_cv2`,
+Building any source first imports OpenCV through :func:`edge_app.cv2_import.import_cv2`,
 so a missing or numpy-mismatched ``cv2`` is one line that names the fix, not a traceback.
 """
 
 from __future__ import annotations
 
+from edge_app.cv2_import import import_cv2
 from edge_app.errors import SourceError
 from edge_app.sources.base import Frame, FrameSource, SourceCounters, SourceOptions, as_bgr
-from edge_app.sources.cv import require_cv2
 from edge_app.sources.uri import SCHEMES, SourceURI, parse_source
 
 #: URI scheme -> (module, class) of its source; every scheme of :data:`SCHEMES` is here
@@ -34,7 +34,7 @@ def make_source(uri: str, options: SourceOptions | None = None) -> FrameSource:
 
     options = options or SourceOptions()
     parsed = parse_source(uri)
-    require_cv2()  # every source and the preprocessing resize need it
+    import_cv2()  # every source and the preprocessing resize need it
     if parsed.scheme not in SOURCE_CLASSES:
         raise SourceError(f"source {uri!r}: no source for scheme {parsed.scheme!r}; use one of {', '.join(SOURCE_CLASSES)}")
     module_name, class_name = SOURCE_CLASSES[parsed.scheme]
@@ -61,5 +61,4 @@ __all__ = [
     "make_source",
     "open_source",
     "parse_source",
-    "require_cv2",
 ]

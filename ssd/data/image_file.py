@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data.sample import DatasetError
+from ssd.data.sample import DatasetError
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"

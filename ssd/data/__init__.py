@@ -1,4 +1,8 @@
-"""Dataset readers (torch-free): VOC, COCO and the synthetic generator, plus :func:`open_dataset`.
+"""Dataset readers every stage shares (torch-free): VOC, COCO, plus :func:`open_dataset`.
+
+Training, calibration, conversion's held-out checks and ``ssd-compare`` read splits here. numpy
+at import; OpenCV only inside the functions that decode an image. The synthetic generators that
+write such datasets are training tools (:mod:`train.synth`, :mod:`train.scene`).
 
 Every reader exposes ``label_names``, ``__len__``, ``__getitem__(i) -> Sample`` and the
 image-free ``annotation(i) -> Sample``.
@@ -10,9 +14,9 @@ import bisect
 from pathlib import Path
 from typing import Protocol
 
-from train.data.coco import COCODataset
-from train.data.sample import DatasetError, Sample
-from train.data.voc import VOCDataset
+from ssd.data.coco import COCODataset
+from ssd.data.sample import DatasetError, Sample
+from ssd.data.voc import VOCDataset
 
 
 class DetectionDataset(Protocol):
@@ -66,8 +70,8 @@ class ConcatReader:
 def check_images(reader: DetectionDataset, what: str) -> None:
     """Read every image file of ``reader`` once (bytes only, no decode): one :class:`DatasetError`
     listing the missing and truncated ones, with what to do, instead of a stop mid-training."""
-    from train.data.image_file import image_problem, remedy
-    from train.data.sample import count
+    from ssd.data.image_file import image_problem, remedy
+    from ssd.data.sample import count
 
     if not hasattr(reader, "image_path"):
         return

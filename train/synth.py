@@ -8,7 +8,7 @@ so a dataset is reproducible image by image. Writes ``JPEGImages``, ``Annotation
 Torch-free (numpy + OpenCV).
 
 ``ssd-synth --scene cross --out DIR`` instead renders labelled frames of the ``synthetic://``
-camera source (:mod:`train.data.scene`): the data for a detector that is to run on that source.
+camera source (:mod:`train.scene`): the data for a detector that is to run on that source.
 """
 
 from __future__ import annotations
@@ -199,19 +199,21 @@ def ensure_dataset(out: str | Path, cfg: SynthConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from train.data.scene import MOTIONS
-    from train.data.scene import SceneDatasetConfig as Scene
+    from ssd.cli import ArgumentParser, fail
+    from train.scene import MOTIONS
+    from train.scene import SceneDatasetConfig as Scene
 
-    parser = argparse.ArgumentParser(prog="ssd-synth", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="ssd-synth", description="A seeded synthetic detection dataset in VOC layout "
+                            "(or, with --scene, labelled frames of the synthetic:// camera source).")
     parser.add_argument("--out", required=True, help="output folder (VOC layout)")
     parser.add_argument("--seed", type=int, default=None,
                         help=f"default {SynthConfig.seed} (with --scene: {Scene.seed}, the first scene seed)")
-    parser.add_argument("--num-train", type=int, default=SynthConfig.num_train)
-    parser.add_argument("--num-val", type=int, default=SynthConfig.num_val)
+    parser.add_argument("--num-train", type=int, default=SynthConfig.num_train, help="training images")
+    parser.add_argument("--num-val", type=int, default=SynthConfig.num_val, help="validation images")
     parser.add_argument("--size", type=int, default=SynthConfig.size, help="image side in pixels")
     parser.add_argument("--max-objects", type=int, default=None,
                         help=f"default {SynthConfig.max_objects} (with --scene: shapes per sequence, default {Scene.max_objects})")
-    scene = parser.add_argument_group("frames of the synthetic:// scene instead (train.data.scene)")
+    scene = parser.add_argument_group("frames of the synthetic:// scene instead (train.scene)")
     scene.add_argument("--scene", choices=MOTIONS, default=None,
                        help="render labelled frames of synthetic://?motion=MOTION sequences")
     scene.add_argument("--width", type=int, default=Scene.width)
@@ -228,8 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return _main_scene(args)
     max_objects = SynthConfig.max_objects if args.max_objects is None else args.max_objects
     if args.size < 32 or args.num_train < 0 or args.num_val < 0 or max_objects < 1:
-        print("ssd-synth: need --size >= 32, non-negative counts and --max-objects >= 1", file=sys.stderr)
-        return 2
+        return fail("ssd-synth", "need --size >= 32, non-negative counts and --max-objects >= 1")
     cfg = SynthConfig(seed=SynthConfig.seed if args.seed is None else args.seed, num_train=args.num_train, num_val=args.num_val, size=args.size,
                       max_objects=max_objects, min_objects=min(SynthConfig.min_objects, max_objects))
     out = generate(args.out, cfg)
@@ -242,7 +243,7 @@ def _seed_range(seeds: list[int]) -> str:
 
 
 def _main_scene(args: argparse.Namespace) -> int:
-    from train.data.scene import (
+    from train.scene import (
         SCENE_CLASSES,
         SceneDatasetConfig,
         generate_scene_dataset,
@@ -260,8 +261,9 @@ def _main_scene(args: argparse.Namespace) -> int:
     try:
         cfg.check()
     except ValueError as exc:
-        print(f"ssd-synth: {exc}", file=sys.stderr)
-        return 2
+        from ssd.cli import fail
+
+        return fail("ssd-synth", exc)
     out = generate_scene_dataset(args.out, cfg)
     train, val = scene_seeds(cfg, "train"), scene_seeds(cfg, "val")
     print(f"ssd-synth: wrote {len(train) * cfg.frames_per_sequence} train ({_seed_range(train)}) + "

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data.sample import DatasetError, Sample, clean_boxes, read_image, warn_dropped
+from ssd.data.image_file import read_image_strict
+from ssd.data.sample import DatasetError, Sample, clean_boxes, warn_dropped
 
 
 class COCODataset:
-    """One split of a COCO-format dataset; items are :class:`~train.data.sample.Sample`.
+    """One split of a COCO-format dataset; items are :class:`~ssd.data.sample.Sample`.
 
     ``image_id`` is the COCO image id as text; :attr:`coco_ids` holds the integers and
     :attr:`category_ids` the COCO category id of each model label ``c`` (at ``c - 1``).
@@ -102,7 +103,7 @@ class COCODataset:
 
     def __getitem__(self, i: int) -> Sample:
         ann = self._annotations[i]
-        image = read_image(self.image_path(i))
+        image = read_image_strict(self.image_path(i))
         h, w = image.shape[:2]
         if (w, h) != (ann.width, ann.height):
             boxes, keep = clean_boxes(ann.boxes, w, h)

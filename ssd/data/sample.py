@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -60,10 +59,3 @@ def warn_dropped(dataset: str, dropped: list[str], noun: str = "degenerate (zero
     names = ", ".join(dropped[:5]) + (" ..." if len(dropped) > 5 else "")
     warnings.warn(f"{dataset}: dropped {count(len(dropped), noun)}{detail} (in {names})", stacklevel=3)
 
-
-def read_image(path: Path) -> np.ndarray:
-    """BGR uint8 ``(H, W, 3)``; a missing, truncated or undecodable file raises :class:`DatasetError`
-    naming it (:func:`train.data.image_file.read_image_strict`, the one image reader of every stage)."""
-    from train.data.image_file import read_image_strict
-
-    return read_image_strict(path)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data.sample import DatasetError, Sample, clean_boxes, read_image, warn_dropped
+from ssd.data.image_file import read_image_strict
+from ssd.data.sample import DatasetError, Sample, clean_boxes, warn_dropped
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -79,7 +80,7 @@ def missing_split_message(root: Path, split: str) -> str:
 
 
 class VOCDataset:
-    """One split of a VOC-layout folder; items are :class:`~train.data.sample.Sample`.
+    """One split of a VOC-layout folder; items are :class:`~ssd.data.sample.Sample`.
 
     Args:
         root: the folder holding ``Annotations``, ``JPEGImages`` and ``ImageSets/Main``.
@@ -171,7 +172,7 @@ class VOCDataset:
     def __getitem__(self, i: int) -> Sample:
         ann = self._annotations[i]
         path = self.image_path(i)
-        image = read_image(path)
+        image = read_image_strict(path)
         h, w = image.shape[:2]
         if (w, h) != (ann.width, ann.height):
             # The <size> tag is metadata; boxes are pixel coordinates of the real image.

@@ -7,7 +7,7 @@ Usage::
 
 ``ground_truths`` are per-image records with pixel boxes (anything with ``boxes (K, 4)``
 float xyxy pixels, ``labels (K,)`` int model classes ``1..C-1``, ``difficult (K,)`` bool,
-``width`` and ``height``: :class:`train.data.sample.Sample` and
+``width`` and ``height``: :class:`ssd.data.sample.Sample` and
 :class:`GroundTruth` both fit). ``detections`` are :class:`ssd.postprocess.Detections`, one
 per image in the same order, boxes normalized xyxy in ``[0, 1]``; they are scaled by each
 image's width and height. VOC ``difficult`` objects become COCO ``iscrowd`` regions:

@@ -21,7 +21,7 @@ tracking benchmark's seeds 0-4 out). Each sequence has its own number of shapes 
 ``frames_per_sequence`` frames ``stride`` apart. Writes ``JPEGImages``, ``Annotations``,
 ``ImageSets/Main/{train,val,trainval}.txt``, ``labels.txt`` and ``scene.json`` (parameters,
 written last). Torch-free (numpy + OpenCV). CLI: ``ssd-synth --scene cross`` (see
-:mod:`train.data.synth`).
+:mod:`train.synth`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from edge_app.sources.synthetic import MOTIONS, SyntheticScene
-from train.data.synth import finish_voc_layout, is_complete
+from train.synth import finish_voc_layout, is_complete
 
 #: class names in the order of ``SyntheticScene.kind`` (0 rectangle, 1 circle, 2 triangle), so
 #: model label ``kind + 1`` is the scene's shape
