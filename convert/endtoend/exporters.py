@@ -165,8 +165,9 @@ def export_tflite_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
 
     twin, _ = make_twin(ctx, "tflite_int8_e2e", stage)
     # regular (per-class) NMS; its per-class limit stands in for the app's image-wide top-k
-    post = in_graph("TFLite_Detection_PostProcess", "class", ctx.options.in_graph)
-    post = dataclasses.replace(post, top_k=post.max_detections)
+    # the image-wide top-k is a mask before the op; its per-class limit (detections_per_class) is
+    # max_detections, so it never binds first
+    post = in_graph("TFLite_Detection_PostProcess", "image", ctx.options.in_graph)
     priors, variances = _priors(ctx)
     dst, names = append_detection_postprocess(twin.artifact, stage / f"{stem}.tflite", twin.outputs, priors, variances,
                                               post, list(ctx.source.labels))

@@ -8,6 +8,8 @@ full-integer model, so everything before the op stays integer):
   ``[ty, tx, th, tw]`` (same quantization);
 - ``SOFTMAX(conf)``: the op wants scores after the activation; int8 softmax outputs scale
   1/256, zero point -128 (TFLite's requirement), so scores move in steps of 1/256;
+- the app's image-wide top-k as a mask (:func:`_image_top_k_mask`: probabilities below the
+  k-th best foreground one set to 0), so the op's per-class limit never binds first;
 - the custom op (flexbuffer options ``max_detections``, ``max_classes_per_detection=1``,
   ``detections_per_class``, ``use_regular_nms=true`` (per-class NMS, as the app),
   ``nms_score_threshold``, ``nms_iou_threshold``, ``num_classes = C - 1`` (the op skips the
@@ -50,7 +52,7 @@ def custom_options(post: InGraphPostprocess, num_classes: int, variances: tuple[
     with fbb.Map():
         fbb.Int("max_detections", int(post.max_detections))
         fbb.Int("max_classes_per_detection", 1)
-        fbb.Int("detections_per_class", int(post.top_k))
+        fbb.Int("detections_per_class", int(post.max_detections))
         fbb.Bool("use_regular_nms", True)
         fbb.Float("nms_score_threshold", float(np.nextafter(np.float32(post.score_threshold), np.float32(1.0))))
         fbb.Float("nms_iou_threshold", float(post.iou_threshold))
@@ -119,6 +121,55 @@ def _op(graph: Any, opcode: int, inputs: list[int], outputs: list[int], options_
     graph.operators.append(op)
 
 
+def _image_top_k_mask(model: Any, graph: Any, probs: int, num_priors: int, num_classes: int, top_k: int) -> int:
+    """The app's image-wide top-k before the op: foreground probabilities below the ``top_k``-th
+    best are set to 0 (the op then never sees them), in the probabilities' own type (int8
+    softmax: scale 1/256, zero point -128, so 0 is -128)::
+
+        fg = SLICE(probs, [0, 0, 1]); best = TOPK_V2(RESHAPE(fg, [-1]), k); kth = GATHER(best, k - 1)
+        probs = SELECT_V2(GREATER_EQUAL(probs, kth), probs, 0)
+
+    Returns the masked tensor's index."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    B, T = schema.BuiltinOperator, schema.TensorType
+    src = graph.tensors[probs]
+    scale, zero_point = _quantization(src)
+    dtype = src.type
+    i32 = lambda name, values: _tensor(model, graph, name, [len(values)], T.INT32, np.array(values, np.int32).tobytes())  # noqa: E731
+    like = lambda name, shape: _tensor(model, graph, name, shape, dtype, None, scale, zero_point)  # noqa: E731
+    flat_n = num_priors * (num_classes - 1)
+    k = min(top_k, flat_n)
+    fg = like("e2e/top_k/foreground", [1, num_priors, num_classes - 1])
+    _op(graph, _opcode(model, B.SLICE), [probs, i32("e2e/top_k/begin", [0, 0, 1]),
+                                          i32("e2e/top_k/size", [1, num_priors, num_classes - 1])], [fg],
+        schema.BuiltinOptions.SliceOptions, schema.SliceOptionsT())
+    flat = like("e2e/top_k/flat", [flat_n])
+    reshape = schema.ReshapeOptionsT()
+    reshape.newShape = [flat_n]
+    _op(graph, _opcode(model, B.RESHAPE), [fg, i32("e2e/top_k/shape", [flat_n])], [flat],
+        schema.BuiltinOptions.ReshapeOptions, reshape)
+    best = like("e2e/top_k/best", [k])
+    best_index = _tensor(model, graph, "e2e/top_k/best_index", [k], T.INT32)
+    k_tensor = _tensor(model, graph, "e2e/top_k/k", [], T.INT32, np.array(k, np.int32).tobytes())
+    _op(graph, _opcode(model, B.TOPK_V2, version=2), [flat, k_tensor], [best, best_index],
+        schema.BuiltinOptions.TopKV2Options, schema.TopKV2OptionsT())
+    kth = like("e2e/top_k/kth", [1])
+    gather = schema.GatherOptionsT()
+    gather.axis, gather.batchDims = 0, 0
+    _op(graph, _opcode(model, B.GATHER), [best, i32("e2e/top_k/last", [k - 1])], [kth],
+        schema.BuiltinOptions.GatherOptions, gather)
+    keep = _tensor(model, graph, "e2e/top_k/keep", [1, num_priors, num_classes], T.BOOL)
+    _op(graph, _opcode(model, B.GREATER_EQUAL, version=2), [probs, kth], [keep],
+        schema.BuiltinOptions.GreaterEqualOptions, schema.GreaterEqualOptionsT())
+    zero_value = np.array([zero_point or 0], np.int8) if dtype == T.INT8 else np.zeros(1, np.float32)
+    zero = _tensor(model, graph, "e2e/top_k/zero", [1], dtype, zero_value.tobytes(), scale, zero_point)
+    masked = like("e2e/top_k/class_predictions", [1, num_priors, num_classes])
+    _op(graph, _opcode(model, B.SELECT_V2), [keep, probs, zero], [masked],
+        schema.BuiltinOptions.SelectV2Options, schema.SelectV2OptionsT())
+    return masked
+
+
 def uint8_pixels_input(model: Any, graph: Any, signature: Any) -> None:
     """Replace an int8 image input with a uint8 one taking raw pixels (scale 1, zero point 0),
     requantized into the old input by a ``QUANTIZE`` op at the front: MediaPipe feeds uint8 or
@@ -180,6 +231,8 @@ def append_detection_postprocess(src: Path, dst: Path, outputs: dict[str, Output
     _op(graph, _opcode(model, schema.BuiltinOperator.SOFTMAX, version=2 if integer else 1), [index["conf"]], [probs],
         schema.BuiltinOptions.SoftmaxOptions, softmax)
 
+    if post.top_k_per == "image" and post.top_k > 0:
+        probs = _image_top_k_mask(model, graph, probs, num_priors, num_classes, int(post.top_k))
     if integer:  # the op's kernel reads float32 or uint8 inputs, not int8: dequantize right before it
         loc_f = _tensor(model, graph, "e2e/box_encodings_float", [1, num_priors, 4], T.FLOAT32)
         probs_f = _tensor(model, graph, "e2e/class_predictions_float", [1, num_priors, num_classes], T.FLOAT32)
