@@ -11,7 +11,6 @@ checked against PyTorch by its own format's check, so the artifact is held to Py
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from convert.context import ExportContext
 from convert.validate import Validation, match_detections
 from edge_app.backends.endtoend import unpack
+from ssd.box_coding import pairwise_iou
 from ssd.postprocess import Detections, PostprocessParams, decode_and_nms
 from ssd.priors import default_boxes
 from ssd.sidecar import Sidecar, read_sidecar
@@ -45,8 +45,6 @@ def _explained(a: Detections, b: Detections, threshold: float, iou_threshold: fl
     ``unclipped_nms`` (an op that runs NMS on boxes not yet clipped to the image, as
     ``TFLite_Detection_PostProcess``), a box that touches the image border (the app's NMS saw
     it clipped, so overlapping more)."""
-    from ssd.box_coding import pairwise_iou
-
     ok = np.abs(a.scores - threshold) <= step
     if unclipped_nms:
         ok |= ((a.boxes <= 1e-6) | (a.boxes >= 1.0 - 1e-6)).any(axis=1)
@@ -62,8 +60,6 @@ def _explained(a: Detections, b: Detections, threshold: float, iou_threshold: fl
 def compare_detections(reference: list[Detections], candidate: list[Detections], threshold: float, iou_threshold: float,
                        step: float, unclipped_nms: bool = False) -> tuple[bool, dict[str, float], str]:
     """Pair ``candidate`` (in-graph) with ``reference`` (the app's) image by image (see :func:`_explained`)."""
-    from ssd.box_coding import pairwise_iou
-
     total_ref = total_out = matched = same = stray = 0
     worst_iou, worst_score = 1.0, 0.0
     for ref, out in zip(reference, candidate, strict=True):
@@ -114,4 +110,4 @@ def check_end_to_end(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Va
                                            unclipped_nms=tflite)
     metrics = {**{f"twin_{k}": v for k, v in raw.metrics.items()}, **metrics}
     summary = f"{text} on {len(frames)} frames; twin {twin_sidecar.format}: {raw.summary}"
-    return dataclasses.replace(Validation(ok, summary, metrics, kind="end_to_end"))
+    return Validation(ok, summary, metrics, kind="end_to_end")
