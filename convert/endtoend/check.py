@@ -105,7 +105,7 @@ def check_end_to_end(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Va
                  for loc, conf in run_artifact(twin, frames, threads, quiet)]
     candidate = [unpack(dets, counts)[0] for dets, counts in run_artifact(artifact, frames, threads, quiet)]
     tflite = sidecar.postprocess.op == "TFLite_Detection_PostProcess"
-    step = INT8_SOFTMAX_STEP if tflite else FLOAT_STEP
+    step = INT8_SOFTMAX_STEP if tflite and sidecar.precision == "int8" else FLOAT_STEP
     ok, metrics, text = compare_detections(reference, candidate, params.score_threshold, params.iou_threshold, step,
                                            unclipped_nms=tflite)
     metrics = {**{f"twin_{k}": v for k, v in raw.metrics.items()}, **metrics}

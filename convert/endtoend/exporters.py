@@ -12,7 +12,8 @@ onnx_fp32_e2e          onnx_fp32        ONNX ``NonMaxSuppression`` (:mod:`conver
 onnx_int8_e2e          onnx_int8        same, after the QDQ graph
 openvino_fp32_e2e      openvino_fp32    ``DetectionOutput`` (:mod:`convert.endtoend.openvino_detection_output`)
 openvino_int8_e2e      openvino_int8    same, after the NNCF INT8 graph
-tflite_int8_e2e        tflite_int8      ``TFLite_Detection_PostProcess`` (:mod:`convert.endtoend.tflite_postprocess`)
+tflite_fp32_e2e        tflite_fp32      ``TFLite_Detection_PostProcess`` (:mod:`convert.endtoend.tflite_postprocess`)
+tflite_int8_e2e        tflite_int8      same, after the full-integer graph (uint8 pixels in)
 tensorrt_qdq_e2e       tensorrt_qdq     ``EfficientNMS_TRT`` plugin node, checked statically
 =====================  ===============  ==========================================================
 
@@ -40,6 +41,7 @@ TWINS: dict[str, str] = {
     "onnx_int8_e2e": "onnx_int8",
     "openvino_fp32_e2e": "openvino_fp32",
     "openvino_int8_e2e": "openvino_int8",
+    "tflite_fp32_e2e": "tflite_fp32",
     "tflite_int8_e2e": "tflite_int8",
     "tensorrt_qdq_e2e": "tensorrt_qdq",
 }
@@ -159,11 +161,19 @@ def export_tensorrt_qdq_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
                     postprocess=post)
 
 
+def export_tflite_fp32_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
+    return _tflite_e2e(ctx, stage, stem, "tflite_fp32_e2e")
+
+
 def export_tflite_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
+    return _tflite_e2e(ctx, stage, stem, "tflite_int8_e2e")
+
+
+def _tflite_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
     from convert.endtoend.tflite_postprocess import append_detection_postprocess
     from convert.formats import Exported
 
-    twin, _ = make_twin(ctx, "tflite_int8_e2e", stage)
+    twin, _ = make_twin(ctx, name, stage)
     # regular (per-class) NMS; its per-class limit stands in for the app's image-wide top-k
     # the image-wide top-k is a mask before the op; its per-class limit (detections_per_class) is
     # max_detections, so it never binds first
@@ -176,5 +186,5 @@ def export_tflite_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
     outputs = {key: OutputSpec(names[key], shapes[key]) for key in ("boxes", "classes", "scores", "count")}
     image = twin.input if twin.input.dtype != "int8" else dataclasses.replace(twin.input, dtype="uint8", scale=1.0, zero_point=0)
     return Exported(dst, twin.input_name, image, outputs,
-                    extra={**twin.extra, "twin": "tflite_int8", "in_graph": "TFLite_Detection_PostProcess (regular NMS)"},
+                    extra={**twin.extra, "twin": TWINS[name], "in_graph": "TFLite_Detection_PostProcess (regular NMS)"},
                     postprocess=post)
