@@ -30,7 +30,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PAIRS = (("onnx_fp32", "onnx_fp32_e2e"), ("onnx_int8", "onnx_int8_e2e"), ("openvino_fp32", "openvino_fp32_e2e"),
-         ("openvino_int8", "openvino_int8_e2e"), ("tflite_int8", "tflite_int8_e2e"))
+         ("openvino_int8", "openvino_int8_e2e"), ("tflite_fp32", "tflite_fp32_e2e"), ("tflite_int8", "tflite_int8_e2e"))
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
 RESULTS = Path(__file__).resolve().parent / "results" / "endtoend_map.json"
 
