@@ -126,9 +126,8 @@ def test_ssd_edge_detector_gives_the_raw_twins_detections(converted, fmt):
     frames = _frames(converted)
     e2e = _detect(converted["report"].artifact(fmt), frames)
     raw = _detect(converted["report"].artifact(fmt.removesuffix("_e2e")), frames)
-    tflite = fmt.startswith("tflite")
     ok, metrics, text = compare_detections(raw, e2e, LIVE.score_threshold, LIVE.iou_threshold,
-                                           1 / 256 if fmt == "tflite_int8_e2e" else 1e-4, unclipped_nms=tflite)
+                                           1 / 256 if fmt == "tflite_int8_e2e" else 1e-4)
     assert ok, text
     assert metrics["matched"] >= 0.9 * metrics["reference_detections"] > 0
 

@@ -36,18 +36,12 @@ def app_params(sidecar: Sidecar) -> PostprocessParams:
     return PostprocessParams(post.score_threshold, post.iou_threshold, post.top_k, post.max_detections)
 
 
-def _explained(a: Detections, b: Detections, threshold: float, iou_threshold: float, step: float,
-               unclipped_nms: bool = False) -> np.ndarray:
+def _explained(a: Detections, b: Detections, threshold: float, iou_threshold: float, step: float) -> np.ndarray:
     """Which detections of ``a`` pair with one of ``b`` (IoU >= :data:`MIN_IOU`, same class), or
     are explained without a pair: a score within ``step`` of the threshold (rounding put the
     candidate on the other side of it), or a same-class box of ``b`` that overlaps it beyond the NMS
-    IoU with a score within ``step`` (scores tied after rounding: NMS kept the other one); with
-    ``unclipped_nms`` (an op that runs NMS on boxes not yet clipped to the image, as
-    ``TFLite_Detection_PostProcess``), a box that touches the image border (the app's NMS saw
-    it clipped, so overlapping more)."""
+    IoU with a score within ``step`` (scores tied after rounding: NMS kept the other one)."""
     ok = np.abs(a.scores - threshold) <= step
-    if unclipped_nms:
-        ok |= ((a.boxes <= 1e-6) | (a.boxes >= 1.0 - 1e-6)).any(axis=1)
     if len(a.scores) and len(b.scores):
         iou = pairwise_iou(a.boxes, b.boxes)
         same = a.labels[:, None] == b.labels[None, :]
@@ -58,7 +52,7 @@ def _explained(a: Detections, b: Detections, threshold: float, iou_threshold: fl
 
 
 def compare_detections(reference: list[Detections], candidate: list[Detections], threshold: float, iou_threshold: float,
-                       step: float, unclipped_nms: bool = False) -> tuple[bool, dict[str, float], str]:
+                       step: float) -> tuple[bool, dict[str, float], str]:
     """Pair ``candidate`` (in-graph) with ``reference`` (the app's) image by image (see :func:`_explained`)."""
     total_ref = total_out = matched = same = stray = 0
     worst_iou, worst_score = 1.0, 0.0
@@ -73,8 +67,8 @@ def compare_detections(reference: list[Detections], candidate: list[Detections],
             if pairs.any():
                 diffs = np.abs(ref.scores[:, None] - out.scores[None, :])[pairs]
                 worst_score = max(worst_score, float(diffs.max()))
-        stray += int((~_explained(ref, out, threshold, iou_threshold, step, unclipped_nms)).sum())
-        stray += int((~_explained(out, ref, threshold, iou_threshold, step, unclipped_nms)).sum())
+        stray += int((~_explained(ref, out, threshold, iou_threshold, step)).sum())
+        stray += int((~_explained(out, ref, threshold, iou_threshold, step)).sum())
     metrics = {"reference_detections": float(total_ref), "end_to_end_detections": float(total_out),
                "matched": float(matched), "same_class": float(same), "min_iou": worst_iou,
                "max_score_diff": worst_score, "score_step": step, "unexplained": float(stray)}
@@ -104,10 +98,9 @@ def check_end_to_end(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Va
     reference = [decode_and_nms(loc, conf, priors, variances=spec.variances, **params._asdict())[0]
                  for loc, conf in run_artifact(twin, frames, threads, quiet)]
     candidate = [unpack(dets, counts)[0] for dets, counts in run_artifact(artifact, frames, threads, quiet)]
-    tflite = sidecar.postprocess.op == "TFLite_Detection_PostProcess"
-    step = INT8_SOFTMAX_STEP if tflite and sidecar.precision == "int8" else FLOAT_STEP
-    ok, metrics, text = compare_detections(reference, candidate, params.score_threshold, params.iou_threshold, step,
-                                           unclipped_nms=tflite)
+    int8_softmax = sidecar.postprocess.op == "TFLite_Detection_PostProcess" and sidecar.precision == "int8"
+    step = INT8_SOFTMAX_STEP if int8_softmax else FLOAT_STEP
+    ok, metrics, text = compare_detections(reference, candidate, params.score_threshold, params.iou_threshold, step)
     metrics = {**{f"twin_{k}": v for k, v in raw.metrics.items()}, **metrics}
     summary = f"{text} on {len(frames)} frames; twin {twin_sidecar.format}: {raw.summary}"
     return Validation(ok, summary, metrics, kind="end_to_end")

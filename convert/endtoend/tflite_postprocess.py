@@ -4,8 +4,9 @@ The TF Object Detection API's SSD output, which Frigate, MediaPipe's ObjectDetec
 TFLite task libraries read. On the twin's ``loc (1, P, 4)`` and ``conf (1, P, C)`` (int8 in a
 full-integer model, so everything before the op stays integer):
 
-- ``GATHER(loc, [1, 0, 3, 2], axis=2)``: the project's ``(dcx, dcy, dw, dh)`` -> the op's
-  ``[ty, tx, th, tw]`` (same quantization);
+- box encodings: the project's ``(dcx, dcy, dw, dh)`` -> the op's ``[ty, tx, th, tw]`` of the
+  boxes clipped to the image (:func:`_clipped_encodings`: float decode, clip, re-encode; the op
+  itself decodes without clipping, and the app clips before NMS);
 - ``SOFTMAX(conf)``: the op wants scores after the activation; int8 softmax outputs scale
   1/256, zero point -128 (TFLite's requirement), so scores move in steps of 1/256;
 - the app's image-wide top-k as a mask (:func:`_image_top_k_mask`: probabilities below the
@@ -22,7 +23,7 @@ An int8 image input becomes a uint8 one taking raw pixels (scale 1, zero point 0
 ``QUANTIZE`` op in front (:func:`uint8_pixels_input`; MediaPipe feeds uint8 or float32 only).
 
 Outputs (also the signature's, in this order): ``boxes (1, D, 4)`` ``[y1, x1, y2, x2]`` in
-[0, 1] (not clipped by the op), ``classes (1, D)`` 0-based foreground classes as float,
+[0, 1] (clipped before the op), ``classes (1, D)`` 0-based foreground classes as float,
 ``scores (1, D)``, ``count (1,)``. The op keeps scores ``>= nms_score_threshold``; the app keeps
 ``> score_threshold``, so the threshold written is the next float32 above it.
 
@@ -121,6 +122,68 @@ def _op(graph: Any, opcode: int, inputs: list[int], outputs: list[int], options_
     graph.operators.append(op)
 
 
+def _clipped_encodings(model: Any, graph: Any, loc: int, priors: np.ndarray, variances: tuple[float, float]) -> int:
+    """Float ops from ``loc (1, P, 4)`` ``(dcx, dcy, dw, dh)`` to the op's ``[ty, tx, th, tw]`` of
+    the boxes *clipped to the image*: the op decodes without clipping and would run NMS on boxes
+    that cross the border, where the app clips first. So the graph decodes, clips and re-encodes
+    against the anchors; the op's decode then gives back exactly the clipped boxes::
+
+        c = a_c + l_c * v0 * a_s;  s = a_s * exp(l_s * v1)          (y, x order)
+        lo, hi = clip(c -+ s / 2, 0, 1)
+        t_c = ((lo + hi) / 2 - a_c) / (v0 * a_s);  t_s = log((hi - lo) / a_s) / v1
+
+    (a box clipped to nothing gets ``t_s = -inf``, which the op decodes to size 0). Returns the
+    encodings' tensor index."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    B, T, Opt = schema.BuiltinOperator, schema.TensorType, schema.BuiltinOptions
+    p = priors.shape[0]
+    anchors = priors[:, [1, 0, 3, 2]]  # [yc, xc, h, w]
+    a_c, a_s = anchors[None, :, :2], anchors[None, :, 2:]
+
+    def const(name: str, value: np.ndarray) -> int:
+        value = np.ascontiguousarray(value, np.float32)
+        return _tensor(model, graph, f"e2e/clip/{name}", list(value.shape), T.FLOAT32, value.tobytes())
+
+    def op(code: int, inputs: list[int], name: str, shape: list[int], options_type: int = 0, options: Any = None) -> int:
+        out = _tensor(model, graph, f"e2e/clip/{name}", shape, T.FLOAT32)
+        _op(graph, _opcode(model, code), inputs, [out], options_type, options)
+        return out
+
+    half_shape = [1, p, 2]
+    mul = lambda a, b, n: op(B.MUL, [a, b], n, half_shape, Opt.MulOptions, schema.MulOptionsT())  # noqa: E731
+    add = lambda a, b, n: op(B.ADD, [a, b], n, half_shape, Opt.AddOptions, schema.AddOptionsT())  # noqa: E731
+    sub = lambda a, b, n: op(B.SUB, [a, b], n, half_shape, Opt.SubOptions, schema.SubOptionsT())  # noqa: E731
+    minmax = schema.MaximumMinimumOptionsT
+    yx = _tensor(model, graph, "e2e/clip/loc_yx", [1, p, 4], T.FLOAT32)
+    gather = schema.GatherOptionsT()
+    gather.axis, gather.batchDims = 2, 0
+    _op(graph, _opcode(model, B.GATHER), [loc, _tensor(model, graph, "e2e/clip/order", [4], T.INT32,
+                                                       np.array([1, 0, 3, 2], np.int32).tobytes())], [yx],
+        Opt.GatherOptions, gather)
+    begin = lambda n, v: _tensor(model, graph, f"e2e/clip/{n}", [3], T.INT32, np.array(v, np.int32).tobytes())  # noqa: E731
+    size = begin("size", [1, p, 2])
+    l_c = op(B.SLICE, [yx, begin("begin_c", [0, 0, 0]), size], "l_c", half_shape, Opt.SliceOptions, schema.SliceOptionsT())
+    l_s = op(B.SLICE, [yx, begin("begin_s", [0, 0, 2]), size], "l_s", half_shape, Opt.SliceOptions, schema.SliceOptionsT())
+    centers = add(mul(l_c, const("v0_as", variances[0] * a_s), "l_c_scaled"), const("a_c", a_c), "centers")
+    grown = op(B.EXP, [mul(l_s, const("v1", np.array([variances[1]])), "l_s_scaled")], "grown", half_shape,
+               Opt.ExpOptions, schema.ExpOptionsT())
+    half = mul(mul(grown, const("a_s", a_s), "sizes"), const("half", np.array([0.5])), "half_sizes")
+    zero, one = const("zero", np.array([0.0])), const("one", np.array([1.0]))
+    clip = lambda t, n: op(B.MINIMUM, [op(B.MAXIMUM, [t, zero], f"{n}_max", half_shape, Opt.MaximumMinimumOptions, minmax()), one],  # noqa: E731
+                           n, half_shape, Opt.MaximumMinimumOptions, minmax())
+    lo = clip(sub(centers, half, "lo_raw"), "lo")
+    hi = clip(add(centers, half, "hi_raw"), "hi")
+    new_c = mul(add(lo, hi, "lo_plus_hi"), const("half2", np.array([0.5])), "new_centers")
+    t_c = mul(sub(new_c, const("a_c2", a_c), "offsets"), const("inv_v0_as", 1.0 / (variances[0] * a_s)), "t_c")
+    ratio = mul(sub(hi, lo, "new_sizes"), const("inv_as", 1.0 / a_s), "size_ratio")
+    log = op(B.LOG, [ratio], "log_ratio", half_shape)
+    t_s = mul(log, const("inv_v1", np.array([1.0 / variances[1]])), "t_s")
+    concat = schema.ConcatenationOptionsT()
+    concat.axis = 2
+    return op(B.CONCATENATION, [t_c, t_s], "box_encodings", [1, p, 4], Opt.ConcatenationOptions, concat)
+
+
 def _image_top_k_mask(model: Any, graph: Any, probs: int, num_priors: int, num_classes: int, top_k: int) -> int:
     """The app's image-wide top-k before the op: foreground probabilities below the ``top_k``-th
     best are set to 0 (the op then never sees them), in the probabilities' own type (int8
@@ -215,15 +278,13 @@ def append_detection_postprocess(src: Path, dst: Path, outputs: dict[str, Output
     loc, conf = graph.tensors[index["loc"]], graph.tensors[index["conf"]]
     num_priors, num_classes = int(loc.shape[1]), int(conf.shape[2])
     T = schema.TensorType
-    perm = _tensor(model, graph, "e2e/box_order", [4], T.INT32, np.array([1, 0, 3, 2], np.int32).tobytes())
-    loc_scale, loc_zp = _quantization(loc)
-    loc_yx = _tensor(model, graph, "e2e/box_encodings", [1, num_priors, 4], loc.type, None, loc_scale, loc_zp)
-    gather = schema.GatherOptionsT()
-    gather.axis, gather.batchDims = 2, 0
-    _op(graph, _opcode(model, schema.BuiltinOperator.GATHER), [index["loc"], perm], [loc_yx],
-        schema.BuiltinOptions.GatherOptions, gather)
-
     integer = conf.type == T.INT8
+    loc_f = index["loc"]
+    if loc.type != T.FLOAT32:  # the decode below is float (so is the op's)
+        loc_f = _tensor(model, graph, "e2e/loc_float", [1, num_priors, 4], T.FLOAT32)
+        _op(graph, _opcode(model, schema.BuiltinOperator.DEQUANTIZE, version=2), [index["loc"]], [loc_f])
+    loc_yx = _clipped_encodings(model, graph, loc_f, np.asarray(priors, np.float32), variances)
+
     probs = _tensor(model, graph, "e2e/class_predictions", [1, num_priors, num_classes], conf.type, None,
                     *((1.0 / 256.0, -128) if integer else (None, None)))
     softmax = schema.SoftmaxOptionsT()
@@ -234,12 +295,9 @@ def append_detection_postprocess(src: Path, dst: Path, outputs: dict[str, Output
     if post.top_k_per == "image" and post.top_k > 0:
         probs = _image_top_k_mask(model, graph, probs, num_priors, num_classes, int(post.top_k))
     if integer:  # the op's kernel reads float32 or uint8 inputs, not int8: dequantize right before it
-        loc_f = _tensor(model, graph, "e2e/box_encodings_float", [1, num_priors, 4], T.FLOAT32)
         probs_f = _tensor(model, graph, "e2e/class_predictions_float", [1, num_priors, num_classes], T.FLOAT32)
-        dequantize = _opcode(model, schema.BuiltinOperator.DEQUANTIZE, version=2)
-        _op(graph, dequantize, [loc_yx], [loc_f])
-        _op(graph, dequantize, [probs], [probs_f])
-        loc_yx, probs = loc_f, probs_f
+        _op(graph, _opcode(model, schema.BuiltinOperator.DEQUANTIZE, version=2), [probs], [probs_f])
+        probs = probs_f
     priors = np.asarray(priors, np.float32)
     anchors = np.ascontiguousarray(priors[:, [1, 0, 3, 2]])  # (P, 4) [yc, xc, h, w]
     anchor_t = _tensor(model, graph, "e2e/anchors", [num_priors, 4], T.FLOAT32, anchors.tobytes())
