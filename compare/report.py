@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from compare.diffs import CHANGE_COLUMNS, change_cells, describe
+from compare.rank_diffs import NO_RANK_CHANGE, RANK_COLUMNS, RANK_NOTE, WORST_RANKS, class_cells
 from compare.run import ComparisonReport, ModelResult
 from compare.uncertainty import change_text
 from ssd.atomic import atomic_write_text
@@ -123,6 +124,7 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
         )
         rows[-1]["per_class_delta_ap50_points"] = report.class_delta(row) if row is not report.reference else None
         rows[-1]["detection_changes"] = report.changes[row.name].to_dict() if row.name in report.changes else None
+        rows[-1]["rank_changes"] = report.ranks[row.name].to_dict(report.label_names) if row.name in report.ranks else None
     return _clean(
         {
             "dataset": report.dataset,
@@ -196,6 +198,16 @@ def markdown(report: ComparisonReport, plots: dict[str, str], sheets: dict[str, 
         lines += ["", "## Detection changes against FP32", "", describe(params) + ".", "",
                   "| " + " | ".join(CHANGE_COLUMNS) + " |", "|" + "---|" * len(CHANGE_COLUMNS)]
         lines += ["| " + " | ".join(change_cells(c)) + " |" for c in report.changes.values()]
+    if report.ranks:
+        lines += ["", "## Ranking changes against FP32 (where mAP is lost)", "", RANK_NOTE + "."]
+        for name, ranks in report.ranks.items():
+            lines += ["", f"### {name}", ""]
+            if not ranks.changes:
+                lines.append(NO_RANK_CHANGE)
+                continue
+            lines += ["| " + " | ".join(RANK_COLUMNS) + " |", "|" + "---|" * len(RANK_COLUMNS)]
+            lines += ["| " + " | ".join(class_cells(c)) + " |" for c in ranks.classes]
+            lines += [""] + [f"- {c.caption(report.label_names)}" for c in ranks.worst(WORST_RANKS)]
     notes = [f"- {r.name}: {r.note}" for r in report.rows if r.note]
     notes += [f"- {r.name}: {held_out_note(r)}" for r in report.rows if r.held_out]
     if notes:
