@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     from convert.pipeline import check_max_drop
 
     check_max_drop(args.max_drop)  # before anything is read or written
-    log = lambda s: print(s, flush=True)  # noqa: E731
+    from convert.quiet import console_log
+
+    log = console_log()  # progress lines reach the user while a converter's own output is captured
     report = export(args.checkpoint, args.target, args.out, calib=args.calib, options=options, log=log)
     print()
     print(report.table(), flush=True)

@@ -155,9 +155,10 @@ class ExportContext:
         """PyTorch ``(loc, conf)`` for each validation frame (computed once)."""
         if "reference" not in self.cache:
             calib = self.require_calibration("validation")
-            self.cache["reference"] = [
-                self.source.reference(x) for x in calib.batches("NCHW", "float32", limit=self.options.validate_images)
-            ]
+            from convert.meter import fp32_outputs
+
+            inputs = list(calib.batches("NCHW", "float32", limit=self.options.validate_images))
+            self.cache["reference"] = fp32_outputs(self.source, inputs, self.options.threads, self.log)
         return self.cache["reference"]
 
     def hub_onnx(self) -> Path:

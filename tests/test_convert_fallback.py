@@ -374,3 +374,25 @@ def test_a_drop_the_images_cannot_resolve_ships_as_exported_with_no_layer_float(
     assert (acc.drop_points, acc.drop_low, acc.drop_high) == pytest.approx((0.71, -0.04, 1.58))
     said = [line for line in lines if "cannot resolve" in line]
     assert said and "32 held-out images cannot resolve the limit" in said[0] and "would need about 839" in said[0], lines
+
+
+def test_the_fp32_reference_in_batches_equals_image_by_image_and_restores_the_threads(sensitive):
+    import torch
+
+    from calibration.sets import load_calibration_set
+    from convert.meter import REFERENCE_BATCH, fp32_outputs
+    from convert.source import load_source
+
+    tmp, ckpt = sensitive
+    src = load_source(ckpt)
+    inputs = list(load_calibration_set(tmp / "calib").batches("NCHW", "float32"))
+    assert len(inputs) > REFERENCE_BATCH, "more than one batch, the last one partial"
+    threads = torch.get_num_threads()
+    batched = fp32_outputs(src, inputs, 1, lambda s: None)
+    assert torch.get_num_threads() == threads
+    assert len(batched) == len(inputs)
+    for x, (loc, conf) in zip(inputs, batched, strict=True):
+        ref_loc, ref_conf = src.reference(x)
+        assert loc.shape == ref_loc.shape and conf.shape == ref_conf.shape
+        np.testing.assert_allclose(conf, ref_conf, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(loc, ref_loc, rtol=1e-4, atol=1e-4)
