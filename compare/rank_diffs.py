@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ssd.apstats import MAX_PER_IMAGE
+from ssd.apstats import class_detections
 from ssd.box_coding import pairwise_iou
 from ssd.postprocess import Detections
 
@@ -145,18 +145,15 @@ def _credit(truths: Sequence[Any], detections: Sequence[Detections], label: int
         difficult = np.asarray(gt.difficult, bool).reshape(-1)
         objects = np.flatnonzero((gl == label) & ~difficult)
         hard = np.flatnonzero((gl == label) & difficult)
-        dmask = np.asarray(det.labels).reshape(-1) == label
-        if not dmask.any():
+        ranked = class_detections(gt, det, label)
+        if ranked is None:
             continue
-        scores = np.asarray(det.scores, np.float64).reshape(-1)[dmask]
-        keep = np.argsort(-scores, kind="mergesort")[:MAX_PER_IMAGE]
-        scale = np.array([gt.width, gt.height, gt.width, gt.height], np.float64)
-        boxes = np.asarray(det.boxes, np.float64).reshape(-1, 4)[dmask][keep] * scale
+        scores, boxes = ranked
         gboxes = np.asarray(gt.boxes, np.float64).reshape(-1, 4)
         iou = pairwise_iou(boxes, gboxes[objects]) if len(objects) else np.zeros((len(boxes), 0))
         iou_hard = pairwise_iou(boxes, gboxes[hard]) if len(hard) else np.zeros((len(boxes), 0))
         open_ = np.ones(len(objects), bool)
-        for d, s in zip(range(len(boxes)), scores[keep], strict=True):
+        for d, s in enumerate(scores):
             row = np.where(open_, np.nan_to_num(iou[d], nan=0.0), -1.0)
             if len(row) and row.max() >= IOU:
                 g = int(np.argmax(row))
