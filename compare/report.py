@@ -116,6 +116,7 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
                 "executed_by": row.executed_by,
                 "note": row.note,
                 "float_layers": row.held_out.float_layers if row.held_out else None,
+                "class_logits": row.class_logits,
                 "float_latency_cost": row.held_out.latency_cost if row.held_out else None,
                 "convert_held_out_drop_points": row.held_out.drop_points if row.held_out else None,
                 "convert_held_out_drop_interval": ([row.held_out.drop_low, row.held_out.drop_high]
@@ -158,7 +159,9 @@ def held_out_note(row: ModelResult) -> str:
     seen = ("" if h.seen_in_training is None else
             f", {h.seen_in_training} of them seen in training" if h.seen_in_training else ", none seen in training")
     resolves = "" if h.resolvable_points is None else f"; they resolve drops of about {h.resolvable_points:.2f} points"
-    floats = fallback_note(row) if h.float_layers else "no layer left float"
+    floats = fallback_note(row) if h.float_layers else "no layer left float by the fallback"
+    if row.class_logits:
+        floats += f"; class-logit convolutions {row.class_logits.split(' (')[0]}" + (" by default" if row.class_logits.startswith("float") else "")
     limit = "" if h.max_drop_points is None else f", limit {h.max_drop_points:g} on {h.enforced_on}"
     return (f"ssd-convert held-out drop {h.interval_text()} points on {h.images} images{seen}{resolves}{limit}; {floats}")
 

@@ -53,6 +53,8 @@ class ModelResult:
     note: str | None = None
     #: what ssd-convert --max-drop measured and left float (from the sidecar), for INT8 rows
     held_out: HeldOutAccuracy | None = None
+    #: INT8 rows: the sidecar's ``quantization.class_logits`` ("float (default...)" or "int8 (--full-integer)")
+    class_logits: str | None = None
     detections: list[Detections] | None = field(default=None, repr=False)  # per image, EVAL thresholds
 
     @property
@@ -143,6 +145,7 @@ def evaluate_predictor(
     result.executed_by = getattr(predictor, "executed_by", None)
     result.note = getattr(predictor, "note", None)
     result.held_out = getattr(predictor, "held_out", None)
+    result.class_logits = getattr(predictor, "class_logits", None)
     result.detections, result.latency_ms = predict(predictor, [s.image for s in samples], params, warmup)
     score(result, samples, result.detections, label_names, metric)
     return result

@@ -206,8 +206,8 @@ def unresolved(meter: Meter, limit: float, on: str, full: Measurement) -> str:
     """The statement a run ships an artifact with when its drop is above ``limit`` by value
     but not significantly (the interval reaches down to the limit)."""
     what = "held-out drop" if on == "labels" else "fidelity loss"
-    needed = "" if on != "labels" else (f"; {len(meter)} held-out images resolve about {meter.resolution().resolvable:.2f} points, "
-                                        f"--max-drop {limit:g} would need about {meter.resolution().images_for(limit)}")
+    needed = "" if on != "labels" else (f" (they resolve about {meter.resolution().resolvable:.2f} points; --max-drop {limit:g} "
+                                        f"would need about {meter.resolution().images_for(limit)} images)")
     return (f"{what} {enforced(full, on).text()} is above --max-drop {limit:g} by value but not significantly: "
             f"{len(meter)} held-out images cannot resolve the limit{needed}. Shipped as exported, no layer left float for it")
 

@@ -373,7 +373,7 @@ def test_a_drop_the_images_cannot_resolve_ships_as_exported_with_no_layer_float(
     assert out is exported and sidecar is None and acc.float_layers == []
     assert (acc.drop_points, acc.drop_low, acc.drop_high) == pytest.approx((0.71, -0.04, 1.58))
     said = [line for line in lines if "cannot resolve" in line]
-    assert said and "32 held-out images cannot resolve the limit" in said[0] and "would need about 839" in said[0], lines
+    assert said and "32 held-out images cannot resolve the limit" in said[0] and "--max-drop 0.1 would need about 839 images" in said[0], lines
 
 
 def test_the_fp32_reference_in_batches_equals_image_by_image_and_restores_the_threads(sensitive):
