@@ -14,8 +14,8 @@ the detection the evaluation credits it to and counts the false positives ranked
 Each object FP32 finds falls in one kind of change (:data:`RANK_KINDS`):
 
 - ``dropped``: the artifact credits no detection to it: its box fell below the evaluation's score
-  threshold or out of the top-k (``relabelled`` instead when the artifact has a box of another
-  class on it at IoU >= 0.5);
+  threshold or out of the top-k, moved under IoU 0.5, or another object took it (``relabelled``
+  instead when the artifact has a box of another class on it at IoU >= 0.5);
 - ``outranked``: still found, but more false positives now score above it (a box that dropped
   below a higher-scoring false positive);
 - ``promoted``: fewer false positives above it; ``gained``: found only by the artifact.
@@ -81,7 +81,7 @@ class RankChange:
         sc = "-" if self.candidate.score is None else f"{self.candidate.score:.2f}"
         if self.kind in ("dropped", "relabelled"):
             why = "a box of another class took its place" if self.kind == "relabelled" else \
-                "no detection left at the evaluation's thresholds (score or top-k)"
+                "no detection credited to it at the evaluation's thresholds (score, top-k, IoU 0.5)"
             return f"{head}: true positive at {s32} (below {self.fp32.fp_above} false positives) lost: {why}"
         if self.kind == "gained":
             return f"{head}: found only by the artifact at {sc}"

@@ -60,7 +60,7 @@ def test_a_true_positive_that_falls_out_of_the_detections_is_dropped():
     ranks = rank_changes("int8", truths, fp32, int8, LABELS)
     (drop,) = ranks.changes
     assert drop.kind == "dropped" and drop.fp32.fp_above == 1 and drop.candidate.score is None
-    assert "no detection left at the evaluation's thresholds" in drop.caption(LABELS)
+    assert "no detection credited to it at the evaluation's thresholds" in drop.caption(LABELS)
     assert ranks.to_dict(LABELS)["totals"]["dropped"] == 1
 
 
