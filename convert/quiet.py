@@ -69,8 +69,13 @@ def console_log() -> Callable[[str], None]:
     duplicate of fd 1: its lines (the progress heartbeat's too, :mod:`convert.heartbeat`, which
     runs in another thread) still reach the user while :func:`captured` points fd 1 and
     ``sys.stdout`` at a buffer."""
-    sys.stdout.flush()
-    console = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8", errors="replace")
+    stream = sys.stdout
+    stream.flush()
+    try:
+        on_fd1 = stream.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # a StringIO-like stream (pytest's capsys): keep it as it is
+        on_fd1 = False
+    console = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8", errors="replace") if on_fd1 else stream
 
     def log(line: str) -> None:
         print(line, file=console, flush=True)
