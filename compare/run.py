@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from compare.diffs import DEFAULT_DIFF, DiffParams, ModelChanges, model_changes
-from compare.rank_diffs import RankChanges, rank_changes
 from compare.predictors import ArtifactPredictor, Predictor, TorchPredictor
+from compare.rank_diffs import RankChanges, rank_changes
 from ssd.bootstrap import Interval
 from ssd.postprocess import EVAL, Detections, PostprocessParams, decode_and_nms
 from ssd.preprocess import preprocess
