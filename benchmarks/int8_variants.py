@@ -1,16 +1,19 @@
 """Where an INT8 format loses accuracy: its held-out drop with layer groups left float.
 
     python benchmarks/int8_variants.py --checkpoint C --calib SET --format onnx_int8 \\
-        [--variants plain,class_logits,box_offsets,heads,method=percentile] [--out JSON]
+        [--variants plain,default,class_logits,box_offsets,heads,method=percentile] [--out JSON]
 
 Each variant is one re-export of ``--format`` through its own exporter
 (:func:`convert.fallback.export_variant`) measured like ``ssd-convert --max-drop``
 (:class:`convert.meter.Meter`: the edge app's backend on the calibration set's
 held-out images, the same decode + NMS and evaluator as ``ssd-compare``). Variants:
-``plain`` (full INT8), ``class_logits`` / ``box_offsets`` (the heads' output convolutions
-float, :func:`convert.fallback.head_output_units`), ``heads`` (every head convolution float),
-``method=NAME`` (full INT8 with another calibration method for the format's backend). Writes
-JSON and prints one line per variant; ``--keep DIR`` keeps each variant's artifact with its
+``plain`` (full INT8: ``ConvertOptions.full_integer``), ``default`` (what ``ssd-convert``
+exports without options: :mod:`convert.int8_default`), ``class_logits`` / ``box_offsets`` (the
+heads' output convolutions float, :func:`convert.fallback.head_output_units`), ``heads`` (every
+head convolution float), ``method=NAME`` (full INT8 with another calibration method for the
+format's backend). Every variant's latency is also measured side by side against the first
+variant's (alternating frame by frame, 20 held-out images, 3 rounds). Writes JSON and prints one
+line per variant; ``--keep DIR`` keeps each variant's artifact with its
 sidecar in ``DIR/VARIANT/`` for ``ssd-compare``.
 """
 
@@ -36,7 +39,7 @@ def float_layers_of(variant: str, model) -> tuple[str, ...]:
     from convert.layers import conv_layers
 
     logits, offsets = head_output_units(model)
-    groups = {"plain": (), "class_logits": logits.layers, "box_offsets": offsets.layers,
+    groups = {"plain": (), "default": (), "class_logits": logits.layers, "box_offsets": offsets.layers,
               "heads": tuple(x for x in conv_layers(model) if x.startswith(("conf_heads.", "loc_heads.")))}
     if variant.startswith("method="):
         return ()
@@ -87,12 +90,14 @@ def _run(args: argparse.Namespace, ctx, base, meter, work: Path) -> list[dict]:
     from ssd.sidecar import sidecar_path
 
     source = ctx.source
-    rows = []
+    rows, artifacts = [], []
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
         layers = float_layers_of(variant, source.model)
         method = variant.partition("=")[2] if variant.startswith("method=") else None
-        ctx.options = dataclasses.replace(base, calib_methods={BACKENDS[args.format]: method} if method else {})
+        ctx.options = dataclasses.replace(base, calib_methods={BACKENDS[args.format]: method} if method else {},
+                                          full_integer=variant != "default")
         exported, _ = export_variant(ctx, args.format, layers, work / "variants", stage_sidecar_writer(ctx))
+        artifacts.append(exported.artifact)
         measured = meter.measure(exported.artifact)
         map50, ms = measured.map50, measured.latency_ms
         if args.keep is not None:
@@ -104,6 +109,13 @@ def _run(args: argparse.Namespace, ctx, base, meter, work: Path) -> list[dict]:
                      "drop_interval": measured.drop.to_dict(), "fidelity_loss": measured.fidelity_loss.to_dict(), "median_ms": ms})
         print(f"int8_variants {args.format} {variant}: held-out mAP@0.5 {map50:.2f} (FP32 {meter.fp32_map50:.2f}), "
               f"drop {measured.drop.text()} points, fidelity loss {measured.fidelity_loss.text()}, {len(layers)} layer(s) float, {ms:.1f} ms", flush=True)
+    from convert.fallback import side_by_side_latency
+
+    for row, artifact in zip(rows[1:], artifacts[1:], strict=True):
+        first_ms, ms = side_by_side_latency(artifacts[0], artifact, meter.frames[:20], args.threads)
+        row["latency_vs_first"] = {"first_ms": first_ms, "ms": ms, "ratio": ms / first_ms}
+        print(f"int8_variants {args.format} {row['variant']}: {ms:.2f} ms against {first_ms:.2f} ms for {rows[0]['variant']} "
+              f"side by side ({ms / first_ms:.2f}x)", flush=True)
     return rows
 
 

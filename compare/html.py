@@ -17,6 +17,7 @@ from pathlib import Path
 
 from compare.diff_sheets import LEGEND, DiffSheet, encode_image
 from compare.diffs import CHANGE_COLUMNS, change_cells, describe
+from compare.rank_diffs import NO_RANK_CHANGE, RANK_COLUMNS, RANK_NOTE, WORST_RANKS, class_cells
 from compare.report import BOOTSTRAP_NOTE, columns, held_out_note, row_cells
 from compare.run import ComparisonReport
 
@@ -109,6 +110,14 @@ def render(report: ComparisonReport, plots: Mapping[str, Path], sheets: Sequence
         parts += ['<h2 id="changes">Detection changes against FP32</h2>',
                   f'<p class="note">{html.escape(describe(any_changes.params))}.</p>',
                   _table(CHANGE_COLUMNS, [change_cells(c) for c in report.changes.values()])]
+    if report.ranks:
+        parts += ['<h2 id="ranking">Ranking changes against FP32 (where mAP is lost)</h2>',
+                  f'<p class="note">{html.escape(RANK_NOTE)}.</p>']
+        for name, ranks in report.ranks.items():
+            worst = "".join(f"<li>{html.escape(c.caption(report.label_names))}</li>" for c in ranks.worst(WORST_RANKS))
+            parts.append(f'<h3 id="ranking-{html.escape(name)}">{html.escape(name)}</h3>')
+            parts += ([_table(RANK_COLUMNS, [class_cells(c) for c in ranks.classes]), f'<ul class="note">{worst}</ul>']
+                      if ranks.changes else [f'<p class="note">{html.escape(NO_RANK_CHANGE)}</p>'])
     parts.append('<h2 id="plots">Plots</h2>')
     for name, path in plots.items():
         parts.append(f'<figure><img alt="{html.escape(name)}" src="{data_uri(Path(path).read_bytes(), "image/png")}">'

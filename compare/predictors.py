@@ -94,6 +94,8 @@ class ArtifactPredictor:
         self.labels = sidecar.labels
         self.checkpoint_sha256 = sidecar.checkpoint_sha256
         self.held_out = sidecar.accuracy  # ssd-convert --max-drop: held-out drop, float layers, latency cost
+        # INT8: whether the class-logit convolutions stayed float (convert.int8_default), from the sidecar
+        self.class_logits = (sidecar.extra.get("quantization") or {}).get("class_logits")
         self.input_spec = self.backend.input_spec
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

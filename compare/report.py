@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from compare.diffs import CHANGE_COLUMNS, change_cells, describe
+from compare.rank_diffs import NO_RANK_CHANGE, RANK_COLUMNS, RANK_NOTE, WORST_RANKS, class_cells
 from compare.run import ComparisonReport, ModelResult
 from compare.uncertainty import change_text
 from ssd.atomic import atomic_write_text
@@ -115,6 +116,7 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
                 "executed_by": row.executed_by,
                 "note": row.note,
                 "float_layers": row.held_out.float_layers if row.held_out else None,
+                "class_logits": row.class_logits,
                 "float_latency_cost": row.held_out.latency_cost if row.held_out else None,
                 "convert_held_out_drop_points": row.held_out.drop_points if row.held_out else None,
                 "convert_held_out_drop_interval": ([row.held_out.drop_low, row.held_out.drop_high]
@@ -123,6 +125,7 @@ def to_dict(report: ComparisonReport) -> dict[str, Any]:
         )
         rows[-1]["per_class_delta_ap50_points"] = report.class_delta(row) if row is not report.reference else None
         rows[-1]["detection_changes"] = report.changes[row.name].to_dict() if row.name in report.changes else None
+        rows[-1]["rank_changes"] = report.ranks[row.name].to_dict(report.label_names) if row.name in report.ranks else None
     return _clean(
         {
             "dataset": report.dataset,
@@ -156,7 +159,9 @@ def held_out_note(row: ModelResult) -> str:
     seen = ("" if h.seen_in_training is None else
             f", {h.seen_in_training} of them seen in training" if h.seen_in_training else ", none seen in training")
     resolves = "" if h.resolvable_points is None else f"; they resolve drops of about {h.resolvable_points:.2f} points"
-    floats = fallback_note(row) if h.float_layers else "no layer left float"
+    floats = fallback_note(row) if h.float_layers else "no layer left float by the fallback"
+    if row.class_logits:
+        floats += f"; class-logit convolutions {row.class_logits.split(' (')[0]}" + (" by default" if row.class_logits.startswith("float") else "")
     limit = "" if h.max_drop_points is None else f", limit {h.max_drop_points:g} on {h.enforced_on}"
     return (f"ssd-convert held-out drop {h.interval_text()} points on {h.images} images{seen}{resolves}{limit}; {floats}")
 
@@ -196,6 +201,16 @@ def markdown(report: ComparisonReport, plots: dict[str, str], sheets: dict[str, 
         lines += ["", "## Detection changes against FP32", "", describe(params) + ".", "",
                   "| " + " | ".join(CHANGE_COLUMNS) + " |", "|" + "---|" * len(CHANGE_COLUMNS)]
         lines += ["| " + " | ".join(change_cells(c)) + " |" for c in report.changes.values()]
+    if report.ranks:
+        lines += ["", "## Ranking changes against FP32 (where mAP is lost)", "", RANK_NOTE + "."]
+        for name, ranks in report.ranks.items():
+            lines += ["", f"### {name}", ""]
+            if not ranks.changes:
+                lines.append(NO_RANK_CHANGE)
+                continue
+            lines += ["| " + " | ".join(RANK_COLUMNS) + " |", "|" + "---|" * len(RANK_COLUMNS)]
+            lines += ["| " + " | ".join(class_cells(c)) + " |" for c in ranks.classes]
+            lines += [""] + [f"- {c.caption(report.label_names)}" for c in ranks.worst(WORST_RANKS)]
     notes = [f"- {r.name}: {r.note}" for r in report.rows if r.note]
     notes += [f"- {r.name}: {held_out_note(r)}" for r in report.rows if r.held_out]
     if notes:

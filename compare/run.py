@@ -21,6 +21,7 @@ import numpy as np
 
 from compare.diffs import DEFAULT_DIFF, DiffParams, ModelChanges, model_changes
 from compare.predictors import ArtifactPredictor, Predictor, TorchPredictor
+from compare.rank_diffs import RankChanges, rank_changes
 from edge_app.backends.endtoend import unpack
 from edge_app.backends.timed import run_frames
 from ssd.bootstrap import Interval
@@ -52,6 +53,8 @@ class ModelResult:
     note: str | None = None
     #: what ssd-convert --max-drop measured and left float (from the sidecar), for INT8 rows
     held_out: HeldOutAccuracy | None = None
+    #: INT8 rows: the sidecar's ``quantization.class_logits`` ("float (default...)" or "int8 (--full-integer)")
+    class_logits: str | None = None
     detections: list[Detections] | None = field(default=None, repr=False)  # per image, EVAL thresholds
 
     @property
@@ -138,6 +141,7 @@ def evaluate_predictor(
     result.executed_by = getattr(predictor, "executed_by", None)
     result.note = getattr(predictor, "note", None)
     result.held_out = getattr(predictor, "held_out", None)
+    result.class_logits = getattr(predictor, "class_logits", None)
     result.detections, result.latency_ms = predict(predictor, [s.image for s in samples], params, warmup)
     score(result, samples, result.detections, label_names, metric)
     return result
@@ -209,6 +213,8 @@ class ComparisonReport:
     metric: str = "coco"
     samples: list[Sample] = field(default_factory=list, repr=False)  # the compared images, for the diffs
     changes: dict[str, ModelChanges] = field(default_factory=dict, repr=False)  # row name -> against FP32
+    #: row name -> its changes in the evaluation's ranking against FP32 (compare.rank_diffs)
+    ranks: dict[str, RankChanges] = field(default_factory=dict, repr=False)
     #: row name -> its mAP@0.5 drop against the reference with the 95 % paired-bootstrap interval
     intervals: dict[str, Interval] = field(default_factory=dict, repr=False)
 
@@ -347,10 +353,21 @@ def run_comparison(options: CompareOptions, log=print) -> ComparisonReport:
         samples=samples,
     )
     report.changes = detection_changes(report, options.diff)
+    report.ranks = ranking_changes(report)
     from compare.uncertainty import drop_intervals
 
     report.intervals = drop_intervals(report)
     return report
+
+
+def ranking_changes(report: ComparisonReport) -> dict[str, RankChanges]:
+    """Changes in the evaluation's ranking (:mod:`compare.rank_diffs`) of every scored row against the reference's."""
+    ref = report.reference.detections
+    if ref is None or not report.samples:
+        return {}
+    ids = [str(getattr(s, "image_id", i)) for i, s in enumerate(report.samples)]
+    return {row.name: rank_changes(row.name, report.samples, ref, row.detections, report.label_names, ids)
+            for row in report.rows[1:] if row.detections is not None and row.error is None}
 
 
 def detection_changes(report: ComparisonReport, params: DiffParams = DEFAULT_DIFF) -> dict[str, ModelChanges]:

@@ -51,6 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ort-activations", choices=("uint8", "int8"), default="uint8",
                    help="ONNX Runtime INT8 activations: uint8 (U8S8, default; all convolutions quantized on x86) "
                         "or int8 (S8S8; depthwise convolutions stay float on x86)")
+    p.add_argument("--full-integer", action="store_true",
+                   help="INT8 formats quantize every layer, the class-logit convolutions included (default: ONNX Runtime and "
+                        "TFLite INT8 leave them float, which keeps the score ranking; use this for NPU/Edge TPU delegates "
+                        "that need int8 outputs)")
     p.add_argument("--validate-images", type=int, default=16, help="calibration images for the post-write check")
     p.add_argument("--threads", type=int, default=None, help="threads for validation runs")
     p.add_argument("--verbose", action="store_true", help="show the converters' own logs")
@@ -70,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         calib_methods=parse_methods(args.calib_method),
         calib_limit=args.calib_limit,
         ort_activations=args.ort_activations,
+        full_integer=args.full_integer,
         validate_images=max(1, args.validate_images),
         threads=args.threads,
         verbose=args.verbose,
@@ -77,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     from convert.pipeline import check_max_drop
 
     check_max_drop(args.max_drop)  # before anything is read or written
-    log = lambda s: print(s, flush=True)  # noqa: E731
+    from convert.quiet import console_log
+
+    log = console_log()  # progress lines reach the user while a converter's own output is captured
     report = export(args.checkpoint, args.target, args.out, calib=args.calib, options=options, log=log)
     print()
     print(report.table(), flush=True)

@@ -75,6 +75,9 @@ class ConvertOptions:
         (S8S8). Measured on AVX-512 VNNI: with S8S8 ONNX Runtime leaves every depthwise
         convolution in float between Dequantize/Quantize pairs (SSDLite INT8 ran 1.5x *slower*
         than FP32); with U8S8 all convolutions become QLinearConv (1.9x faster than FP32).
+    full_integer: INT8 formats quantize every layer, the class-logit convolutions included
+        (:mod:`convert.int8_default`; default False: ONNX Runtime and TFLite INT8 leave them float,
+        which keeps the score ranking). For targets that must run every op in integer (NPU, Edge TPU).
     validate_images: calibration images used for the post-write check of every artifact.
     threads: intra-op threads for validation runs (``None``: runtime default).
     verbose: let the tools print their own logs instead of capturing them.
@@ -89,6 +92,7 @@ class ConvertOptions:
     calib_methods: dict[str, str] = field(default_factory=dict)
     calib_limit: int | None = None
     ort_activations: str = "uint8"
+    full_integer: bool = False
     validate_images: int = 16
     threads: int | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
@@ -116,6 +120,13 @@ class ExportContext:
     @property
     def image_size(self) -> int:
         return self.source.image_size
+
+    def int8_float_layers(self, fmt: str) -> tuple[str, ...]:
+        """The layers ``fmt``'s exporter leaves float: the format's default ones
+        (:func:`convert.int8_default.default_float_layers`) and :attr:`float_layers`."""
+        from convert.int8_default import with_defaults
+
+        return with_defaults(self.source.model, fmt, self.options.full_integer, self.float_layers)
 
     def require_calibration(self, fmt: str) -> CalibrationSet:
         if self.calib is None:
@@ -146,9 +157,10 @@ class ExportContext:
         """PyTorch ``(loc, conf)`` for each validation frame (computed once)."""
         if "reference" not in self.cache:
             calib = self.require_calibration("validation")
-            self.cache["reference"] = [
-                self.source.reference(x) for x in calib.batches("NCHW", "float32", limit=self.options.validate_images)
-            ]
+            from convert.meter import fp32_outputs
+
+            inputs = list(calib.batches("NCHW", "float32", limit=self.options.validate_images))
+            self.cache["reference"] = fp32_outputs(self.source, inputs, self.options.threads, self.log)
         return self.cache["reference"]
 
     def hub_onnx(self) -> Path:

@@ -19,8 +19,10 @@ For an INT8 format, before its check:
    computed only when the heads are not enough, once per run). :func:`convert.search.search`
    accepts a step only when the fidelity gain's interval lies above zero, stops once the limit is
    met, and puts back into INT8 every accepted group the limit does not need. A drop above the
-   limit by value but not significantly (the images cannot tell) tries the two head groups only,
-   keeps one only for a measurable fidelity gain, and ships either way.
+   limit by value but not significantly (the images cannot tell) stops at once: the format ships
+   as exported, no layer float, with a line saying that these images cannot resolve the limit
+   (the systematic class-logit loss is already handled by the default, :mod:`convert.int8_default`;
+   layers a format leaves float by default are never offered again).
 3. The result (FP32 and INT8 mAP, drop and interval, resolution, fidelity loss, limit, float
    layers, latency of the fallback artifact against the full-INT8 one measured side by side)
    becomes the sidecar's typed :class:`ssd.sidecar.HeldOutAccuracy`. If the limit cannot be met,
@@ -200,12 +202,26 @@ def head_output_units(model: Any) -> list[Unit]:
             Unit("box-offset convolutions", last_convs("loc_heads"))]
 
 
-def fallback_units(ctx: ExportContext, stage_sidecar: StageSidecar) -> Iterator[Unit]:
+def unresolved(meter: Meter, limit: float, on: str, full: Measurement) -> str:
+    """The statement a run ships an artifact with when its drop is above ``limit`` by value
+    but not significantly (the interval reaches down to the limit)."""
+    what = "held-out drop" if on == "labels" else "fidelity loss"
+    needed = "" if on != "labels" else (f" (they resolve about {meter.resolution().resolvable:.2f} points; --max-drop {limit:g} "
+                                        f"would need about {meter.resolution().images_for(limit)} images)")
+    return (f"{what} {enforced(full, on).text()} is above --max-drop {limit:g} by value but not significantly: "
+            f"{len(meter)} held-out images cannot resolve the limit{needed}. Shipped as exported, no layer left float for it")
+
+
+def fallback_units(ctx: ExportContext, stage_sidecar: StageSidecar, fmt_name: str = "") -> Iterator[Unit]:
     """The head output units, then every other convolution in :func:`rank_layers` order
-    (the ranking is computed only when the search gets that far)."""
+    (the ranking is computed only when the search gets that far); layers ``fmt_name`` already
+    leaves float by default (:mod:`convert.int8_default`) are not offered again."""
+    from convert.int8_default import default_float_layers
+
+    already = set(default_float_layers(ctx.source.model, fmt_name, ctx.options.full_integer))
     heads = head_output_units(ctx.source.model)
-    yield from heads
-    taken = set(flatten(heads))
+    yield from (unit for unit in heads if not set(unit.layers) <= already)
+    taken = set(flatten(heads)) | already
     for score in rank_layers(ctx, stage_sidecar):
         if score.layer not in taken:
             yield Unit(score.layer, (score.layer,))
@@ -257,7 +273,11 @@ def enforce_max_drop(ctx: ExportContext, fmt_name: str, exported: Any, stage: Pa
     log = ctx.log
     started = time.perf_counter()
     full = meter.measure(exported.artifact)
-    log(f"  {fmt_name}: full INT8 on {len(meter)} held-out + {len(meter.frames) - len(meter)} calibration images: "
+    from convert.int8_default import default_float_layers
+
+    defaults = default_float_layers(ctx.source.model, fmt_name, ctx.options.full_integer)
+    as_exported = "full INT8" if not defaults else f"INT8 ({len(defaults)} class-logit convolutions float by default)"
+    log(f"  {fmt_name}: {as_exported} on {len(meter)} held-out + {len(meter.frames) - len(meter)} calibration images: "
         f"{describe(full, limit)}")
     start = Candidate((), full, exported, None)
 
@@ -265,9 +285,12 @@ def enforce_max_drop(ctx: ExportContext, fmt_name: str, exported: Any, stage: Pa
         return not enforced(c.measurement, on).above(limit)
 
     can_fall_back = ctx.options.fallback and fmt_name in FALLBACK_FORMATS
-    if done(start) and (enforced(full, on).value <= limit or not can_fall_back):
-        return exported, None, accuracy_record(meter, limit, on, full, full)
     what = "held-out drop" if on == "labels" else "fidelity loss"
+    if done(start):  # met, or unresolved: stop, ship as is
+        if enforced(full, on).value > limit:
+            # above the limit by value, not significantly: these images cannot tell, so no layer is left float for it
+            log(f"  {fmt_name}: {unresolved(meter, limit, on, full)}")
+        return exported, None, accuracy_record(meter, limit, on, full, full)
     if not can_fall_back:
         raise ConvertError(f"{fmt_name}: {what} {enforced(full, on).text()} points is significantly above --max-drop {limit:g}"
                            + ("" if ctx.options.fallback else " (float fallback switched off)"))
@@ -285,19 +308,8 @@ def enforce_max_drop(ctx: ExportContext, fmt_name: str, exported: Any, stage: Pa
 
     gain = lambda a, b: Meter.gain(a.measurement, b.measurement)  # noqa: E731
     prefixed = lambda s: log(f"  {fmt_name}: {s}")  # noqa: E731
-    if done(start):
-        # above the limit by value, not significantly: these images cannot tell. Only the head groups are
-        # tried (the systematic class-logit loss), each kept only for a measurable fidelity gain; the format
-        # ships either way
-        log(f"  {fmt_name}: {what} {enforced(full, on).text()} is above --max-drop {limit:g} but not significantly; "
-            "trying the head groups on the fidelity signal")
-        heads = head_output_units(ctx.source.model)
-        outcome = search(start, heads, evaluate, gain, lambda c: enforced(c.measurement, on).value <= limit,
-                         log=prefixed, patience=len(heads), max_layers=ctx.options.max_float_layers)
-        outcome.met = outcome.met or outcome.best
-    else:
-        outcome = search(start, fallback_units(ctx, stage_sidecar), evaluate, gain, done, log=prefixed, patience=PATIENCE,
-                         max_layers=ctx.options.max_float_layers)
+    outcome = search(start, fallback_units(ctx, stage_sidecar, fmt_name), evaluate, gain, done, log=prefixed, patience=PATIENCE,
+                     max_layers=ctx.options.max_float_layers)
     met = outcome.met
     if met is None:
         best = outcome.best
@@ -309,5 +321,5 @@ def enforce_max_drop(ctx: ExportContext, fmt_name: str, exported: Any, stage: Pa
         return exported, None, accuracy_record(meter, limit, on, met.measurement, full)
     latency = side_by_side_latency(exported.artifact, met.exported.artifact, meter.frames[:20], ctx.options.threads)
     log(f"  {fmt_name}: float fallback {', '.join(met.float_layers)}; latency {latency[1]:.2f} ms against "
-        f"{latency[0]:.2f} ms full INT8 ({latency[1] / latency[0]:.2f}x)")
+        f"{latency[0]:.2f} ms {as_exported} ({latency[1] / latency[0]:.2f}x)")
     return met.exported, met.sidecar, accuracy_record(meter, limit, on, met.measurement, full, met.float_layers, latency)

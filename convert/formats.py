@@ -10,12 +10,12 @@ name                suffix     runtime      prec.  calib.  how
 ==================  =========  ===========  =====  ======  ==========================================
 onnx_fp32           .onnx      onnxruntime  fp32   no      torch.onnx (dynamo) + onnxslim + checker
 onnx_fp16           .onnx      onnxruntime  fp16   no      onnxconverter-common float16, IO float32
-onnx_int8           .onnx      onnxruntime  int8   yes     ORT quant_pre_process + quantize_static QDQ
+onnx_int8           .onnx      onnxruntime  int8   yes     ORT quant_pre_process + quantize_static QDQ, class logits float
 openvino_fp32       .xml       openvino     fp32   no      openvino.convert_model(hub ONNX)
 openvino_fp16       .xml       openvino     fp16   no      save_model(compress_to_fp16=True)
 openvino_int8       .xml       openvino     int8   yes     nncf.quantize (ignored_scope for --max-drop)
 tflite_fp32         .tflite    tflite       fp32   no      litert_torch.convert, NHWC input
-tflite_int8         .tflite    tflite       int8   yes     PT2E full integer, int8 NHWC in, int8 out
+tflite_int8         .tflite    tflite       int8   yes     PT2E, int8 NHWC in, int8 loc, float class logits
 tensorrt_calib      .onnx      onnxruntime  int8   yes     FP32 ONNX + ORT calibrator TensorRT table
 tensorrt_qdq        .onnx      onnxruntime  int8   yes     ORT quantize_static QDQ for TensorRT (symmetric)
 ==================  =========  ===========  =====  ======  ==========================================
@@ -24,6 +24,11 @@ The two TensorRT artifacts: ``tensorrt_qdq`` is explicit quantization (Q/DQ in t
 symmetric int8, per-channel weights), what TensorRT 10.x (JetPack 6) expects and 8.6 (JetPack
 5.1, JetPack 6.0) also builds; ``tensorrt_calib`` is implicit quantization (FP32 graph plus a
 calibration table), which TensorRT 8.x (JetPack 5) builds and 10.x deprecates.
+
+ONNX Runtime and TFLite INT8 leave the six class-logit convolutions float by default
+(:mod:`convert.int8_default`: a per-tensor int8 scale on the class logits loses the score
+ranking); ``ConvertOptions.full_integer`` (``--full-integer``) quantizes them too, for NPU and
+Edge TPU delegates that need every op in integer.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from convert.endtoend import exporters as e2e
 from convert.endtoend.check import check_end_to_end
 from convert.endtoend.tensorrt_nms_check import check_tensorrt_qdq_e2e
 from convert.errors import ConvertError
+from convert.int8_default import CLASS_LOGITS_NOTE
 from convert.onnx_export import INPUT_NAME
 from convert.quiet import captured
 from convert.validate import Validation, compare_outputs
@@ -176,8 +182,9 @@ def export_onnx_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
 
     settings = quantize_int8(ctx.hub_onnx(), dst, ctx.calibration_inputs(), ctx.work, method=ctx.options.method("onnxruntime"),
                              activation_type=ctx.options.ort_activations, verbose=ctx.options.verbose,
-                             exclude=tuple(onnx_nodes(ctx.hub_onnx(), ctx.float_layers)))
+                             exclude=tuple(onnx_nodes(ctx.hub_onnx(), ctx.int8_float_layers("onnx_int8"))))
     settings["calibration_images"] = ctx.num_calibration()
+    settings["class_logits"] = CLASS_LOGITS_NOTE[not ctx.options.full_integer]
     spec, outputs = _onnx_io(ctx)
     return Exported(dst, INPUT_NAME, spec, outputs, extra={**_batch_extra(ctx), "quantization": settings})
 
@@ -254,7 +261,7 @@ def export_tensorrt_qdq(ctx: ExportContext, stage: Path, stem: str) -> Exported:
 
     settings = quantize_tensorrt_qdq(ctx.hub_onnx(), dst, ctx.calibration_inputs(), ctx.work,
                                      method=ctx.options.method("tensorrt"), verbose=ctx.options.verbose,
-                                     exclude=tuple(onnx_nodes(ctx.hub_onnx(), ctx.float_layers)))
+                                     exclude=tuple(onnx_nodes(ctx.hub_onnx(), ctx.int8_float_layers("tensorrt_qdq"))))
     settings["calibration_images"] = ctx.num_calibration()
     check = check_tensorrt_qdq(dst)
     if not check.passed:
@@ -296,7 +303,7 @@ def _openvino(ctx: ExportContext, stage: Path, stem: str, precision: str) -> Exp
         # --max-drop is enforced by the same search as every backend (convert.fallback), through
         # NNCF's ignored_scope; its own accuracy control ran 13 min silently and judged noise
         model, settings = ovx.quantize_int8(model, inputs, ctx.options.method("openvino"), ctx.options.verbose,
-                                            ignored_names=tuple(openvino_nodes(model, ctx.float_layers, ctx.hub_onnx())))
+                                            ignored_names=tuple(openvino_nodes(model, ctx.int8_float_layers("openvino_int8"), ctx.hub_onnx())))
         extra["quantization"] = {**settings, "calibration_images": len(inputs)}
     xml, binary = ovx.save_ir(model, stage / f"{stem}.xml", fp16=precision == "fp16")
     input_name, _ = ovx.output_names(model)
@@ -348,18 +355,21 @@ def export_tflite_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
 
     ctx.require_calibration("tflite_int8")
     dst = stage / f"{stem}.tflite"
+    float_layers = ctx.int8_float_layers("tflite_int8")
     settings = convert_int8(ctx.source.model, ctx.image_size, dst, ctx.calibration_batches("NHWC"),
-                            ctx.options.method("tflite"), verbose=ctx.options.verbose, float_layers=ctx.float_layers)
+                            ctx.options.method("tflite"), verbose=ctx.options.verbose, float_layers=float_layers)
+    settings["class_logits"] = CLASS_LOGITS_NOTE[not ctx.options.full_integer]
     exported = _tflite_exported(ctx, dst, {"quantization": settings})
     from convert.layers import head_output_layers
 
-    # an output may be float only when the fallback left every head feeding it float
-    floats = set(ctx.float_layers)
+    # an output may be float only when every head feeding it is float (the class logits by
+    # default, convert.int8_default; any head the fallback left float)
+    floats = set(float_layers)
     float_ok = {key: all(name in floats for name, _ in head_output_layers(ctx.source.model, heads))
                 for key, heads in (("loc", "loc_heads"), ("conf", "conf_heads"))}
     if exported.input.dtype != "int8" or any(o.dtype != "int8" and not (o.dtype == "float32" and float_ok[key])
                                              for key, o in exported.outputs.items()):
-        raise ConvertError(f"tflite_int8 is not full-integer: input {exported.input.dtype}, outputs "
+        raise ConvertError(f"tflite_int8 has a float tensor where int8 was asked for: input {exported.input.dtype}, outputs "
                            f"{[o.dtype for o in exported.outputs.values()]}")
     return exported
 
@@ -381,7 +391,7 @@ FORMATS: dict[str, Format] = {
         _row("onnx_fp16", ".onnx", "onnxruntime", "fp16", False, export_onnx_fp16, _ONNX_TOOLS + ("onnxconverter-common",),
              "ONNX FP16 weights and compute, float32 input/output"),
         _row("onnx_int8", ".onnx", "onnxruntime", "int8", True, export_onnx_int8, _ONNX_TOOLS,
-             "ONNX Runtime static INT8, QDQ, per-channel weights"),
+             "ONNX Runtime static INT8, QDQ, per-channel weights, class-logit convolutions float"),
         _row("openvino_fp32", ".xml", "openvino", "fp32", False, export_openvino_fp32, _ONNX_TOOLS + ("openvino",),
              "OpenVINO IR FP32"),
         _row("openvino_fp16", ".xml", "openvino", "fp16", False, export_openvino_fp16, _ONNX_TOOLS + ("openvino",),
@@ -391,7 +401,7 @@ FORMATS: dict[str, Format] = {
         _row("tflite_fp32", ".tflite", "tflite", "fp32", False, export_tflite_fp32, ("torch", "litert-torch", "ai-edge-litert"),
              "TFLite FP32, NHWC float input"),
         _row("tflite_int8", ".tflite", "tflite", "int8", True, export_tflite_int8,
-             ("torch", "torchao", "litert-torch", "ai-edge-litert"), "TFLite full-integer INT8, NHWC int8 input, int8 outputs"),
+             ("torch", "torchao", "litert-torch", "ai-edge-litert"), "TFLite INT8 (PT2E), NHWC int8 input, float class logits (--full-integer: int8 outputs)"),
         _row("tensorrt_calib", ".onnx", "onnxruntime", "int8", True, export_tensorrt_calib, _ONNX_TOOLS,
              "FP32 ONNX + TensorRT INT8 calibration table for ORT's TensorRT execution provider",
              check=check_tensorrt_calib),

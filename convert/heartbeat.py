@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 #: seconds between two "still" lines
-EVERY = 25.0
+EVERY = 14.0  # a step that ends just before a beat plus the next step's first beat stay under 30 s
 
 
 @contextmanager

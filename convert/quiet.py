@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 class CapturedOutput:
@@ -62,3 +62,22 @@ def captured(enabled: bool = True) -> Iterator[CapturedOutput]:
             os.close(saved[1])
             sink.seek(0)
             out.text = sink.read().decode("utf-8", "replace") + py_buffer.getvalue()
+
+
+def console_log() -> Callable[[str], None]:
+    """A log function that prints to the process's standard output as it is now, through a
+    duplicate of fd 1: its lines (the progress heartbeat's too, :mod:`convert.heartbeat`, which
+    runs in another thread) still reach the user while :func:`captured` points fd 1 and
+    ``sys.stdout`` at a buffer."""
+    stream = sys.stdout
+    stream.flush()
+    try:
+        on_fd1 = stream.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # a StringIO-like stream (pytest's capsys): keep it as it is
+        on_fd1 = False
+    console = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8", errors="replace") if on_fd1 else stream
+
+    def log(line: str) -> None:
+        print(line, file=console, flush=True)
+
+    return log

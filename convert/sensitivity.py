@@ -10,7 +10,8 @@ exporter, each run through the edge app's backend:
 - *left float*: everything quantized but this group: the SQNR, the held-out mAP@0.5 it wins
   back against full INT8, and its latency against full INT8 (measured side by side);
 
-plus the group's share of the model's multiply-accumulates (from PyTorch). Writes
+plus the group's share of the model's multiply-accumulates (from PyTorch). Every variant starts
+from full integer (``ConvertOptions.full_integer``), not from the default's float class logits. Writes
 ``sensitivity_<format>.md`` / ``.json`` / ``.png`` per format and ``sensitivity.json``.
 mAPs are points of mAP@0.5 (0-100) on the calibration set's held-out images.
 """
@@ -177,7 +178,9 @@ def sensitivity_report(
     from convert.source import load_source
     from convert.targets import resolve_formats
 
-    options = options or ConvertOptions()
+    # measured from full integer: with the default float class logits (convert.int8_default) their
+    # group could be neither quantized alone nor won back
+    options = dataclasses.replace(options or ConvertOptions(), full_integer=True)
     names = [n for n in resolve_formats(formats) if n in FALLBACK_FORMATS]
     if not names:
         raise ConvertError(f"--sensitivity needs an INT8 format among {', '.join(FALLBACK_FORMATS)}")

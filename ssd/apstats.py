@@ -136,6 +136,19 @@ def _xywh(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
 
 
+def class_detections(gt: Any, det: Detections, label: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The detections of class ``label`` on one image that the evaluation ranks: the
+    :data:`MAX_PER_IMAGE` highest-scoring, in score order (stable), as ``(scores (D,), boxes (D, 4)
+    pixel xyxy)`` at ``gt``'s image size; ``None`` when there is none."""
+    dmask = np.asarray(det.labels).reshape(-1) == label
+    if not dmask.any():
+        return None
+    scores = np.asarray(det.scores, np.float64).reshape(-1)[dmask]
+    keep = np.argsort(-scores, kind="mergesort")[:MAX_PER_IMAGE]
+    scale = np.array([gt.width, gt.height, gt.width, gt.height], np.float64)
+    return scores[keep], np.asarray(det.boxes, np.float64).reshape(-1, 4)[dmask][keep] * scale
+
+
 def match_table(truths: Sequence[Any], detections: Sequence[Detections], label_names: Sequence[str],
                 iou_threshold: float = 0.5) -> MatchTable:
     """Match ``detections`` (one per image, normalized xyxy) against ``truths`` (one per image,
@@ -152,16 +165,14 @@ def match_table(truths: Sequence[Any], detections: Sequence[Detections], label_n
             gt_xywh = _xywh(np.asarray(gt.boxes, np.float64).reshape(-1, 4)[gmask][order])
             crowd = crowd[order]
             positives[i] = int((~crowd).sum())
-            dmask = np.asarray(det.labels).reshape(-1) == c
-            if not dmask.any():
+            ranked = class_detections(gt, det, c)
+            if ranked is None:
                 continue
-            s = np.asarray(det.scores, np.float64).reshape(-1)[dmask]
-            keep = np.argsort(-s, kind="mergesort")[:MAX_PER_IMAGE]
-            scale = np.array([gt.width, gt.height, gt.width, gt.height], np.float64)
-            det_xywh = _xywh(np.asarray(det.boxes, np.float64).reshape(-1, 4)[dmask][keep] * scale)
+            s, det_xyxy = ranked
+            det_xywh = _xywh(det_xyxy)
             matched, ignored = _match_image(det_xywh, gt_xywh, crowd, iou_threshold)
             ignored |= ~matched & (det_xywh[:, 2] * det_xywh[:, 3] < 0)  # COCOeval's area range "all" is [0, 1e10]
-            scores.append(s[keep][~ignored])
+            scores.append(s[~ignored])
             images.append(np.full(int((~ignored).sum()), i))
             tps.append(matched[~ignored])
         all_scores = np.concatenate(scores) if scores else np.zeros(0)

@@ -319,3 +319,22 @@ def test_the_float_fallback_and_its_latency_cost_are_shown():
             "(1.10x the full-INT8 latency); held-out drop 2.00 -> 0.40 points (limit 0.5, 50 images)") in text
     entry = to_dict(report)["rows"][1]
     assert entry["float_layers"] == ["conf_heads.0"] and entry["float_latency_cost"] == pytest.approx(1.1)
+
+
+def test_the_default_float_class_logits_are_named_next_to_the_held_out_drop():
+    from compare.report import markdown
+    from compare.run import ModelResult
+    from convert.int8_default import CLASS_LOGITS_NOTE
+    from ssd.sidecar import HeldOutAccuracy
+
+    ref = ModelResult("pytorch_fp32", "pytorch", "fp32", None, None)
+    held = HeldOutAccuracy(fp32_map50=70.0, map50=69.9, drop_points=0.1, images=50, max_drop_points=0.5)
+    rows = [ModelResult("onnx_int8", "onnxruntime", "int8", None, None, held_out=held, class_logits=CLASS_LOGITS_NOTE[True]),
+            ModelResult("tflite_int8", "tflite", "int8", None, None, held_out=held, class_logits=CLASS_LOGITS_NOTE[False])]
+    text = markdown(ComparisonReport([ref, *rows], ["a"], "synthetic", "val", 0, 1, max_drop=0.5), {})
+    assert "onnx_int8: ssd-convert held-out drop 0.10 points on 50 images, limit 0.5 on labels; no layer left float by the " \
+           "fallback; class-logit convolutions float by default" in text
+    assert "tflite_int8: ssd-convert held-out drop 0.10 points on 50 images, limit 0.5 on labels; no layer left float by the " \
+           "fallback; class-logit convolutions int8" in text
+    entry = to_dict(ComparisonReport([ref, *rows], ["a"], "synthetic", "val", 0, 1, max_drop=0.5))["rows"][1]
+    assert entry["class_logits"].startswith("float (default")

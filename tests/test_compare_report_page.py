@@ -11,7 +11,7 @@ import pytest
 
 from compare.browser import dump_dom, find_chromium, image_state, screenshot
 from compare.report import changes_table, write_report
-from compare.run import ComparisonReport, ModelResult, detection_changes
+from compare.run import ComparisonReport, ModelResult, detection_changes, ranking_changes
 from ssd.coco_eval import evaluate_detections
 from ssd.data.sample import Sample
 from ssd.postprocess import Detections
@@ -86,6 +86,28 @@ def test_report_files_tables_and_json(tmp_path):
     assert re.search(r"\| RBC \| 1\.000 \| 1\.000 \(\+0\.00\) \| \d\.\d{3} \(-\d+\.\d\d\)", md)
     assert "img0: lost 1 (RBC)" in md and "img1: relabelled 1 (WBC->RBC)" in md
     assert re.search(r"onnx_int8 +5 +1 +0 +1 +1 +3/3", changes_table(report))
+
+
+def test_reports_show_the_ranking_changes_per_class(tmp_path):
+    report = _report(tmp_path)
+    report.ranks = ranking_changes(report)
+    assert set(report.ranks) == {"onnx_fp16", "onnx_int8", "tflite_int8", "openvino_int8"}
+    assert report.ranks["tflite_int8"].changes == []
+    ranks = report.ranks["onnx_int8"]
+    # img0's RBC is lost, img1's WBC relabelled to RBC (its RBC box lands on no RBC: a false positive)
+    assert ranks.totals["dropped"] == 1 and ranks.totals["relabelled"] == 1
+    per_class = {c.name: c for c in ranks.classes}
+    assert per_class["WBC"].counts["relabelled"] == 1 and per_class["RBC"].counts["dropped"] == 1
+    write_report(report, tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    rank = next(r for r in data["rows"] if r["name"] == "onnx_int8")["rank_changes"]
+    assert rank["totals"]["dropped"] == 1 and {c["class"] for c in rank["per_class"]} == set(NAMES)
+    assert any(w["image"] == "img1" and w["kind"] == "relabelled" for w in rank["worst"])
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Ranking changes against FP32 (where mAP is lost)" in md and "| RBC | 2 | 2 -> 1 | 1 | 0 |" in md
+    assert "### tflite_int8\n\nNo object changed its place in the evaluation's ranking." in md
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert 'id="ranking-onnx_int8"' in page and "img1 WBC: true positive at 0.90" in page
 
 
 def test_scatter_labels_never_overlap(tmp_path):

@@ -261,3 +261,18 @@ def test_a_long_step_logs_a_line_while_it_runs():
     assert count >= 2 and all(line.startswith("  ... still exporting x (") for line in lines)
     time.sleep(0.15)
     assert len(lines) == count, "no line after the step ended"
+
+
+def test_progress_lines_reach_the_console_while_a_converter_is_captured(capfd):
+    import time
+
+    from convert.heartbeat import heartbeat
+    from convert.quiet import captured, console_log
+
+    log = console_log()
+    with captured(True) as swallowed, heartbeat(log, "exporting x", every=0.05):
+        print("converter chatter")
+        time.sleep(0.3)
+    out = capfd.readouterr().out
+    assert "still exporting x" in out, out
+    assert "converter chatter" not in out and "converter chatter" in swallowed.text

@@ -289,3 +289,110 @@ def test_tflite_output_is_float32_only_when_every_head_feeding_it_is_float(sensi
     reference = reference.numpy()
     assert conf.dtype == np.float32 and conf.shape == reference.shape
     assert np.corrcoef(conf.ravel(), reference.ravel())[0, 1] > 0.98
+
+
+def test_onnx_int8_leaves_the_class_logits_float_by_default_and_full_integer_quantizes_them(sensitive):
+    import onnx
+
+    from convert.fallback import head_output_units
+    from train.checkpoint import load_model
+
+    tmp, _ = sensitive
+    ckpt = tmp / "plain.pt"  # the lively model before sensitize: plain INT8 passes validation
+    logits = head_output_units(load_model(ckpt).model)[0].layers
+    graphs = {}
+    for name, options in (("default", ConvertOptions(validate_images=4)),
+                          ("full", ConvertOptions(validate_images=4, full_integer=True))):
+        report = export(ckpt, "onnx_int8", tmp / f"out_default_{name}", calib=tmp / "calib", options=options, log=lambda s: None)
+        assert report.ok, report.results[0]
+        sidecar = read_sidecar(report.artifact("onnx_int8"))
+        graphs[name] = (onnx.load(str(report.artifact("onnx_int8"))).graph, sidecar.extra["quantization"])
+    hub_nodes = None
+    for name, (graph, settings) in graphs.items():
+        # a quantized Conv reads its weight through a DequantizeLinear; a float one reads the initializer itself
+        initializers = {i.name for i in graph.initializer}
+        float_convs = {n.input[1][: -len(".weight")] for n in graph.node
+                       if n.op_type == "Conv" and n.input[1] in initializers and n.input[1].endswith(".weight")}
+        if name == "default":
+            assert set(logits) <= float_convs, float_convs
+            assert settings["class_logits"].startswith("float (default")
+            hub_nodes = settings["float_nodes"]
+        else:
+            assert not set(logits) & float_convs, "--full-integer quantizes the class logits"
+            assert settings["class_logits"] == "int8 (--full-integer)" and "float_nodes" not in settings
+    assert len(hub_nodes) == len(logits)
+
+
+def test_tflite_int8_default_has_float_class_logits_and_full_integer_int8_outputs(sensitive):
+    pytest.importorskip("litert_torch")
+    tmp, _ = sensitive
+    ckpt = tmp / "plain.pt"  # the lively model before sensitize: plain INT8 passes validation
+    dtypes = {}
+    for name, options in (("default", ConvertOptions(validate_images=4)),
+                          ("full", ConvertOptions(validate_images=4, full_integer=True))):
+        report = export(ckpt, "tflite_int8", tmp / f"out_tfl_{name}", calib=tmp / "calib", options=options, log=lambda s: None)
+        assert report.ok, report.results[0].error
+        sidecar = read_sidecar(report.artifact("tflite_int8"))
+        dtypes[name] = {k: o.dtype for k, o in sidecar.outputs.items()} | {"input": sidecar.input.dtype}
+    assert dtypes["default"] == {"input": "int8", "loc": "int8", "conf": "float32"}
+    assert dtypes["full"] == {"input": "int8", "loc": "int8", "conf": "int8"}
+
+
+def test_a_drop_the_images_cannot_resolve_ships_as_exported_with_no_layer_float(monkeypatch, tmp_path):
+    """Full INT8 above the limit by value, its interval reaching below it: no export, a statement."""
+    from types import SimpleNamespace
+
+    import convert.fallback as fallback
+    from convert.meter import Measurement
+    from ssd.bootstrap import Interval, Resolution
+
+    full = Measurement(map50=40.0, drop=Interval(0.71, -0.04, 1.58, 32), fidelity=(), fidelity_loss=Interval(0.5, 0.2, 0.8, 182),
+                       latency_ms=1.0)
+    class FakeMeter:
+        frames, fp32_map50, images_from, seen_in_training = [None] * 182, 40.71, "sha", 0
+
+        def __len__(self) -> int:
+            return 32
+
+        def measure(self, artifact):
+            return full
+
+        def resolution(self):
+            return Resolution(32, 0.68, 2.62)
+
+    meter = FakeMeter()
+    monkeypatch.setattr(fallback.Meter, "of", staticmethod(lambda ctx: meter))
+    lines: list[str] = []
+    ctx = SimpleNamespace(options=ConvertOptions(max_drop=0.1), log=lines.append, source=SimpleNamespace(model=None))
+
+    def no_export(*args):
+        raise AssertionError("nothing may be re-exported for a drop the images cannot resolve")
+
+    exported = SimpleNamespace(artifact=tmp_path / "model.onnx")
+    out, sidecar, acc = fallback.enforce_max_drop(ctx, "tensorrt_qdq", exported, tmp_path, no_export)
+    assert out is exported and sidecar is None and acc.float_layers == []
+    assert (acc.drop_points, acc.drop_low, acc.drop_high) == pytest.approx((0.71, -0.04, 1.58))
+    said = [line for line in lines if "cannot resolve" in line]
+    assert said and "32 held-out images cannot resolve the limit" in said[0] and "--max-drop 0.1 would need about 839 images" in said[0], lines
+
+
+def test_the_fp32_reference_in_batches_equals_image_by_image_and_restores_the_threads(sensitive):
+    import torch
+
+    from calibration.sets import load_calibration_set
+    from convert.meter import REFERENCE_BATCH, fp32_outputs
+    from convert.source import load_source
+
+    tmp, ckpt = sensitive
+    src = load_source(ckpt)
+    inputs = list(load_calibration_set(tmp / "calib").batches("NCHW", "float32"))
+    assert len(inputs) > REFERENCE_BATCH, "more than one batch, the last one partial"
+    threads = torch.get_num_threads()
+    batched = fp32_outputs(src, inputs, 1, lambda s: None)
+    assert torch.get_num_threads() == threads
+    assert len(batched) == len(inputs)
+    for x, (loc, conf) in zip(inputs, batched, strict=True):
+        ref_loc, ref_conf = src.reference(x)
+        assert loc.shape == ref_loc.shape and conf.shape == ref_conf.shape
+        np.testing.assert_allclose(conf, ref_conf, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(loc, ref_loc, rtol=1e-4, atol=1e-4)
