@@ -76,6 +76,18 @@ def make_twin(ctx: ExportContext, name: str, stage: Path) -> tuple[Any, Sidecar]
     return exported, read_sidecar(exported.artifact)
 
 
+def _exported(twin: Any, dst: Path, outputs: dict[str, OutputSpec], post: InGraphPostprocess, name: str, how: str,
+              **fields: Any) -> Any:
+    """The :class:`convert.formats.Exported` of end-to-end ``name`` built on ``twin``: the twin's
+    input, runtime hints and provenance, the op's outputs and the in-graph record; ``fields``
+    override (companions, input)."""
+    from convert.formats import Exported
+
+    values = {"input": twin.input, "runtime_hints": twin.runtime_hints,
+              "extra": {**twin.extra, "twin": TWINS[name], "in_graph": how}, "postprocess": post, **fields}
+    return Exported(dst, twin.input_name, values.pop("input"), outputs, **values)
+
+
 def _priors(ctx: ExportContext):
     spec = ctx.source.spec
     return default_boxes(spec), spec.variances
@@ -83,7 +95,6 @@ def _priors(ctx: ExportContext):
 
 def _onnx_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
     from convert.endtoend.onnx_nms import append_onnx_nms
-    from convert.formats import Exported
 
     twin, _ = make_twin(ctx, name, stage)
     post = in_graph("NonMaxSuppression", "image", ctx.options.in_graph)
@@ -91,9 +102,7 @@ def _onnx_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
     dst = append_onnx_nms(twin.artifact, stage / f"{stem}.onnx", priors, variances, post)
     outputs = {"boxes": OutputSpec("boxes", (-1, 4)), "scores": OutputSpec("scores", (-1,)),
                "labels": OutputSpec("labels", (-1,), "int64")}
-    return Exported(dst, twin.input_name, twin.input, outputs, runtime_hints=twin.runtime_hints,
-                    extra={**twin.extra, "twin": TWINS[name], "in_graph": "onnx NonMaxSuppression after the decode"},
-                    postprocess=post)
+    return _exported(twin, dst, outputs, post, name, "onnx NonMaxSuppression after the decode")
 
 
 def export_onnx_fp32_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
@@ -112,7 +121,6 @@ def _openvino_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
         detection_output,
         model_api_info,
     )
-    from convert.formats import Exported
 
     twin, _ = make_twin(ctx, name, stage)
     post = in_graph("DetectionOutput", "image", ctx.options.in_graph)
@@ -124,9 +132,7 @@ def _openvino_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
     ov.save_model(model, str(xml), compress_to_fp16=False)
     keep = post.max_detections
     outputs = {"detection_out": OutputSpec(OUTPUT_NAME, (1, 1, keep, 7))}
-    return Exported(xml, twin.input_name, twin.input, outputs, companions=(xml.with_suffix(".bin"),),
-                    runtime_hints=twin.runtime_hints,
-                    extra={**twin.extra, "twin": TWINS[name], "in_graph": "openvino DetectionOutput-8"}, postprocess=post)
+    return _exported(twin, xml, outputs, post, name, "openvino DetectionOutput-8", companions=(xml.with_suffix(".bin"),))
 
 
 def export_openvino_fp32_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
@@ -142,7 +148,6 @@ def export_tensorrt_qdq_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
     the format's check (:mod:`convert.endtoend.tensorrt_nms_check`)."""
     from convert.endtoend.onnx_nms import append_efficient_nms
     from convert.endtoend.tensorrt_nms_check import check_efficient_nms
-    from convert.formats import Exported
 
     twin, _ = make_twin(ctx, "tensorrt_qdq_e2e", stage)
     post = in_graph("EfficientNMS_TRT", "image", ctx.options.in_graph)
@@ -156,9 +161,7 @@ def export_tensorrt_qdq_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
                "detection_boxes": OutputSpec("detection_boxes", (1, d, 4)),
                "detection_scores": OutputSpec("detection_scores", (1, d)),
                "detection_classes": OutputSpec("detection_classes", (1, d), "int32")}
-    return Exported(dst, twin.input_name, twin.input, outputs, runtime_hints=twin.runtime_hints,
-                    extra={**twin.extra, "twin": "tensorrt_qdq", "in_graph": "TensorRT EfficientNMS_TRT plugin (static check)"},
-                    postprocess=post)
+    return _exported(twin, dst, outputs, post, "tensorrt_qdq_e2e", "TensorRT EfficientNMS_TRT plugin (static check)")
 
 
 def export_tflite_fp32_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
@@ -171,7 +174,6 @@ def export_tflite_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
 
 def _tflite_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
     from convert.endtoend.tflite_postprocess import append_detection_postprocess
-    from convert.formats import Exported
 
     twin, _ = make_twin(ctx, name, stage)
     # regular (per-class) NMS; its per-class limit stands in for the app's image-wide top-k
@@ -185,6 +187,4 @@ def _tflite_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
     shapes = {"boxes": (1, d, 4), "classes": (1, d), "scores": (1, d), "count": (1,)}
     outputs = {key: OutputSpec(names[key], shapes[key]) for key in ("boxes", "classes", "scores", "count")}
     image = twin.input if twin.input.dtype != "int8" else dataclasses.replace(twin.input, dtype="uint8", scale=1.0, zero_point=0)
-    return Exported(dst, twin.input_name, image, outputs,
-                    extra={**twin.extra, "twin": TWINS[name], "in_graph": "TFLite_Detection_PostProcess (regular NMS)"},
-                    postprocess=post)
+    return _exported(twin, dst, outputs, post, name, "TFLite_Detection_PostProcess (regular NMS)", input=image)
