@@ -79,9 +79,6 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         verbose=args.verbose,
     )
-    from convert.pipeline import check_max_drop
-
-    check_max_drop(args.max_drop)  # before anything is read or written
     from convert.quiet import console_log
 
     log = console_log()  # progress lines reach the user while a converter's own output is captured

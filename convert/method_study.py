@@ -34,8 +34,9 @@ def study(checkpoint: Path, calib: Path, backends: list[str], images: int, log=p
     """Rows ``{backend, method, f1, class_agreement, sqnr_conf_db, sqnr_loc_db, map50, seconds}``."""
     from calibration.sets import load_calibration_set
     from convert.accuracy import as_frame, holdout_items, map50, map50_of_outputs
-    from convert.formats import FORMATS, run_artifact
+    from convert.formats import FORMATS
     from convert.pipeline import export
+    from convert.runner import run_artifact
     from convert.source import load_source
     from convert.validate import compare_outputs
     from ssd.priors import default_boxes

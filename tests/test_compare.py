@@ -162,7 +162,7 @@ def test_a_format_that_failed_in_ssd_convert_is_a_row_that_says_why_and_strict_f
 
     artifacts = tmp_path / "artifacts"
     shutil.copytree(pipeline["artifacts"], artifacts)
-    monkeypatch.setattr("convert.ort_quant.quantize_int8", collapsing_quantizer)
+    monkeypatch.setattr("convert.exporters.onnx.quantize_int8", collapsing_quantizer)
     converted = export(pipeline["checkpoint"], "onnx_int8", artifacts, calib=pipeline["root"] / "calib",
                        options=ConvertOptions(validate_images=2), log=lambda s: None)
     assert converted.failed == ["onnx_int8"] and not (artifacts / "model_onnx_int8.onnx").exists()

@@ -1,4 +1,4 @@
-"""ONNX hub -> OpenVINO IR (FP32, FP16 weights, INT8 through NNCF).
+"""OpenVINO formats: ONNX hub -> OpenVINO IR (FP32, FP16 weights, INT8 through NNCF).
 
 ``openvino.convert_model`` reads the FP32 ONNX graph; ``openvino.save_model`` writes the
 ``.xml`` + ``.bin`` pair (``compress_to_fp16`` only for FP16). INT8 is NNCF post-training
@@ -14,8 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from convert.context import ExportContext
 from convert.errors import ConvertError, require
+from convert.exported import Exported
+from convert.exporters.onnx import batch_extra, onnx_io
+from convert.layers import openvino_nodes
 from convert.quiet import captured
+from ssd.sidecar import RuntimeHints
 
 _RANGE_ESTIMATORS = {
     "minmax": "MINMAX",
@@ -92,3 +97,37 @@ def save_ir(model: Any, xml_path: Path, fp16: bool) -> tuple[Path, Path]:
 def output_names(model: Any) -> tuple[str, list[str]]:
     """The IR's input name and output names (``get_any_name``)."""
     return model.inputs[0].get_any_name(), [o.get_any_name() for o in model.outputs]
+
+
+def export_openvino(ctx: ExportContext, stage: Path, stem: str, precision: str) -> Exported:
+    """The IR at ``precision`` (``fp32``, ``fp16``, ``int8``) from the hub graph."""
+    model = read_onnx(ctx.hub_onnx())
+    extra: dict[str, Any] = {**batch_extra(ctx)}
+    if precision == "int8":
+        ctx.require_calibration("openvino_int8")
+        inputs = ctx.calibration_inputs()
+        # --max-drop is enforced by the same search as every backend (convert.fallback), through
+        # NNCF's ignored_scope; its own accuracy control ran 13 min silently and judged noise
+        ignored = tuple(openvino_nodes(model, ctx.int8_float_layers("openvino_int8"), ctx.hub_onnx()))
+        model, settings = quantize_int8(model, inputs, ctx.options.method("openvino"), ctx.options.verbose,
+                                        ignored_names=ignored)
+        extra["quantization"] = {**settings, "calibration_images": len(inputs)}
+    xml, binary = save_ir(model, stage / f"{stem}.xml", fp16=precision == "fp16")
+    input_name, _ = output_names(model)
+    spec, outputs = onnx_io(ctx)
+    # OpenVINO's CPU plugin runs float IR in bf16 on CPUs with AVX512-BF16/AMX: FP32 and FP16 IR
+    # are validated (and meant to run) in f32, INT8 in the plugin's default
+    hints = RuntimeHints(inference_precision="f32" if precision in ("fp32", "fp16") else None)
+    return Exported(xml, input_name, spec, outputs, companions=(binary,), runtime_hints=hints, extra=extra)
+
+
+def export_openvino_fp32(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    return export_openvino(ctx, stage, stem, "fp32")
+
+
+def export_openvino_fp16(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    return export_openvino(ctx, stage, stem, "fp16")
+
+
+def export_openvino_int8(ctx: ExportContext, stage: Path, stem: str) -> Exported:
+    return export_openvino(ctx, stage, stem, "int8")
