@@ -27,7 +27,7 @@ def pipeline(tmp_path_factory):
     torch = pytest.importorskip("torch")
     from calibration.cli import main as calibrate_main
     from convert.cli import main as convert_main
-    from convert.testing import lively_model
+    from tests.lively import lively_model
     from train.checkpoint import save_checkpoint
     from train.models import build_model
     from train.synth import CLASSES, SynthConfig, generate

@@ -20,17 +20,17 @@ pytest.importorskip("openvino")
 pytest.importorskip("litert_torch")
 
 from calibration.sets import load_calibration_set, write_calibration_set  # noqa: E402
-from calibration.testing import write_voc_dataset  # noqa: E402
 from convert import ConvertOptions, export  # noqa: E402
 from convert.formats import FORMATS
 from convert.runner import run_artifact  # noqa: E402
 from convert.targets import TARGETS, resolve_formats  # noqa: E402
-from convert.testing import save_lively_checkpoint  # noqa: E402
 from convert.validate import match_detections  # noqa: E402
 from ssd.postprocess import decode_and_nms  # noqa: E402
 from ssd.preprocess import preprocess  # noqa: E402
 from ssd.priors import default_boxes  # noqa: E402
 from ssd.sidecar import Sidecar, SidecarError, file_sha256, read_sidecar, sidecar_path  # noqa: E402
+from tests.lively import save_lively_checkpoint  # noqa: E402
+from tests.voc_dataset import write_voc_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["red", "green", "blue"]

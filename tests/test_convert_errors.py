@@ -31,7 +31,7 @@ def _convert_cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from convert.testing import save_lively_checkpoint
+    from tests.lively import save_lively_checkpoint
 
     tmp = tmp_path_factory.mktemp("errors")
     rng = np.random.default_rng(0)

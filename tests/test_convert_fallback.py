@@ -1,6 +1,6 @@
 """--max-drop as a promise: held-out drop measured, recorded, enforced; the float fallback.
 
-The model is built to be sensitive (:func:`convert.testing.sensitize`: one activation with a
+The model is built to be sensitive (:func:`tests.lively.sensitize`: one activation with a
 1000x wider range, FP32 outputs unchanged). Its held-out ground truth is the FP32 model's own
 confident detections, so FP32 scores about 100 points and any INT8 damage shows as a drop.
 ONNX Runtime and the TensorRT QDQ graph (both fast, under ORT CPU); OpenVINO has its own test
@@ -21,10 +21,10 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from calibration.sets import Holdout, write_calibration_set  # noqa: E402
-from calibration.testing import write_voc_dataset  # noqa: E402
 from convert import ConvertOptions, export  # noqa: E402
 from convert.errors import ConvertError  # noqa: E402
 from ssd.sidecar import read_sidecar  # noqa: E402
+from tests.voc_dataset import write_voc_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["red", "green", "blue"]
@@ -70,7 +70,7 @@ def _pseudo_truth(model, images: np.ndarray) -> Holdout:
 def sensitive(tmp_path_factory):
     import torch
 
-    from convert.testing import save_lively_checkpoint, sensitize
+    from tests.lively import save_lively_checkpoint, sensitize
     from train.checkpoint import load_model, save_checkpoint
 
     tmp = tmp_path_factory.mktemp("fallback")
