@@ -15,7 +15,7 @@ import numpy as np
 
 from convert.errors import ConvertError, require
 from convert.onnx_export import INPUT_NAME, OUTPUT_NAMES
-from convert.quiet import captured
+from convert.quiet import tool_run
 
 _ORT_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy", "distribution": "Distribution"}
 
@@ -96,8 +96,8 @@ def quantize_int8(
         "calibrate_method": method,
         "pre_process": "onnxruntime.quantization.shape_inference.quant_pre_process",
     }
-    with captured(not verbose) as log:
-        try:
+    try:
+        with tool_run("ONNX Runtime quantization", verbose):
             shape_inference.quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
             outputs_float = _output_producers(pre)
             settings["float_output_nodes"] = outputs_float
@@ -117,12 +117,8 @@ def quantize_int8(
                 extra_options={"ActivationSymmetric": activation_type == "int8", "WeightSymmetric": True,
                                "CalibStridedMinMax": _stride(len(inputs))},  # chunked collection, any method
             )
-        except ConvertError:
-            raise
-        except Exception as exc:
-            raise ConvertError(f"ONNX Runtime quantization failed: {type(exc).__name__}: {str(exc).strip()[:200]} {log.tail(2)}") from None
-        finally:
-            pre.unlink(missing_ok=True)
+    finally:
+        pre.unlink(missing_ok=True)
     return settings
 
 
@@ -196,8 +192,8 @@ def quantize_tensorrt_qdq(
     }
     if exclude:
         settings["float_nodes"] = list(exclude)
-    with captured(not verbose) as log:
-        try:
+    try:
+        with tool_run("TensorRT QDQ quantization", verbose):
             shape_inference.quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
             quant.quantize_static(
                 str(pre),
@@ -213,10 +209,6 @@ def quantize_tensorrt_qdq(
                 calibrate_method=calibrate_method(method),
                 extra_options=extra_options,
             )
-        except ConvertError:
-            raise
-        except Exception as exc:
-            raise ConvertError(f"TensorRT QDQ quantization failed: {type(exc).__name__}: {str(exc).strip()[:200]} {log.tail(2)}") from None
-        finally:
-            pre.unlink(missing_ok=True)
+    finally:
+        pre.unlink(missing_ok=True)
     return settings

@@ -15,7 +15,7 @@ import numpy as np
 from convert.errors import ConvertError, require
 from convert.onnx_export import INPUT_NAME, OUTPUT_NAMES
 from convert.ort_quant import CHUNK, calibrate_method, calibration_reader
-from convert.quiet import captured
+from convert.quiet import tool_run
 
 
 def tensorrt_table(src: Path, table_dir: Path, inputs: np.ndarray, work: Path, method: str = "entropy", verbose: bool = False) -> dict[str, float]:
@@ -29,8 +29,8 @@ def tensorrt_table(src: Path, table_dir: Path, inputs: np.ndarray, work: Path, m
     quant = require("onnxruntime.quantization")
     calibrate = require("onnxruntime.quantization.calibrate")
     augmented = work / "trt_augmented.onnx"
-    with captured(not verbose) as log:
-        try:
+    try:
+        with tool_run("TensorRT table calibration", verbose):
             calibrator = calibrate.create_calibrator(
                 str(src), op_types_to_calibrate=None, augmented_model_path=str(augmented), calibrate_method=calibrate_method(method),
                 # symmetric: TensorRT uses one dynamic range +-r per tensor, and
@@ -44,14 +44,10 @@ def tensorrt_table(src: Path, table_dir: Path, inputs: np.ndarray, work: Path, m
                 calibrator.collect_data(reader)
             data = calibrator.compute_data()
             quant.write_calibration_table(_symmetric(data.data, calibrate), dir=str(table_dir))
-        except ConvertError:
-            raise
-        except Exception as exc:
-            raise ConvertError(f"TensorRT table calibration failed: {type(exc).__name__}: {str(exc).strip()[:200]} {log.tail(2)}") from None
-        finally:
-            augmented.unlink(missing_ok=True)
-            for extra in work.glob("trt_augmented*"):
-                extra.unlink(missing_ok=True)
+    finally:
+        augmented.unlink(missing_ok=True)
+        for extra in work.glob("trt_augmented*"):
+            extra.unlink(missing_ok=True)
     return read_table_ranges(table_dir / "calibration.json")
 
 

@@ -19,7 +19,7 @@ from convert.errors import ConvertError, require
 from convert.exported import Exported
 from convert.exporters.onnx import batch_extra, onnx_io
 from convert.layers import openvino_nodes
-from convert.quiet import captured
+from convert.quiet import tool_run
 from ssd.sidecar import RuntimeHints
 
 _RANGE_ESTIMATORS = {
@@ -70,20 +70,15 @@ def quantize_int8(
         "calibrate_method": method,
         "subset_size": len(calibration),
     }
-    with captured(not verbose) as log:
-        try:
-            dataset = nncf.Dataset(range(len(calibration)),
-                                   lambda i: np.ascontiguousarray(calibration[i : i + 1], dtype=np.float32))
-            common = dict(preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calibration))
-            advanced = _advanced_parameters(method)
-            if ignored_names:
-                common["ignored_scope"] = nncf.IgnoredScope(names=list(ignored_names))
-                settings["ignored_scope"] = list(ignored_names)
-            quantized = nncf.quantize(model, dataset, advanced_parameters=advanced, **common)
-        except ConvertError:
-            raise
-        except Exception as exc:
-            raise ConvertError(f"NNCF quantization failed: {type(exc).__name__}: {str(exc).strip()[:200]} {log.tail(2)}") from None
+    with tool_run("NNCF quantization", verbose):
+        dataset = nncf.Dataset(range(len(calibration)),
+                               lambda i: np.ascontiguousarray(calibration[i : i + 1], dtype=np.float32))
+        common = dict(preset=nncf.QuantizationPreset.PERFORMANCE, subset_size=len(calibration))
+        advanced = _advanced_parameters(method)
+        if ignored_names:
+            common["ignored_scope"] = nncf.IgnoredScope(names=list(ignored_names))
+            settings["ignored_scope"] = list(ignored_names)
+        quantized = nncf.quantize(model, dataset, advanced_parameters=advanced, **common)
     return quantized, settings
 
 

@@ -30,7 +30,7 @@ from convert.pt2e import (
     make_quantizer,
     nhwc_module,
 )
-from convert.quiet import captured
+from convert.quiet import captured, tool_run
 from edge_app.backends.tflite_backend import make_interpreter
 from ssd.preprocess import InputSpec
 from ssd.sidecar import OutputSpec
@@ -39,15 +39,12 @@ from ssd.sidecar import OutputSpec
 def convert_fp32(model: Any, image_size: int, dst: Path, verbose: bool = False) -> Path:
     """Float TFLite of the NHWC module."""
     torch = require("torch")
-    with captured(not verbose) as log:  # importing litert-torch logs through absl
+    with captured(not verbose):  # importing litert-torch logs through absl
         litert_torch = require("litert_torch")
     sample = (torch.zeros(1, image_size, image_size, 3),)
-    with captured(not verbose) as log:
-        try:
-            edge = litert_torch.convert(nhwc_module(model), sample)
-            edge.export(str(dst))
-        except Exception as exc:
-            raise ConvertError(f"litert-torch conversion failed: {type(exc).__name__}: {str(exc).strip()[:200]} {log.tail(2)}") from None
+    with tool_run("litert-torch conversion", verbose):
+        edge = litert_torch.convert(nhwc_module(model), sample)
+        edge.export(str(dst))
     return dst
 
 
@@ -65,34 +62,29 @@ def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.nd
         quant_config = require("litert_torch.quantize.quant_config")
         quantize_pt2e = require("torchao.quantization.pt2e.quantize_pt2e")
     sample = (torch.zeros(1, image_size, image_size, 3),)
-    with captured(not verbose) as log:
+    with tool_run("litert-torch INT8 conversion", verbose):
+        gm = torch.export.export(nhwc_module(model), sample).module()
+        rewritten = affine_normalization(gm)
+        quantizer = leave_in_float(make_quantizer(method), tflite_prefixes(float_layers))
+        prepared = quantize_pt2e.prepare_pt2e(gm, quantizer)
+        n = 0
+        threads = torch.get_num_threads()
+        # The observers are hundreds of small memory-bound reductions per image; with
+        # OpenMP threads on a busy machine each one waits at a barrier (measured: aminmax
+        # of a 96x160x160 map took 12 ms on 2 threads, 0.5 ms on 1). One thread is faster.
+        torch.set_num_threads(1)
         try:
-            gm = torch.export.export(nhwc_module(model), sample).module()
-            rewritten = affine_normalization(gm)
-            quantizer = leave_in_float(make_quantizer(method), tflite_prefixes(float_layers))
-            prepared = quantize_pt2e.prepare_pt2e(gm, quantizer)
-            n = 0
-            threads = torch.get_num_threads()
-            # The observers are hundreds of small memory-bound reductions per image; with
-            # OpenMP threads on a busy machine each one waits at a barrier (measured: aminmax
-            # of a 96x160x160 map took 12 ms on 2 threads, 0.5 ms on 1). One thread is faster.
-            torch.set_num_threads(1)
-            try:
-                with torch.no_grad():
-                    for x in batches:
-                        prepared(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-                        n += 1
-            finally:
-                torch.set_num_threads(threads)
-            if n == 0:
-                raise ConvertError("the calibration set yielded no images")
-            converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
-            edge = litert_torch.convert(converted, sample, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
-            edge.export(str(dst))
-        except ConvertError:
-            raise
-        except Exception as exc:
-            raise ConvertError(f"litert-torch INT8 conversion failed: {type(exc).__name__}: {str(exc).strip()[:200]} {log.tail(2)}") from None
+            with torch.no_grad():
+                for x in batches:
+                    prepared(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+                    n += 1
+        finally:
+            torch.set_num_threads(threads)
+        if n == 0:
+            raise ConvertError("the calibration set yielded no images")
+        converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+        edge = litert_torch.convert(converted, sample, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
+        edge.export(str(dst))
     return {
         "tool": "litert_torch.convert + PT2E (torchao prepare_pt2e/convert_pt2e, litert PT2EQuantizer)",
         "weights": "int8 per-channel symmetric",
