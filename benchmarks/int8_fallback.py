@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from convert import ConvertOptions, export
-    from tests.lively import sensitize
     from ssd.sidecar import read_sidecar
+    from tests.lively import sensitize
     from train.checkpoint import load_model, save_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="int8_fallback."))

@@ -40,11 +40,11 @@ def build_artifacts(arch: str, work: Path, num_calib: int, ort_activations: str,
     import cv2
 
     from calibration.sets import stored_input_spec, write_calibration_set
-    from tests.voc_dataset import write_voc_dataset
     from convert import ConvertOptions, export
-    from tests.lively import save_lively_checkpoint
     from ssd.preprocess import preprocess
     from ssd.specs import get_spec
+    from tests.lively import save_lively_checkpoint
+    from tests.voc_dataset import write_voc_dataset
     from train.models import ARCHS
 
     size = get_spec(ARCHS[arch][1]).image_size

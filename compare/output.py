@@ -11,7 +11,7 @@ from compare.diff_sheets import write_diff_sheets
 from compare.html import render
 from compare.plots import write_plots
 from compare.report import markdown, to_dict
-from compare.run import ComparisonReport
+from compare.results import ComparisonReport
 from ssd.atomic import atomic_write_text
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from compare.diffs import CHANGE_COLUMNS, change_cells, describe
 from compare.rank_diffs import NO_RANK_CHANGE, RANK_COLUMNS, RANK_NOTE, WORST_RANKS, class_cells
-from compare.run import ComparisonReport, ModelResult
+from compare.results import ComparisonReport, ModelResult
 from compare.uncertainty import change_text
 from ssd.bootstrap import LEVEL, RESAMPLES, SEED
 from ssd.postprocess import EVAL

@@ -306,7 +306,7 @@ def test_compare_reports_voc07_beside_coco(pipeline, tmp_path, capsys):
 
 def test_the_float_fallback_and_its_latency_cost_are_shown():
     from compare.report import markdown
-    from compare.run import ModelResult
+    from compare.results import ModelResult
     from ssd.sidecar import HeldOutAccuracy
 
     ref = ModelResult("pytorch_fp32", "pytorch", "fp32", None, None)
@@ -323,7 +323,7 @@ def test_the_float_fallback_and_its_latency_cost_are_shown():
 
 def test_the_default_float_class_logits_are_named_next_to_the_held_out_drop():
     from compare.report import markdown
-    from compare.run import ModelResult
+    from compare.results import ModelResult
     from convert.int8_default import CLASS_LOGITS_NOTE
     from ssd.sidecar import HeldOutAccuracy
 
