@@ -2,7 +2,7 @@
 
     python benchmarks/endtoend_latency.py [--models ssdlite320_mobilenetv2,ssd300_vgg16] [--threads 1]
 
-For each model (random weights made trained-like by :func:`convert.testing.lively_model`, so
+For each model (random weights made trained-like by :func:`tests.lively.lively_model`, so
 the heads give detections to decode and suppress), ``convert.export`` builds the raw artifacts
 and their end-to-end twins twice: with :data:`ssd.postprocess.LIVE`'s thresholds baked in and
 with :data:`ssd.postprocess.EVAL`'s (``ConvertOptions.in_graph``). Pairs per runtime: ONNX

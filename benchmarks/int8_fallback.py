@@ -8,7 +8,7 @@ sidecar's typed held-out record: PyTorch FP32 and full-INT8 (plain PTQ; for Open
 NNCF's accuracy control) mAP@0.5 on the calibration set's held-out images, the drop after the
 fallback, the layers left float and the fallback artifact's latency against full INT8
 (measured side by side, median). ``--sensitize`` first applies
-:func:`convert.testing.sensitize` (one activation with a 1000x range, FP32 unchanged) to a copy
+:func:`tests.lively.sensitize` (one activation with a 1000x range, FP32 unchanged) to a copy
 of the checkpoint: a model built to be sensitive. Writes JSON and prints one line per format.
 """
 
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from convert import ConvertOptions, export
-    from convert.testing import sensitize
     from ssd.sidecar import read_sidecar
+    from tests.lively import sensitize
     from train.checkpoint import load_model, save_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="int8_fallback."))

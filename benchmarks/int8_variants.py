@@ -62,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from convert import ConvertOptions
     from convert.context import ExportContext
-    from convert.meter import Meter
     from convert.pipeline import load_calibration
     from convert.source import load_source
 
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="int8_variants."))
     base = ConvertOptions(threads=args.threads)
     ctx = ExportContext(source, calib, base, work, log=lambda s: None)
-    meter = Meter.of(ctx)
+    meter = ctx.meter()
     try:
         rows = _run(args, ctx, base, meter, work)
     finally:
@@ -86,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, ctx, base, meter, work: Path) -> list[dict]:
     """One re-export and held-out measurement per variant; returns one row each."""
     from convert.fallback import export_variant
-    from convert.pipeline import stage_sidecar_writer
     from ssd.sidecar import sidecar_path
 
     source = ctx.source
@@ -96,7 +94,7 @@ def _run(args: argparse.Namespace, ctx, base, meter, work: Path) -> list[dict]:
         method = variant.partition("=")[2] if variant.startswith("method=") else None
         ctx.options = dataclasses.replace(base, calib_methods={BACKENDS[args.format]: method} if method else {},
                                           full_integer=variant != "default")
-        exported, _ = export_variant(ctx, args.format, layers, work / "variants", stage_sidecar_writer(ctx))
+        exported, _ = export_variant(ctx, args.format, layers, work / "variants")
         artifacts.append(exported.artifact)
         measured = meter.measure(exported.artifact)
         map50, ms = measured.map50, measured.latency_ms
@@ -109,7 +107,7 @@ def _run(args: argparse.Namespace, ctx, base, meter, work: Path) -> list[dict]:
                      "drop_interval": measured.drop.to_dict(), "fidelity_loss": measured.fidelity_loss.to_dict(), "median_ms": ms})
         print(f"int8_variants {args.format} {variant}: held-out mAP@0.5 {map50:.2f} (FP32 {meter.fp32_map50:.2f}), "
               f"drop {measured.drop.text()} points, fidelity loss {measured.fidelity_loss.text()}, {len(layers)} layer(s) float, {ms:.1f} ms", flush=True)
-    from convert.fallback import side_by_side_latency
+    from convert.runner import side_by_side_latency
 
     for row, artifact in zip(rows[1:], artifacts[1:], strict=True):
         first_ms, ms = side_by_side_latency(artifacts[0], artifact, meter.frames[:20], args.threads)

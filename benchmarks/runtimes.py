@@ -2,7 +2,7 @@
 
     python benchmarks/runtimes.py [--models ssdlite320_mobilenetv2,ssd300_vgg16] [--threads 1]
 
-For each model (random weights made trained-like by :func:`convert.testing.lively_model`
+For each model (random weights made trained-like by :func:`tests.lively.lively_model`
 with ``bn_gain=0.85``, so INT8 ranges are realistic and validation is meaningful), ``convert.export`` builds and validates the six artifacts
 from a small generated calibration set; then every artifact runs through its
 edge app backend (:func:`edge_app.backends.open_backend`, CPU) at fixed threads: a warm-up, then ``--rounds``
@@ -41,10 +41,10 @@ def lively_checkpoint(arch: str, work: Path, num_calib: int) -> tuple[Path, Path
     import cv2
 
     from calibration.sets import stored_input_spec, write_calibration_set
-    from calibration.testing import write_voc_dataset
-    from convert.testing import save_lively_checkpoint
     from ssd.preprocess import preprocess
     from ssd.specs import get_spec
+    from tests.lively import save_lively_checkpoint
+    from tests.voc_dataset import write_voc_dataset
     from train.models import ARCHS
 
     size = get_spec(ARCHS[arch][1]).image_size

@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# module-path prefixes inside the NHWC wrapper that convert.tflite_export puts around the model
+# module-path prefixes inside the NHWC wrapper that convert.pt2e.nhwc_module puts around the model
 GROUPS: dict[str, list[str]] = {
     "none": [],
     "conf0": ["inner.conf_heads.0"],
@@ -60,14 +60,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from calibration.sets import load_calibration_set
     from compare.run import load_samples
-    from convert import tflite_export
+    from convert import pt2e
     from ssd.coco_eval import evaluate_detections
     from ssd.postprocess import EVAL, decode_and_nms
     from ssd.preprocess import InputSpec, preprocess
     from ssd.priors import default_boxes
     from train.checkpoint import load_model
 
-    torch.set_num_threads(1)  # the observers are many small reductions (see convert/tflite_export.py)
+    torch.set_num_threads(1)  # the observers are many small reductions (see convert/exporters/tflite.py)
     loaded = load_model(args.checkpoint)
     model, spec = loaded.model.eval(), loaded.spec
     priors = default_boxes(spec)
@@ -86,14 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate_detections(samples, detections, loaded.labels).to_dict()
         return {"map50": result["mAP@0.5"], "map": result["mAP@[.5:.95]"], "per_class_ap50": result["per_class_AP@0.5"]}
 
-    rows: dict[str, Any] = {"fp32": evaluate(tflite_export._nhwc_module(model))}
+    rows: dict[str, Any] = {"fp32": evaluate(pt2e.nhwc_module(model))}
     print(f"tflite_sensitivity fp32: mAP@0.5 {rows['fp32']['map50']:.4f}", flush=True)
     sample = (torch.zeros(1, spec.image_size, spec.image_size, 3),)
     for group in args.groups.split(","):
         start = time.perf_counter()
-        graph = torch.export.export(tflite_export._nhwc_module(model), sample).module()
-        tflite_export._affine_normalization(graph)
-        quantizer = tflite_export.leave_in_float(tflite_export._quantizer(args.method), GROUPS[group])
+        graph = torch.export.export(pt2e.nhwc_module(model), sample).module()
+        pt2e.affine_normalization(graph)
+        quantizer = pt2e.leave_in_float(pt2e.make_quantizer(args.method), GROUPS[group])
         prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
         with torch.no_grad():
             for x in calibration.batches("NHWC", "float32"):

@@ -7,7 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from compare.diffs import DEFAULT_DIFF, describe
-from compare.report import BOOTSTRAP_NOTE, changes_table, held_out_note, table, write_report
+from compare.output import write_report
+from compare.report import BOOTSTRAP_NOTE, changes_table, held_out_note, table
 from compare.run import CompareOptions, run_comparison
 from ssd.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, fail
 

@@ -24,7 +24,7 @@ from ssd.atomic import atomic_write_bytes
 from ssd.postprocess import Detections
 
 if TYPE_CHECKING:
-    from compare.run import ComparisonReport
+    from compare.results import ComparisonReport
 
 GREEN, RED, ORANGE, MAGENTA, YELLOW, WHITE = (60, 200, 60), (40, 40, 235), (0, 150, 255), (220, 60, 220), (0, 230, 255), (255, 255, 255)
 CAPTION_H = 26

@@ -19,7 +19,7 @@ from compare.diff_sheets import LEGEND, DiffSheet, encode_image
 from compare.diffs import CHANGE_COLUMNS, change_cells, describe
 from compare.rank_diffs import NO_RANK_CHANGE, RANK_COLUMNS, RANK_NOTE, WORST_RANKS, class_cells
 from compare.report import BOOTSTRAP_NOTE, columns, held_out_note, row_cells
-from compare.run import ComparisonReport
+from compare.results import ComparisonReport
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 12px}

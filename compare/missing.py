@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from compare.run import ModelResult
+from compare.results import ModelResult
 
 RECORD_NAME = "ssd-convert.json"  # convert.record.RECORD_NAME (compare reads it without importing convert)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from compare.run import ComparisonReport, ModelResult
+from compare.results import ComparisonReport, ModelResult
 from ssd.atomic import atomic_path
 
 MARKERS = {"fp32": "o", "fp16": "s", "int8": "^"}

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from compare.diffs import CHANGE_COLUMNS, change_cells, describe
 from compare.rank_diffs import NO_RANK_CHANGE, RANK_COLUMNS, RANK_NOTE, WORST_RANKS, class_cells
-from compare.run import ComparisonReport, ModelResult
+from compare.results import ComparisonReport, ModelResult
 from compare.uncertainty import change_text
-from ssd.atomic import atomic_write_text
 from ssd.bootstrap import LEVEL, RESAMPLES, SEED
 from ssd.postprocess import EVAL
 
@@ -229,21 +227,3 @@ def _class_cell(report: ComparisonReport, row: ModelResult, name: str) -> str:
     if row is report.reference or ap is None or math.isnan(ap):
         return _fmt(ap)
     return f"{_fmt(ap)} ({_fmt(report.class_delta(row).get(name), 2, signed=True)})"
-
-
-def write_report(report: ComparisonReport, out: Path, diff_images: int = 4) -> dict[str, Path]:
-    """Write report.json, report.md, report.html, the plots and the INT8 detection-diff sheets
-    (``diff_images`` most-changed images each) into ``out``; returns their paths."""
-    from compare.diff_sheets import write_diff_sheets
-    from compare.html import render
-    from compare.plots import write_plots
-
-    out.mkdir(parents=True, exist_ok=True)
-    plots = write_plots(report, out)
-    sheets = write_diff_sheets(report, out, diff_images)
-    paths = {"json": out / "report.json", "markdown": out / "report.md", "html": out / "report.html"}
-    atomic_write_text(paths["json"], json.dumps(to_dict(report), indent=2) + "\n")
-    md_sheets = {s.name: (s.path.name, [c for _, c in s.rows]) for s in sheets if s.path}
-    atomic_write_text(paths["markdown"], markdown(report, {k: p.name for k, p in plots.items()}, md_sheets))
-    atomic_write_text(paths["html"], render(report, plots, sheets))
-    return {**paths, **plots, **{f"diffs {s.name}": s.path for s in sheets if s.path}}

@@ -14,7 +14,7 @@ from ssd.apstats import match_table
 from ssd.bootstrap import Interval, paired_interval
 
 if TYPE_CHECKING:
-    from compare.run import ComparisonReport
+    from compare.results import ComparisonReport
 
 
 def drop_intervals(report: ComparisonReport) -> dict[str, Interval]:

@@ -7,8 +7,14 @@ Public entry points::
     backend = edge_app.backends.open_backend(report.artifact("tflite_int8"), device="CPU")
 
 Artifacts are validated by running them through :func:`edge_app.backends.open_backend`,
-the app's own runtime layer (:func:`convert.formats.run_artifact`): this package opens no
-runtime of its own.
+the app's own runtime layer, timed by :mod:`edge_app.backends.timed` (:mod:`convert.runner`):
+this package opens no runtime of its own.
+
+Layout: :mod:`convert.formats` (the table) names one module per backend in
+:mod:`convert.exporters`; :mod:`convert.staging` builds each export's sidecar;
+:mod:`convert.pipeline` exports, checks and installs; :mod:`convert.fallback` and
+:mod:`convert.meter` enforce ``--max-drop``; :mod:`convert.pt2e` holds the PT2E pieces QAT
+shares with TFLite INT8.
 
 Heavy packages (torch, onnx, openvino, nncf, litert-torch) are imported inside the
 functions that use them; importing :mod:`convert` itself stays light.

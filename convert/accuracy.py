@@ -17,6 +17,7 @@ import numpy as np
 
 from calibration.sets import Holdout
 from ssd.apstats import Truth
+from ssd.coco_eval import evaluate_detections
 from ssd.postprocess import EVAL, decode_and_nms
 from ssd.priors import default_boxes
 from ssd.specs import SSDSpec
@@ -45,8 +46,6 @@ def map50_of_outputs(
     labels: list[str],
 ) -> float:
     """mAP@0.5 of head outputs (one ``(loc, conf)`` per image); 0.0 when undefined (no objects)."""
-    from ssd.coco_eval import evaluate_detections
-
     priors = default_boxes(spec)
     detections = []
     for loc, conf in outputs:

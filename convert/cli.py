@@ -16,6 +16,9 @@ from pathlib import Path
 from convert.context import CALIBRATION_METHODS, DEFAULT_METHODS, ConvertOptions, parse_methods
 from convert.errors import ConvertError
 from convert.formats import FORMATS
+from convert.pipeline import export
+from convert.quiet import console_log
+from convert.sensitivity import sensitivity_report
 from convert.targets import TARGETS
 from ssd.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, fail
 
@@ -62,8 +65,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convert.pipeline import export
-
     options = ConvertOptions(
         opset=args.opset,
         dynamic_batch=args.dynamic_batch,
@@ -79,18 +80,11 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         verbose=args.verbose,
     )
-    from convert.pipeline import check_max_drop
-
-    check_max_drop(args.max_drop)  # before anything is read or written
-    from convert.quiet import console_log
-
     log = console_log()  # progress lines reach the user while a converter's own output is captured
     report = export(args.checkpoint, args.target, args.out, calib=args.calib, options=options, log=log)
     print()
     print(report.table(), flush=True)
     if args.sensitivity:
-        from convert.sensitivity import sensitivity_report
-
         for kind, path in sensitivity_report(args.checkpoint, args.target, args.out / "sensitivity", args.calib, options, log).items():
             print(f"{kind:>24}: {path}")
     if not report.ok:

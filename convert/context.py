@@ -10,14 +10,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from calibration.sets import CalibrationSet
 from convert.errors import ConvertError
+from convert.int8_default import with_defaults
+from convert.meter import Meter, fp32_outputs
+from convert.onnx_export import export_onnx
 from convert.source import SourceModel
 from convert.validate import Tolerances
+from edge_app.backends.timed import HeadOutputs
+
+if TYPE_CHECKING:
+    from convert.fallback import LayerScore
 
 Log = Callable[[str], None]
 
@@ -49,6 +56,39 @@ def parse_methods(items: list[str] | None) -> dict[str, str]:
             raise ConvertError(f"--calib-method {item!r}: {backend} offers {', '.join(CALIBRATION_METHODS[backend])}")
         methods[backend] = method
     return methods
+
+
+@dataclass(frozen=True)
+class MaxDrop:
+    """``--max-drop``: points of mAP@0.5 (0-100, the unit of ``ssd-compare --max-drop``) an INT8
+    artifact may lose; checked once, here. ``float()`` and format specs give the points."""
+
+    points: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.points) <= 100.0:
+            raise ConvertError(f"--max-drop is in points of mAP@0.5 (0-100, as in ssd-compare), got {self.points:g}")
+        object.__setattr__(self, "points", float(self.points))
+
+    @property
+    def fraction(self) -> float:
+        """The limit as a fraction of mAP (points / 100), for tools that take one."""
+        return self.points / 100.0
+
+    def __float__(self) -> float:
+        return self.points
+
+    def __format__(self, spec: str) -> str:
+        return format(self.points, spec)
+
+
+def require_holdout(calib: CalibrationSet | None) -> CalibrationSet:
+    """``calib`` when it has held-out images; else the one :class:`ConvertError` saying how to get them."""
+    if calib is None or calib.holdout is None or len(calib.holdout) == 0:
+        where = calib.root if calib is not None else "no calibration set"
+        raise ConvertError(f"--max-drop (and --sensitivity) needs held-out images; {where} has none "
+                           "(re-run ssd-calibrate with --holdout N, N > 0)")
+    return calib
 
 
 @dataclass(frozen=True)
@@ -85,7 +125,7 @@ class ConvertOptions:
 
     opset: int = 17
     dynamic_batch: bool = False
-    max_drop: float | None = None
+    max_drop: MaxDrop | None = None
     max_drop_on: str = "labels"
     fallback: bool = True
     max_float_layers: int | None = None
@@ -100,8 +140,27 @@ class ConvertOptions:
     #: the :mod:`ssd.postprocess` preset the end-to-end formats bake into the graph (``LIVE``, ``EVAL``)
     in_graph: str = "LIVE"
 
+    def __post_init__(self) -> None:
+        if self.max_drop is not None and not isinstance(self.max_drop, MaxDrop):
+            object.__setattr__(self, "max_drop", MaxDrop(float(self.max_drop)))
+
     def method(self, backend: str) -> str:
         return self.calib_methods.get(backend, DEFAULT_METHODS[backend])
+
+
+@dataclass
+class RunState:
+    """What one conversion run computes on first use and every variant of its context shares
+    (``dataclasses.replace`` of an :class:`ExportContext` keeps the same state)."""
+
+    #: the FP32 ONNX hub graph (:meth:`ExportContext.hub_onnx`)
+    hub_onnx: Path | None = None
+    #: PyTorch ``(loc, conf)`` on the validation frames (:meth:`ExportContext.reference`)
+    reference: list[HeadOutputs] | None = None
+    #: the held-out meter (:meth:`ExportContext.meter`)
+    meter: Meter | None = None
+    #: every candidate layer quantized alone, most harmful first (:func:`convert.fallback.rank_layers`)
+    layer_ranking: list[LayerScore] | None = None
 
 
 @dataclass
@@ -113,7 +172,7 @@ class ExportContext:
     options: ConvertOptions
     work: Path
     log: Log = print
-    cache: dict[str, Any] = field(default_factory=dict)
+    state: RunState = field(default_factory=RunState)
     #: layers (PyTorch module paths, :mod:`convert.layers`) the INT8 exporters leave in float
     float_layers: tuple[str, ...] = ()
 
@@ -124,8 +183,6 @@ class ExportContext:
     def int8_float_layers(self, fmt: str) -> tuple[str, ...]:
         """The layers ``fmt``'s exporter leaves float: the format's default ones
         (:func:`convert.int8_default.default_float_layers`) and :attr:`float_layers`."""
-        from convert.int8_default import with_defaults
-
         return with_defaults(self.source.model, fmt, self.options.full_integer, self.float_layers)
 
     def require_calibration(self, fmt: str) -> CalibrationSet:
@@ -153,24 +210,30 @@ class ExportContext:
         calib = self.require_calibration("validation")
         return list(calib.frames_bgr(limit=self.options.validate_images))
 
-    def reference(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """PyTorch ``(loc, conf)`` for each validation frame (computed once)."""
-        if "reference" not in self.cache:
-            calib = self.require_calibration("validation")
-            from convert.meter import fp32_outputs
+    def require_holdout(self) -> CalibrationSet:
+        """The calibration set, which must have held-out images (:func:`require_holdout`)."""
+        return require_holdout(self.calib)
 
+    def reference(self) -> list[HeadOutputs]:
+        """PyTorch ``(loc, conf)`` for each validation frame (computed once)."""
+        if self.state.reference is None:
+            calib = self.require_calibration("validation")
             inputs = list(calib.batches("NCHW", "float32", limit=self.options.validate_images))
-            self.cache["reference"] = fp32_outputs(self.source, inputs, self.options.threads, self.log)
-        return self.cache["reference"]
+            self.state.reference = fp32_outputs(self.source, inputs, self.options.threads, self.log)
+        return self.state.reference
+
+    def meter(self) -> Meter:
+        """The run's held-out meter (:class:`convert.meter.Meter`, made once)."""
+        if self.state.meter is None:
+            self.state.meter = Meter(self)
+        return self.state.meter
 
     def hub_onnx(self) -> Path:
         """The FP32 ONNX export (slimmed, checked), made on first use and reused."""
-        if "hub_onnx" not in self.cache:
-            from convert.onnx_export import export_onnx
-
+        if self.state.hub_onnx is None:
             path = self.work / "hub_fp32.onnx"
             self.log("  exporting the FP32 ONNX hub graph (torch.onnx dynamo exporter + onnxslim)")
             export_onnx(self.source.model, self.image_size, path, opset=self.options.opset,
                         dynamic_batch=self.options.dynamic_batch, verbose=self.options.verbose)
-            self.cache["hub_onnx"] = path
-        return self.cache["hub_onnx"]
+            self.state.hub_onnx = path
+        return self.state.hub_onnx

@@ -3,7 +3,7 @@
 For an INT8 format, before its check:
 
 1. :class:`convert.meter.Meter` runs the staged artifact through the edge app's backend
-   (:func:`run_timed`) on the held-out images and the calibration images and measures two
+   (:func:`convert.runner.run_timed`) on the held-out images and the calibration images and measures two
    signals against PyTorch FP32: the held-out mAP@0.5 drop with its 95 % paired-bootstrap
    interval, and the fidelity loss (INT8's detections scored against FP32's own, on every image).
    Before the first export the run logs what the held-out images can resolve
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,13 +42,17 @@ import numpy as np
 
 from convert.context import ExportContext
 from convert.errors import ConvertError
+from convert.exported import Exported
+from convert.formats import FORMATS
 from convert.heartbeat import heartbeat
+from convert.int8_default import default_float_layers
+from convert.layers import conv_layers, head_output_layers, onnx_layers
 from convert.meter import Measurement, Meter, describe
-from convert.quiet import captured
+from convert.runner import run_artifact, side_by_side_latency
 from convert.search import Unit, flatten, search
+from convert.staging import write_staged_sidecar
 from convert.validate import sqnr_db
 from ssd.bootstrap import RESAMPLES, SEED
-from ssd.preprocess import preprocess
 from ssd.sidecar import HeldOutAccuracy, Sidecar
 
 #: a group of layers left float together (one step of the search)
@@ -63,51 +67,6 @@ PATIENCE = 5
 FALLBACK_FORMATS = ("onnx_int8", "openvino_int8", "tflite_int8", "tensorrt_qdq")
 UNMEASURABLE = ("tensorrt_calib",)
 
-#: ``(format name, exported) -> sidecar`` written next to a staged artifact (from the pipeline)
-StageSidecar = Callable[[str, Any], Sidecar]
-
-
-def run_timed(artifact: Path, frames: Sequence[np.ndarray], threads: int | None = None, quiet: bool = True
-              ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[float]]:
-    """Head outputs ``[(loc (1, P, 4), conf (1, P, C))]`` of ``artifact`` on BGR ``frames`` and the
-    inference call's time per frame in ms, through :func:`edge_app.backends.open_backend`
-    (what ``ssd-edge`` and ``ssd-compare`` run)."""
-    from edge_app.backends import open_backend
-
-    with captured(quiet):
-        backend = open_backend(artifact, device="CPU", threads=threads)
-    outputs, times = [], []
-    with backend:
-        for frame in frames:
-            x = preprocess(frame, backend.input_spec)
-            start = time.perf_counter()
-            outputs.append(backend.infer(x))
-            times.append((time.perf_counter() - start) * 1e3)
-    return outputs, times
-
-
-def side_by_side_latency(a: Path, b: Path, frames: Sequence[np.ndarray], threads: int | None, rounds: int = 3,
-                         warmup: int = 2) -> tuple[float, float]:
-    """Median inference ms of ``a`` and ``b``, alternating frame by frame (same load for both)."""
-    from edge_app.backends import open_backend
-
-    with captured(True):
-        first, second = open_backend(a, device="CPU", threads=threads), open_backend(b, device="CPU", threads=threads)
-    times: tuple[list[float], list[float]] = ([], [])
-    with first, second:
-        inputs = [(preprocess(f, first.input_spec), preprocess(f, second.input_spec)) for f in frames]
-        for _ in range(warmup):
-            first.infer(inputs[0][0])
-            second.infer(inputs[0][1])
-        for _ in range(rounds):
-            for xa, xb in inputs:
-                for backend, x, sink in ((first, xa, times[0]), (second, xb, times[1])):
-                    start = time.perf_counter()
-                    backend.infer(x)
-                    sink.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times[0])), float(np.median(times[1]))
-
-
 def head_sqnr(reference: Sequence[tuple[np.ndarray, np.ndarray]], outputs: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     """min(SQNR of ``loc``, SQNR of ``conf``) in dB over all images against ``reference``."""
     ref_loc = np.concatenate([r[0] for r in reference])
@@ -119,8 +78,6 @@ def head_sqnr(reference: Sequence[tuple[np.ndarray, np.ndarray]], outputs: Seque
 
 def candidate_layers(ctx: ExportContext) -> list[str]:
     """The layers every backend can leave float: the convolutions the hub ONNX graph names."""
-    from convert.layers import conv_layers, onnx_layers
-
     in_graph = set(onnx_layers(ctx.hub_onnx()))
     return [layer for layer in conv_layers(ctx.source.model) if layer in in_graph]
 
@@ -135,34 +92,30 @@ class LayerScore:
     sqnr_db: float
 
 
-def export_variant(ctx: ExportContext, fmt_name: str, float_layers: Sequence[str], stage: Path,
-                   stage_sidecar: StageSidecar) -> tuple[Any, Sidecar]:
+def export_variant(ctx: ExportContext, fmt_name: str, float_layers: Sequence[str], stage: Path
+                   ) -> tuple[Exported, Sidecar]:
     """Export ``fmt_name`` into a fresh folder under ``stage`` with ``float_layers`` left float;
     returns the exported files and the sidecar written next to them."""
-    from convert.formats import FORMATS
-
     fmt = FORMATS[fmt_name]
     folder = Path(stage) / f"variant{len(list(Path(stage).glob('variant*')))}"
     folder.mkdir(parents=True)
     variant = dataclasses.replace(ctx, float_layers=tuple(float_layers))
     with heartbeat(ctx.log, f"exporting {fmt.name} with {len(float_layers)} layer(s) float"):
         exported = fmt.exporter(variant, folder, f"model_{fmt.name}")
-    return exported, stage_sidecar(fmt.name, exported)
+    return exported, write_staged_sidecar(ctx, fmt.name, exported)
 
 
 #: held-out images the layer ranking runs each "alone" variant on
 RANKING_IMAGES = 32
 
 
-def rank_layers(ctx: ExportContext, stage_sidecar: StageSidecar) -> list[LayerScore]:
+def rank_layers(ctx: ExportContext) -> list[LayerScore]:
     """Every candidate layer quantized alone in ONNX Runtime QDQ, the most fidelity lost first
     (ties: lowest SQNR first); computed once per run and shared by the backends. Logs a
     progress line at least every 20 s."""
-    if "layer_ranking" in ctx.cache:
-        return ctx.cache["layer_ranking"]
-    from convert.formats import run_artifact
-
-    meter = Meter.of(ctx)
+    if ctx.state.layer_ranking is not None:
+        return ctx.state.layer_ranking
+    meter = ctx.meter()
     layers = candidate_layers(ctx)
     n = min(RANKING_IMAGES, len(meter.frames))
     frames = meter.frames[:n]
@@ -173,7 +126,7 @@ def rank_layers(ctx: ExportContext, stage_sidecar: StageSidecar) -> list[LayerSc
     scores, last = [], time.perf_counter()
     for i, layer in enumerate(layers, start=1):
         others = [x for x in layers if x != layer]
-        exported, _ = export_variant(ctx, "onnx_int8", others, folder, stage_sidecar)
+        exported, _ = export_variant(ctx, "onnx_int8", others, folder)
         outputs = run_artifact(exported.artifact, frames, ctx.options.threads, quiet=not ctx.options.verbose)
         scores.append(LayerScore(layer, meter.subset_fidelity_loss(outputs), head_sqnr(reference, outputs)))
         if time.perf_counter() - last > 20:
@@ -181,7 +134,7 @@ def rank_layers(ctx: ExportContext, stage_sidecar: StageSidecar) -> list[LayerSc
             last = time.perf_counter()
     scores.sort(key=lambda s: (-s.fidelity_loss, s.sqnr_db))
     ctx.log("  most harmful layers: " + ", ".join(f"{s.layer} {s.fidelity_loss:.2f} pts" for s in scores[:5]))
-    ctx.cache["layer_ranking"] = scores
+    ctx.state.layer_ranking = scores
     return scores
 
 
@@ -193,8 +146,6 @@ def _as_input(frame: np.ndarray) -> np.ndarray:
 def head_output_units(model: Any) -> list[Unit]:
     """The last convolution of every classification head, then of every box head: the layers
     whose outputs are the logits and offsets that decode + NMS read."""
-    from convert.layers import head_output_layers
-
     def last_convs(attribute: str) -> tuple[str, ...]:
         return tuple(name for name, _ in head_output_layers(model, attribute))
 
@@ -212,17 +163,15 @@ def unresolved(meter: Meter, limit: float, on: str, full: Measurement) -> str:
             f"{len(meter)} held-out images cannot resolve the limit{needed}. Shipped as exported, no layer left float for it")
 
 
-def fallback_units(ctx: ExportContext, stage_sidecar: StageSidecar, fmt_name: str = "") -> Iterator[Unit]:
+def fallback_units(ctx: ExportContext, fmt_name: str = "") -> Iterator[Unit]:
     """The head output units, then every other convolution in :func:`rank_layers` order
     (the ranking is computed only when the search gets that far); layers ``fmt_name`` already
     leaves float by default (:mod:`convert.int8_default`) are not offered again."""
-    from convert.int8_default import default_float_layers
-
     already = set(default_float_layers(ctx.source.model, fmt_name, ctx.options.full_integer))
     heads = head_output_units(ctx.source.model)
     yield from (unit for unit in heads if not set(unit.layers) <= already)
     taken = set(flatten(heads)) | already
-    for score in rank_layers(ctx, stage_sidecar):
+    for score in rank_layers(ctx):
         if score.layer not in taken:
             yield Unit(score.layer, (score.layer,))
 
@@ -233,7 +182,7 @@ class Candidate:
 
     float_layers: tuple[str, ...]
     measurement: Measurement
-    exported: Any = None
+    exported: Exported | None = None
     sidecar: Sidecar | None = None
 
 
@@ -258,8 +207,8 @@ def accuracy_record(meter: Meter, limit: float, on: str, final: Measurement, ful
     )
 
 
-def enforce_max_drop(ctx: ExportContext, fmt_name: str, exported: Any, stage: Path, stage_sidecar: StageSidecar
-                     ) -> tuple[Any, Sidecar | None, HeldOutAccuracy]:
+def enforce_max_drop(ctx: ExportContext, fmt_name: str, exported: Exported, stage: Path
+                     ) -> tuple[Exported, Sidecar | None, HeldOutAccuracy]:
     """Measure ``exported``; while the enforced signal is significantly above
     ``ctx.options.max_drop``, leave layer groups float (:func:`convert.search.search` over
     :func:`fallback_units`).
@@ -269,12 +218,10 @@ def enforce_max_drop(ctx: ExportContext, fmt_name: str, exported: Any, stage: Pa
     Raises :class:`ConvertError` naming the format when the limit cannot be met.
     """
     limit, on = float(ctx.options.max_drop), ctx.options.max_drop_on
-    meter = Meter.of(ctx)
+    meter = ctx.meter()
     log = ctx.log
     started = time.perf_counter()
     full = meter.measure(exported.artifact)
-    from convert.int8_default import default_float_layers
-
     defaults = default_float_layers(ctx.source.model, fmt_name, ctx.options.full_integer)
     as_exported = "full INT8" if not defaults else f"INT8 ({len(defaults)} class-logit convolutions float by default)"
     log(f"  {fmt_name}: {as_exported} on {len(meter)} held-out + {len(meter.frames) - len(meter)} calibration images: "
@@ -299,7 +246,7 @@ def enforce_max_drop(ctx: ExportContext, fmt_name: str, exported: Any, stage: Pa
     def evaluate(float_layers: tuple[str, ...]) -> Candidate:
         key = tuple(sorted(float_layers))
         if key not in trials:
-            candidate, sidecar = export_variant(ctx, fmt_name, float_layers, stage, stage_sidecar)
+            candidate, sidecar = export_variant(ctx, fmt_name, float_layers, stage)
             m = meter.measure(candidate.artifact)
             trials[key] = Candidate(float_layers, m, candidate, sidecar)
             log(f"  {fmt_name}: {len(float_layers)} layer(s) float: {describe(m, limit)} "
@@ -308,7 +255,7 @@ def enforce_max_drop(ctx: ExportContext, fmt_name: str, exported: Any, stage: Pa
 
     gain = lambda a, b: Meter.gain(a.measurement, b.measurement)  # noqa: E731
     prefixed = lambda s: log(f"  {fmt_name}: {s}")  # noqa: E731
-    outcome = search(start, fallback_units(ctx, stage_sidecar, fmt_name), evaluate, gain, done, log=prefixed, patience=PATIENCE,
+    outcome = search(start, fallback_units(ctx, fmt_name), evaluate, gain, done, log=prefixed, patience=PATIENCE,
                      max_layers=ctx.options.max_float_layers)
     met = outcome.met
     if met is None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from convert.layers import head_output_layers
+
 #: INT8 formats whose exporter quantizes the class-logit convolutions' outputs per tensor
 LOGITS_FLOAT_FORMATS = ("onnx_int8", "tflite_int8")
 
@@ -33,8 +35,6 @@ def default_float_layers(model: Any, fmt: str, full_integer: bool = False) -> tu
     convolution of every classification head for :data:`LOGITS_FLOAT_FORMATS`, else none."""
     if full_integer or fmt not in LOGITS_FLOAT_FORMATS:
         return ()
-    from convert.layers import head_output_layers
-
     return tuple(name for name, _ in head_output_layers(model, "conf_heads"))
 
 

@@ -10,7 +10,7 @@ speak only of these names; each backend finds its own nodes for them:
 - OpenVINO (NNCF ``ignored_scope``): the ``Convolution``/``GroupConvolution`` op that carries
   that ONNX node's name (``openvino.convert_model`` keeps node names);
 - TFLite (PT2E): FX nodes whose ``nn_module_stack`` contains ``inner.<path>`` (the NHWC
-  wrapper of :mod:`convert.tflite_export` holds the model as ``inner``).
+  wrapper of :func:`convert.pt2e.nhwc_module` holds the model as ``inner``).
 """
 
 from __future__ import annotations

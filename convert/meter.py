@@ -1,7 +1,7 @@
 """What ``--max-drop`` measures an INT8 candidate with, before and during the float fallback.
 
 Two signals, both from one pass of the candidate through the edge app's backend
-(:func:`convert.fallback.run_timed`) over the held-out images followed by the calibration
+(:func:`convert.runner.run_timed`) over the held-out images followed by the calibration
 images:
 
 - the *labelled drop*: PyTorch FP32's mAP@0.5 minus the candidate's on the held-out images,
@@ -23,12 +23,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from convert.context import ExportContext
-from convert.errors import ConvertError
+from convert.accuracy import as_frame, holdout_items
+from convert.heartbeat import heartbeat
+from convert.runner import run_artifact, run_timed
 from ssd.apstats import MatchTable, match_table, reference_truths
 from ssd.bootstrap import Interval, Resolution, paired_interval, resolution
 from ssd.postprocess import EVAL, Detections, decode_and_nms
@@ -38,6 +41,9 @@ from ssd.priors import default_boxes
 FIDELITY_FLOORS = (0.1, 0.3, 0.5)
 #: calibration images the fidelity signal uses besides the held-out ones
 FIDELITY_CALIBRATION_IMAGES = 200
+
+if TYPE_CHECKING:
+    from convert.context import ExportContext
 
 Outputs = Sequence[tuple[np.ndarray, np.ndarray]]
 
@@ -85,12 +91,7 @@ class Meter:
     """The run's FP32 reference on the held-out and calibration images, and the two signals."""
 
     def __init__(self, ctx: ExportContext) -> None:
-        from convert.accuracy import as_frame, holdout_items
-
-        calib = ctx.require_calibration("--max-drop")
-        if calib.holdout is None or len(calib.holdout) == 0:
-            raise ConvertError(f"--max-drop needs held-out images; {calib.root} has none "
-                               "(re-run ssd-calibrate with --holdout N, N > 0)")
+        calib = ctx.require_holdout()
         self.ctx = ctx
         src = ctx.source
         self.labels = list(src.labels)
@@ -112,13 +113,6 @@ class Meter:
         self.pseudo_truths = [reference_truths(reference, floor) for floor in FIDELITY_FLOORS]
         self.fp32_fidelity = self.fidelity_tables(reference)
 
-    @classmethod
-    def of(cls, ctx: ExportContext) -> Meter:
-        """The run's meter (made once per conversion run)."""
-        if "meter" not in ctx.cache:
-            ctx.cache["meter"] = cls(ctx)
-        return ctx.cache["meter"]
-
     def __len__(self) -> int:
         return self.held_out
 
@@ -130,11 +124,13 @@ class Meter:
     def fidelity_tables(self, detections: Sequence[Detections]) -> tuple[MatchTable, ...]:
         return tuple(match_table(truths, detections, self.labels) for truths in self.pseudo_truths)
 
+    @cached_property
+    def _resolution(self) -> Resolution:
+        return resolution(self.fp32_table)
+
     def resolution(self) -> Resolution:
-        """What the held-out images can resolve (from FP32's matches alone)."""
-        if "resolution" not in self.ctx.cache:
-            self.ctx.cache["resolution"] = resolution(self.fp32_table)
-        return self.ctx.cache["resolution"]
+        """What the held-out images can resolve (from FP32's matches alone; computed once)."""
+        return self._resolution
 
     def assess(self, outputs: Outputs, latency_ms: float = float("nan")) -> Measurement:
         """Both signals of a candidate's head outputs on :attr:`frames` (held-out ones first)."""
@@ -146,12 +142,9 @@ class Meter:
 
     def measure(self, artifact: Path) -> Measurement:
         """Run a staged artifact through its backend and :meth:`assess` it."""
-        from convert.fallback import run_timed
-        from convert.heartbeat import heartbeat
-
         with heartbeat(self.ctx.log, f"measuring {artifact.name} on {len(self.frames)} images"):
-            outputs, times = run_timed(artifact, self.frames, self.ctx.options.threads, quiet=not self.ctx.options.verbose)
-            return self.assess(outputs, float(np.median(times)))
+            run = run_timed(artifact, self.frames, self.ctx.options.threads, quiet=not self.ctx.options.verbose)
+            return self.assess(run.outputs, run.median_ms)
 
     def subset_fidelity_loss(self, outputs: Outputs) -> float:
         """Fidelity loss (points) of head outputs on the first ``len(outputs)`` of :attr:`frames`
@@ -164,9 +157,7 @@ class Meter:
 
     def held_out_map50(self, artifact: Path) -> float:
         """mAP@0.5 (points) of a staged artifact on the held-out images alone (no fidelity, no interval)."""
-        from convert.fallback import run_timed
-
-        outputs, _ = run_timed(artifact, self.frames[: self.held_out], self.ctx.options.threads,
+        outputs = run_artifact(artifact, self.frames[: self.held_out], self.ctx.options.threads,
                                quiet=not self.ctx.options.verbose)
         return 100.0 * match_table(self.truths, self.detections(outputs), self.labels).map50()
 
@@ -184,7 +175,7 @@ def describe(m: Measurement, limit: float) -> str:
 
 def announce_resolution(ctx: ExportContext) -> None:
     """Before any export: what the held-out images can resolve, against ``--max-drop``."""
-    meter = Meter.of(ctx)
+    meter = ctx.meter()
     limit = float(ctx.options.max_drop)
     ctx.log(f"  held-out check: PyTorch FP32 mAP@0.5 {meter.fp32_map50:.2f} on {len(meter)} images; "
             + meter.resolution().advice(limit))

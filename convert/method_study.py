@@ -24,22 +24,23 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.sets import load_calibration_set
+from convert.accuracy import as_frame, holdout_items, map50, map50_of_outputs
 from convert.context import CALIBRATION_METHODS, ConvertOptions
 from convert.errors import ConvertError
+from convert.formats import FORMATS
+from convert.pipeline import export
+from convert.runner import run_artifact
+from convert.source import load_source
+from convert.validate import compare_outputs
+from ssd.atomic import atomic_write_text
+from ssd.priors import default_boxes
 
 BACKEND_FORMAT = {"onnxruntime": "onnx_int8", "openvino": "openvino_int8", "tflite": "tflite_int8"}
 
 
 def study(checkpoint: Path, calib: Path, backends: list[str], images: int, log=print) -> list[dict]:
     """Rows ``{backend, method, f1, class_agreement, sqnr_conf_db, sqnr_loc_db, map50, seconds}``."""
-    from calibration.sets import load_calibration_set
-    from convert.accuracy import as_frame, holdout_items, map50, map50_of_outputs
-    from convert.formats import FORMATS, run_artifact
-    from convert.pipeline import export
-    from convert.source import load_source
-    from convert.validate import compare_outputs
-    from ssd.priors import default_boxes
-
     calib_set = load_calibration_set(calib)
     source = load_source(checkpoint)
     if calib_set.holdout is not None and len(calib_set.holdout):
@@ -100,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"method_study: error: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        from ssd.atomic import atomic_write_text
-
         atomic_write_text(args.json, json.dumps(rows, indent=2) + "\n")
     return 0
 

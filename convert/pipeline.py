@@ -28,15 +28,11 @@ written.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
-import platform
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -47,144 +43,27 @@ from calibration.sets import (
     load_calibration_set,
 )
 from convert import install as installer
-from convert.context import ConvertOptions, ExportContext, Log
+from convert.context import ConvertOptions, ExportContext, Log, require_holdout
 from convert.errors import ConvertError
-from convert.formats import FORMATS, Exported, Format
+from convert.exported import Exported
+from convert.fallback import UNMEASURABLE, enforce_max_drop
+from convert.formats import FORMATS, Format
 from convert.heartbeat import heartbeat
-from convert.identity import stamp_identity
+from convert.meter import announce_resolution
+from convert.record import write_record
+from convert.report import ArtifactResult, ConvertReport
 from convert.source import load_source
+from convert.staging import build_sidecar
 from convert.targets import resolve_formats
-from convert.validate import Validation
-from ssd.identity import identity_of
 from ssd.sidecar import (
     HeldOutAccuracy,
     Sidecar,
     SidecarError,
     ValidationRecord,
-    file_sha256,
-    labels_digest,
     read_sidecar,
     sidecar_path,
     write_sidecar,
 )
-
-
-@dataclass
-class ArtifactResult:
-    """Outcome of one format: ``path`` is set only when the artifact passed and was installed."""
-
-    format: str
-    path: Path | None
-    size_mb: float
-    seconds: float
-    validation: Validation | None = None
-    error: str | None = None
-    files: list[Path] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.validation is not None and self.validation.passed
-
-
-@dataclass
-class ConvertReport:
-    """All results of one run, in table order."""
-
-    out: Path
-    results: list[ArtifactResult]
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.results)
-
-    @property
-    def failed(self) -> list[str]:
-        return [r.format for r in self.results if not r.ok]
-
-    def artifact(self, fmt: str) -> Path:
-        """Path of a produced artifact; ConvertError when that format failed or was not asked for."""
-        for r in self.results:
-            if r.format == fmt and r.ok and r.path is not None:
-                return r.path
-        raise ConvertError(f"no valid {fmt} artifact in this run")
-
-    def table(self) -> str:
-        """The summary table: format, file, size MB, validation, time."""
-        rows = [("format", "file", "size MB", "validation", "time s")]
-        for r in self.results:
-            status = short_status(r)
-            rows.append((r.format, r.path.name if r.path else "-", f"{r.size_mb:.2f}" if r.path else "-", status, f"{r.seconds:.1f}"))
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        lines = ["  ".join(cell.ljust(w) if i != 2 and i != 4 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-                 for row in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append(f"{sum(r.ok for r in self.results)}/{len(self.results)} formats valid, {self.seconds:.1f} s in all, in {self.out}")
-        return "\n".join(lines)
-
-
-def short_status(r: ArtifactResult) -> str:
-    """A compact validation cell for the summary table, by the kind of check that ran."""
-    if r.error is not None:
-        return "FAILED: " + (r.error if len(r.error) <= 60 else r.error[:57] + "...")
-    v = r.validation
-    if v is None:
-        return "-"
-    m = v.metrics
-    if v.kind == "detections":
-        text = f"F1 {m['f1']:.2f}, class {m['class_agreement']:.2f}, IoU {m['mean_iou']:.2f}"
-    elif v.kind == "sqnr":
-        text = f"SQNR {min(m['sqnr_loc_db'], m['sqnr_conf_db']):.1f} dB (few PyTorch boxes)"
-    elif v.kind in ("output_diff", "graph_and_table"):
-        text = f"max diff {m['max_rel_diff']:.1e}" + (" + table" if v.kind == "graph_and_table" else "")
-    else:
-        text = v.summary[:60]
-    return ("ok: " if v.passed else "FAILED: ") + text
-
-
-def tool_versions(dists: Sequence[str]) -> dict[str, str]:
-    """Installed versions of the given distributions plus numpy and Python."""
-    versions = {"python": platform.python_version(), "numpy": np.__version__}
-    for dist in dists:
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    return versions
-
-
-def _sidecar(ctx: ExportContext, fmt: Format, exported: Exported, final_name: str) -> Sidecar:
-    calib_sha = ctx.calib.manifest_sha256 if (ctx.calib is not None and fmt.needs_calibration) else None
-    extra: dict[str, Any] = {
-        "created_by": "ssd-convert",
-        "arch": ctx.source.arch,
-        "description": fmt.description,
-        **exported.extra,
-    }
-    sidecar = Sidecar(
-        format=fmt.name,
-        runtime=fmt.runtime,
-        precision=fmt.precision,
-        artifact=final_name,
-        input_name=exported.input_name,
-        input=exported.input,
-        outputs=exported.outputs,
-        labels=list(ctx.source.labels),
-        spec=ctx.source.spec,
-        checkpoint_sha256=ctx.source.sha256,
-        labels_sha256=labels_digest(ctx.source.labels),
-        artifact_sha256="",
-        calibration_sha256=calib_sha,
-        tool_versions=tool_versions(fmt.tools),
-        runtime_hints=exported.runtime_hints,
-        files={},
-        postprocess=exported.postprocess,
-        extra=extra,
-    )
-    # the model file carries its own identity (ssd.identity), written before the sha256s are taken
-    stamp_identity(exported.artifact, identity_of(sidecar))
-    return dataclasses.replace(sidecar, artifact_sha256=file_sha256(exported.artifact),
-                               files={p.name: file_sha256(p) for p in exported.companions})
 
 
 def _remove_format_files(out: Path, fmt: Format) -> None:
@@ -205,23 +84,9 @@ def _install(out: Path, fmt: Format, staged: list[Path], staged_sidecar: Path) -
     return out / fmt.filename
 
 
-def stage_sidecar_writer(ctx: ExportContext):
-    """``(format name, exported) -> Sidecar``: write and read back the sidecar of a staged export
-    (for the fallback's re-exports, which are run through their backend like the first)."""
-
-    def write(name: str, exported: Exported) -> Sidecar:
-        fmt = FORMATS[name]
-        write_sidecar(_sidecar(ctx, fmt, exported, exported.artifact.name), exported.artifact)
-        return read_sidecar(exported.artifact)
-
-    return write
-
-
 def _held_out(ctx: ExportContext, fmt: Format, exported: Exported, stage: Path, index: str
               ) -> tuple[Exported, Sidecar | None, HeldOutAccuracy | None]:
     """``--max-drop`` on an INT8 format: see :func:`convert.fallback.enforce_max_drop`."""
-    from convert.fallback import UNMEASURABLE, enforce_max_drop
-
     if ctx.options.max_drop is None or fmt.precision != "int8":
         return exported, None, None
     if exported.postprocess is not None:
@@ -232,7 +97,7 @@ def _held_out(ctx: ExportContext, fmt: Format, exported: Exported, stage: Path, 
         ctx.log(f"{index} {fmt.name}: --max-drop not measured: the artifact runs in FP32 without TensorRT "
                 "(measure its INT8 drop with ssd-compare on the device)")
         return exported, None, None
-    return enforce_max_drop(ctx, fmt.name, exported, stage, stage_sidecar_writer(ctx))
+    return enforce_max_drop(ctx, fmt.name, exported, stage)
 
 
 def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> ArtifactResult:
@@ -245,7 +110,7 @@ def _convert_one(ctx: ExportContext, fmt: Format, out: Path, index: str) -> Arti
             exported = fmt.exporter(ctx, stage, f"model_{fmt.name}")
         if exported.artifact.name != fmt.filename:
             raise ConvertError(f"exporter wrote {exported.artifact.name}, expected {fmt.filename}")
-        sidecar = _sidecar(ctx, fmt, exported, fmt.filename)
+        sidecar = build_sidecar(ctx, fmt, exported, fmt.filename)
         staged_sidecar = write_sidecar(sidecar, exported.artifact)
         sidecar = read_sidecar(exported.artifact)  # round trip + sha256, as a reader will do
         exported, refit, accuracy = _held_out(ctx, fmt, exported, stage, index)
@@ -332,16 +197,13 @@ def export(
         raise ConvertError(f"--out {out} is a file, not a folder; pass a folder (it is created when missing)")
     names = resolve_formats(formats)
     chosen = [FORMATS[n] for n in names]
-    check_max_drop(options.max_drop)
     source = load_source(checkpoint)
     calib_set = load_calibration(calib, source.image_size, source.labels)
     needing = [f.name for f in chosen if f.needs_calibration]
     if needing and calib_set is None:
         raise ConvertError(f"{', '.join(needing)} need a calibration set; pass --calib (make calibrate builds one)")
     if options.max_drop is not None and any(f.precision == "int8" for f in chosen):
-        if calib_set is None or calib_set.holdout is None or len(calib_set.holdout) == 0:
-            raise ConvertError(f"--max-drop needs held-out images; {calib_set.root if calib_set else 'no calibration set'} has none "
-                               "(re-run ssd-calibrate with --holdout N, N > 0)")
+        require_holdout(calib_set)
     if calib_set is None:
         calib_set = _random_validation_set(source.image_size, options.validate_images)
     try:
@@ -357,23 +219,13 @@ def export(
     results = []
     try:
         if options.max_drop is not None and any(f.precision == "int8" for f in chosen):
-            from convert.meter import announce_resolution
-
             announce_resolution(ctx)
         for i, fmt in enumerate(chosen, start=1):
             results.append(_convert_one(ctx, fmt, out, f"[{i}/{len(chosen)}]"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        from convert.record import write_record
-
         write_record(out, results, {f.name: (f.runtime, f.precision) for f in chosen})
     return ConvertReport(out, results, time.perf_counter() - start)
-
-
-def check_max_drop(max_drop: float | None) -> None:
-    """``--max-drop`` is points of mAP@0.5 (0-100), as in ``ssd-compare``; ConvertError otherwise."""
-    if max_drop is not None and not (0.0 <= max_drop <= 100.0):
-        raise ConvertError(f"--max-drop is in points of mAP@0.5 (0-100, as in ssd-compare), got {max_drop:g}")
 
 
 def _random_validation_set(image_size: int, count: int) -> CalibrationSet:

@@ -16,6 +16,8 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 
+from convert.errors import ConvertError
+
 
 class CapturedOutput:
     """Text the wrapped call printed (available after the block)."""
@@ -62,6 +64,22 @@ def captured(enabled: bool = True) -> Iterator[CapturedOutput]:
             os.close(saved[1])
             sink.seek(0)
             out.text = sink.read().decode("utf-8", "replace") + py_buffer.getvalue()
+
+
+@contextlib.contextmanager
+def tool_run(what: str, verbose: bool = False) -> Iterator[CapturedOutput]:
+    """:func:`captured` (unless ``verbose``) around a converter's own calls: any exception but a
+    :class:`ConvertError` becomes one, ``<what> failed: <type>: <message> <last log lines>``."""
+    failure: Exception | None = None
+    with captured(not verbose) as log:
+        try:
+            yield log
+        except ConvertError:
+            raise
+        except Exception as exc:  # a converter's own error, with its message
+            failure = exc
+    if failure is not None:
+        raise ConvertError(f"{what} failed: {type(failure).__name__}: {str(failure).strip()[:200]} {log.tail(2)}") from None
 
 
 def console_log() -> Callable[[str], None]:

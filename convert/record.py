@@ -29,7 +29,7 @@ def read_record(folder: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def write_record(folder: Path, results: Sequence[Any], runtimes: dict[str, tuple[str, str]]) -> Path:
-    """Merge this run's :class:`convert.pipeline.ArtifactResult` s into the folder's record.
+    """Merge this run's :class:`convert.report.ArtifactResult` s into the folder's record.
 
     runtimes: format name -> ``(runtime, precision)``.
     """

@@ -29,16 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from calibration.sets import CalibrationSet
-from convert.context import ConvertOptions, ExportContext, Log
+from convert.context import ConvertOptions, ExportContext, Log, require_holdout
 from convert.errors import ConvertError
 from convert.fallback import (
     FALLBACK_FORMATS,
     FallbackUnit,
+    candidate_layers,
     export_variant,
+    head_output_units,
     head_sqnr,
-    side_by_side_latency,
 )
 from convert.meter import Meter
+from convert.pipeline import load_calibration
+from convert.runner import run_artifact, side_by_side_latency
+from convert.source import load_source
+from convert.targets import resolve_formats
 from ssd.atomic import atomic_write_text
 
 
@@ -79,30 +84,27 @@ def mac_shares(model: Any, image_size: int) -> dict[str, float]:
     return {k: v / total for k, v in macs.items()}
 
 
-def _run(ctx: ExportContext, fmt: str, float_layers: Sequence[str], stage: Path, stage_sidecar, meter: Meter):
-    from convert.formats import run_artifact
-
-    exported, _ = export_variant(ctx, fmt, float_layers, stage, stage_sidecar)
+def _run(ctx: ExportContext, fmt: str, float_layers: Sequence[str], stage: Path, meter: Meter) -> tuple[Path, float, float]:
+    """Export ``fmt`` with ``float_layers`` float: its path, head SQNR (dB) and held-out mAP@0.5."""
+    exported, _ = export_variant(ctx, fmt, float_layers, stage)
     outputs = run_artifact(exported.artifact, ctx.validation_frames(), ctx.options.threads, quiet=not ctx.options.verbose)
     value = meter.held_out_map50(exported.artifact)
     return exported.artifact, head_sqnr(ctx.reference(), outputs), value
 
 
-def layer_sensitivity(ctx: ExportContext, fmt: str, units: Sequence[FallbackUnit], stage: Path, stage_sidecar) -> dict[str, Any]:
+def layer_sensitivity(ctx: ExportContext, fmt: str, units: Sequence[FallbackUnit], stage: Path) -> dict[str, Any]:
     """The rows for one format (one per unit), with the full-INT8 and FP32 figures they are
     measured against."""
-    from convert.fallback import candidate_layers
-
-    meter = Meter.of(ctx)
+    meter = ctx.meter()
     shares = mac_shares(ctx.source.model, ctx.image_size)
     every = candidate_layers(ctx)  # "alone" leaves all the others float, not only the ones reported
-    full, full_sqnr, full_map = _run(ctx, fmt, [], stage, stage_sidecar, meter)
+    full, full_sqnr, full_map = _run(ctx, fmt, [], stage, meter)
     ctx.log(f"  {fmt}: full INT8 held-out mAP@0.5 {full_map:.2f} (FP32 {meter.fp32_map50:.2f}), head SQNR {full_sqnr:.1f} dB")
     rows = []
     for i, unit in enumerate(units, start=1):
         start = time.perf_counter()
-        _, alone_sqnr, alone_map = _run(ctx, fmt, [x for x in every if x not in unit.layers], stage, stage_sidecar, meter)
-        left, float_sqnr, float_map = _run(ctx, fmt, list(unit.layers), stage, stage_sidecar, meter)
+        _, alone_sqnr, alone_map = _run(ctx, fmt, [x for x in every if x not in unit.layers], stage, meter)
+        left, float_sqnr, float_map = _run(ctx, fmt, list(unit.layers), stage, meter)
         t_full, t_left = side_by_side_latency(full, left, meter.frames[:min(10, len(meter))], ctx.options.threads, rounds=2)
         rows.append(LayerSensitivity(unit.name, tuple(unit.layers), sum(shares.get(x, 0.0) for x in unit.layers), alone_sqnr,
                                      alone_map - meter.fp32_map50, float_sqnr, float_map - full_map, t_left / t_full))
@@ -173,11 +175,6 @@ def sensitivity_report(
     """Write the sensitivity report of every INT8 format of ``formats`` (one that can leave layers
     float) into ``out``; returns the written paths. ``layers``: the single layers reported
     (default: all); the two head groups come first unless ``head_groups`` is False."""
-    from convert.fallback import candidate_layers, head_output_units
-    from convert.pipeline import load_calibration, stage_sidecar_writer
-    from convert.source import load_source
-    from convert.targets import resolve_formats
-
     # measured from full integer: with the default float class logits (convert.int8_default) their
     # group could be neither quantized alone nor won back
     options = dataclasses.replace(options or ConvertOptions(), full_integer=True)
@@ -185,9 +182,7 @@ def sensitivity_report(
     if not names:
         raise ConvertError(f"--sensitivity needs an INT8 format among {', '.join(FALLBACK_FORMATS)}")
     source = load_source(checkpoint)
-    calib_set = load_calibration(calib, source.image_size, source.labels)
-    if calib_set is None:
-        raise ConvertError("--sensitivity needs a calibration set with held-out images (--calib)")
+    calib_set = require_holdout(load_calibration(calib, source.image_size, source.labels))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".ssd-sensitivity.", dir=out))
@@ -201,7 +196,7 @@ def sensitivity_report(
         for name in names:
             stage = work / name
             stage.mkdir()
-            result = layer_sensitivity(ctx, name, units, stage, stage_sidecar_writer(ctx))
+            result = layer_sensitivity(ctx, name, units, stage)
             results.append(result)
             paths[f"sensitivity {name} md"] = out / f"sensitivity_{name}.md"
             atomic_write_text(paths[f"sensitivity {name} md"], markdown(result))

@@ -121,14 +121,31 @@ class TensorRTCalibration:
         reads it from ``trt_engine_cache_path``); it is also listed in :attr:`Sidecar.files`.
     native: whether the table is TensorRT's own format (``trt_int8_use_native_calibration_table``)
         rather than ONNX Runtime's flatbuffers one.
+    text, ranges, tensorrt_native: the companion files written with it (plain names, all in
+        :attr:`Sidecar.files`; empty in sidecars written before they were typed): ONNX Runtime's
+        text table (``.calibration.cache``), the calibrated ranges (``.calibration.json``, what
+        the table must cover) and the same ranges in TensorRT's own cache format
+        (``.calibration.trt``, for ``trtexec --calib``).
+    tensors: how many tensors were calibrated (0: not recorded).
     """
 
     table: str
     native: bool = False
+    text: str = ""
+    ranges: str = ""
+    tensorrt_native: str = ""
+    tensors: int = 0
+
+    @property
+    def companions(self) -> tuple[str, ...]:
+        """Every file name it names, the table first."""
+        return tuple(name for name in (self.table, self.text, self.ranges, self.tensorrt_native) if name)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TensorRTCalibration:
-        return cls(table=str(data["table"]), native=bool(data.get("native", False)))
+        return cls(table=str(data["table"]), native=bool(data.get("native", False)), text=str(data.get("text", "")),
+                   ranges=str(data.get("ranges", "")), tensorrt_native=str(data.get("tensorrt_native", "")),
+                   tensors=int(data.get("tensors", 0)))
 
 
 @dataclass(frozen=True)
@@ -537,9 +554,11 @@ def validate_runtime_hints(sidecar: Sidecar, artifact: Path) -> None:
         raise SidecarError(f"{where}: validation kind {sidecar.validation.kind!r} is not one of {VALIDATION_KINDS}")
     calib = hints.tensorrt_calibration
     if calib is not None:
-        _plain_name(calib.table, "TensorRT calibration table", artifact.name)
-        if calib.table not in sidecar.files:
-            raise SidecarError(f"{where}: its TensorRT calibration table {calib.table!r} is not among its checked files; re-run ssd-convert")
+        for name in calib.companions:
+            _plain_name(name, "TensorRT calibration table", artifact.name)
+            if name not in sidecar.files:
+                raise SidecarError(f"{where}: its TensorRT calibration table {name!r} is not among its checked files; "
+                                   "re-run ssd-convert")
         if hints.tensorrt_check is not None:
             raise SidecarError(f"{where}: names both a TensorRT calibration table and a QDQ graph check; TensorRT takes a "
                                "table only for a graph without Q/DQ nodes: re-run ssd-convert")

@@ -12,9 +12,9 @@ import pytest
 
 from calibration.select import class_image_counts, stratified_indices
 from calibration.sets import CalibrationError, load_calibration_set, write_calibration_set
-from calibration.testing import write_voc_dataset
 from ssd.preprocess import InputSpec, preprocess
 from ssd.sidecar import file_sha256
+from tests.voc_dataset import write_voc_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["red", "green", "blue"]

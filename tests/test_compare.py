@@ -27,7 +27,7 @@ def pipeline(tmp_path_factory):
     torch = pytest.importorskip("torch")
     from calibration.cli import main as calibrate_main
     from convert.cli import main as convert_main
-    from convert.testing import lively_model
+    from tests.lively import lively_model
     from train.checkpoint import save_checkpoint
     from train.models import build_model
     from train.synth import CLASSES, SynthConfig, generate
@@ -162,7 +162,7 @@ def test_a_format_that_failed_in_ssd_convert_is_a_row_that_says_why_and_strict_f
 
     artifacts = tmp_path / "artifacts"
     shutil.copytree(pipeline["artifacts"], artifacts)
-    monkeypatch.setattr("convert.ort_quant.quantize_int8", collapsing_quantizer)
+    monkeypatch.setattr("convert.exporters.onnx.quantize_int8", collapsing_quantizer)
     converted = export(pipeline["checkpoint"], "onnx_int8", artifacts, calib=pipeline["root"] / "calib",
                        options=ConvertOptions(validate_images=2), log=lambda s: None)
     assert converted.failed == ["onnx_int8"] and not (artifacts / "model_onnx_int8.onnx").exists()
@@ -306,7 +306,7 @@ def test_compare_reports_voc07_beside_coco(pipeline, tmp_path, capsys):
 
 def test_the_float_fallback_and_its_latency_cost_are_shown():
     from compare.report import markdown
-    from compare.run import ModelResult
+    from compare.results import ModelResult
     from ssd.sidecar import HeldOutAccuracy
 
     ref = ModelResult("pytorch_fp32", "pytorch", "fp32", None, None)
@@ -323,7 +323,7 @@ def test_the_float_fallback_and_its_latency_cost_are_shown():
 
 def test_the_default_float_class_logits_are_named_next_to_the_held_out_drop():
     from compare.report import markdown
-    from compare.run import ModelResult
+    from compare.results import ModelResult
     from convert.int8_default import CLASS_LOGITS_NOTE
     from ssd.sidecar import HeldOutAccuracy
 

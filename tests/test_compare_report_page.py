@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from compare.browser import dump_dom, find_chromium, image_state, screenshot
-from compare.report import changes_table, write_report
-from compare.run import ComparisonReport, ModelResult, detection_changes, ranking_changes
+from compare.output import write_report
+from compare.report import changes_table
+from compare.results import ComparisonReport, ModelResult
+from compare.run import detection_changes, ranking_changes
 from ssd.coco_eval import evaluate_detections
 from ssd.data.sample import Sample
 from ssd.postprocess import Detections

@@ -20,16 +20,17 @@ pytest.importorskip("openvino")
 pytest.importorskip("litert_torch")
 
 from calibration.sets import load_calibration_set, write_calibration_set  # noqa: E402
-from calibration.testing import write_voc_dataset  # noqa: E402
 from convert import ConvertOptions, export  # noqa: E402
-from convert.formats import FORMATS, run_artifact  # noqa: E402
+from convert.formats import FORMATS
+from convert.runner import run_artifact  # noqa: E402
 from convert.targets import TARGETS, resolve_formats  # noqa: E402
-from convert.testing import save_lively_checkpoint  # noqa: E402
 from convert.validate import match_detections  # noqa: E402
 from ssd.postprocess import decode_and_nms  # noqa: E402
 from ssd.preprocess import preprocess  # noqa: E402
 from ssd.priors import default_boxes  # noqa: E402
 from ssd.sidecar import Sidecar, SidecarError, file_sha256, read_sidecar, sidecar_path  # noqa: E402
+from tests.lively import save_lively_checkpoint  # noqa: E402
+from tests.voc_dataset import write_voc_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 #: what --target all converts: every format but the end-to-end ones (tests/test_convert_endtoend.py)
@@ -242,7 +243,7 @@ def test_reading_a_sidecar_and_running_an_artifact_need_no_torch(converted):
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from ssd.sidecar import read_sidecar\n"
-        "from convert.formats import run_artifact\n"
+        "from convert.runner import run_artifact\n"
         "import numpy as np\n"
         f"out = {str(converted['out'])!r}\n"
         "for name in ('model_onnx_int8.onnx', 'model_tflite_int8.tflite', 'model_openvino_int8.xml'):\n"

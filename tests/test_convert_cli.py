@@ -12,8 +12,8 @@ pytest.importorskip("onnxruntime")
 def test_cli_converts_prints_progress_and_summary(tmp_path, capsys):
     from calibration.sets import write_calibration_set
     from convert.cli import main
-    from convert.testing import save_lively_checkpoint
     from ssd.sidecar import read_sidecar
+    from tests.lively import save_lively_checkpoint
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 3, 128, 128), dtype=np.uint8)

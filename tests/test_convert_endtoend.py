@@ -45,8 +45,8 @@ SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "tflite": ".tflite"}
 def _checkpoint(root: Path, name: str, seed: int, classes: list[str]) -> Path:
     import torch
 
-    from convert.testing import lively_model
     from ssd import TINY
+    from tests.lively import lively_model
     from train.checkpoint import save_checkpoint
     from train.models import build_model
 

@@ -31,7 +31,7 @@ def _convert_cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from convert.testing import save_lively_checkpoint
+    from tests.lively import save_lively_checkpoint
 
     tmp = tmp_path_factory.mktemp("errors")
     rng = np.random.default_rng(0)
@@ -152,7 +152,7 @@ def test_collapsed_int8_fails_naming_the_format(setup, monkeypatch):
         onnx.save(graph, str(dst))
         return {"calibrate_method": "broken"}
 
-    monkeypatch.setattr("convert.ort_quant.quantize_int8", collapsing_quantizer)
+    monkeypatch.setattr("convert.exporters.onnx.quantize_int8", collapsing_quantizer)
     out = tmp / "out_collapse"
     report = export(ckpt, "onnx_fp32,onnx_int8", out, calib=tmp / "calib", options=ConvertOptions(validate_images=2),
                     log=lambda s: None)
@@ -220,7 +220,7 @@ def test_tensorrt_table_check_catches_clipped_or_missing_ranges(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from convert.ort_quant import check_table
+    from convert.tensorrt_table import check_table
 
     graph = helper.make_graph(
         [helper.make_node("Relu", ["images"], ["mid"]), helper.make_node("Neg", ["mid"], ["loc"]),

@@ -1,6 +1,6 @@
 """--max-drop as a promise: held-out drop measured, recorded, enforced; the float fallback.
 
-The model is built to be sensitive (:func:`convert.testing.sensitize`: one activation with a
+The model is built to be sensitive (:func:`tests.lively.sensitize`: one activation with a
 1000x wider range, FP32 outputs unchanged). Its held-out ground truth is the FP32 model's own
 confident detections, so FP32 scores about 100 points and any INT8 damage shows as a drop.
 ONNX Runtime and the TensorRT QDQ graph (both fast, under ORT CPU); OpenVINO has its own test
@@ -21,10 +21,10 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from calibration.sets import Holdout, write_calibration_set  # noqa: E402
-from calibration.testing import write_voc_dataset  # noqa: E402
 from convert import ConvertOptions, export  # noqa: E402
 from convert.errors import ConvertError  # noqa: E402
 from ssd.sidecar import read_sidecar  # noqa: E402
+from tests.voc_dataset import write_voc_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["red", "green", "blue"]
@@ -70,7 +70,7 @@ def _pseudo_truth(model, images: np.ndarray) -> Holdout:
 def sensitive(tmp_path_factory):
     import torch
 
-    from convert.testing import save_lively_checkpoint, sensitize
+    from tests.lively import save_lively_checkpoint, sensitize
     from train.checkpoint import load_model, save_checkpoint
 
     tmp = tmp_path_factory.mktemp("fallback")
@@ -155,15 +155,14 @@ def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
 def test_max_drop_has_the_same_unit_in_both_clis(tmp_path):
     from compare.cli import parse_args as compare_args
     from convert.cli import parse_args as convert_args
-    from convert.pipeline import check_max_drop
+    from convert.context import MaxDrop
 
     # points of mAP@0.5 in both: 1 means one point, not 100 %
     assert convert_args(["--checkpoint", "c", "--target", "all", "--out", "o", "--max-drop", "1"]).max_drop == 1.0
     assert compare_args(["--checkpoint", "c", "--artifacts", "a", "--data", "d", "--out", "o", "--max-drop", "1"]).max_drop == 1.0
-    check_max_drop(1.0)
-    check_max_drop(0.5)
+    assert MaxDrop(1.0).fraction == 0.01 and float(MaxDrop(0.5)) == 0.5 and f"{MaxDrop(0.5):g}" == "0.5"
     with pytest.raises(ConvertError, match="points of mAP@0.5"):
-        check_max_drop(150.0)
+        MaxDrop(150.0)
     res = _cli("convert.cli", "--checkpoint", str(tmp_path / "missing.pt"), "--target", "onnx_int8", "--out", str(tmp_path / "o"),
                "--max-drop", "-1")
     assert res.returncode == 2 and "points of mAP@0.5 (0-100" in res.stderr
@@ -254,8 +253,8 @@ def test_head_output_units_are_the_convolutions_that_make_the_logits_and_offsets
 def test_tflite_output_is_float32_only_when_every_head_feeding_it_is_float(sensitive, tmp_path):
     pytest.importorskip("litert_torch")
     from calibration.sets import load_calibration_set
+    from convert.exporters.tflite import convert_int8, describe
     from convert.fallback import head_output_units
-    from convert.tflite_export import convert_int8, describe
     from edge_app.backends.tflite_backend import make_interpreter
     from train.checkpoint import load_model
 
@@ -361,15 +360,16 @@ def test_a_drop_the_images_cannot_resolve_ships_as_exported_with_no_layer_float(
             return Resolution(32, 0.68, 2.62)
 
     meter = FakeMeter()
-    monkeypatch.setattr(fallback.Meter, "of", staticmethod(lambda ctx: meter))
     lines: list[str] = []
-    ctx = SimpleNamespace(options=ConvertOptions(max_drop=0.1), log=lines.append, source=SimpleNamespace(model=None))
+    ctx = SimpleNamespace(options=ConvertOptions(max_drop=0.1), log=lines.append, source=SimpleNamespace(model=None),
+                          meter=lambda: meter)
 
     def no_export(*args):
         raise AssertionError("nothing may be re-exported for a drop the images cannot resolve")
 
+    monkeypatch.setattr(fallback, "export_variant", no_export)
     exported = SimpleNamespace(artifact=tmp_path / "model.onnx")
-    out, sidecar, acc = fallback.enforce_max_drop(ctx, "tensorrt_qdq", exported, tmp_path, no_export)
+    out, sidecar, acc = fallback.enforce_max_drop(ctx, "tensorrt_qdq", exported, tmp_path)
     assert out is exported and sidecar is None and acc.float_layers == []
     assert (acc.drop_points, acc.drop_low, acc.drop_high) == pytest.approx((0.71, -0.04, 1.58))
     said = [line for line in lines if "cannot resolve" in line]

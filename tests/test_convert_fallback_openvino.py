@@ -22,17 +22,15 @@ def test_openvino_ignored_scope_leaves_the_wide_layers_float(sensitive):  # noqa
     from calibration.sets import load_calibration_set
     from convert.context import ConvertOptions, ExportContext
     from convert.fallback import export_variant
-    from convert.meter import Meter
-    from convert.pipeline import stage_sidecar_writer
     from convert.source import load_source
 
     tmp, ckpt = sensitive
     work = Path(tempfile.mkdtemp(dir=tmp))
     ctx = ExportContext(load_source(ckpt), load_calibration_set(tmp / "calib"), ConvertOptions(validate_images=4), work,
                         log=lambda s: None)
-    meter = Meter.of(ctx)
-    plain, _ = export_variant(ctx, "openvino_int8", [], work, stage_sidecar_writer(ctx))
-    fixed, sidecar = export_variant(ctx, "openvino_int8", sorted(SENSITIVE), work, stage_sidecar_writer(ctx))
+    meter = ctx.meter()
+    plain, _ = export_variant(ctx, "openvino_int8", [], work)
+    fixed, sidecar = export_variant(ctx, "openvino_int8", sorted(SENSITIVE), work)
     plain_map = meter.measure(plain.artifact).map50
     fixed_map = meter.measure(fixed.artifact).map50
     assert plain_map < meter.fp32_map50 - 5, "plain NNCF PTQ breaks the sensitive model"

@@ -108,7 +108,7 @@ pytest.importorskip("onnxruntime")
 
 def test_convert_run_finishes_a_killed_install_and_refuses_a_file_as_out(tmp_path: Path, capsys) -> None:
     from convert.cli import main
-    from convert.testing import save_lively_checkpoint
+    from tests.lively import save_lively_checkpoint
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 3, 128, 128), dtype=np.uint8)

@@ -25,11 +25,12 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from calibration.sets import load_calibration_set, write_calibration_set  # noqa: E402
 from convert import ConvertOptions, export  # noqa: E402
-from convert.formats import FORMATS, run_artifact  # noqa: E402
-from convert.ort_quant import quantize_int8, read_native_table, read_table, write_native_table  # noqa: E402
+from convert.formats import FORMATS
+from convert.ort_quant import quantize_int8  # noqa: E402
+from convert.runner import run_artifact  # noqa: E402
 from convert.targets import TARGETS  # noqa: E402
 from convert.tensorrt_check import TENSORRT_OPS, check_tensorrt_qdq  # noqa: E402
-from convert.testing import save_lively_checkpoint  # noqa: E402
+from convert.tensorrt_table import read_native_table, read_table, write_native_table  # noqa: E402
 from convert.validate import match_detections  # noqa: E402
 from edge_app.backends.ort_backend import (  # noqa: E402
     CPU,
@@ -42,6 +43,7 @@ from edge_app.backends.ort_backend import (  # noqa: E402
 from ssd.postprocess import decode_and_nms  # noqa: E402
 from ssd.priors import default_boxes  # noqa: E402
 from ssd.sidecar import file_sha256, read_sidecar, sidecar_path  # noqa: E402
+from tests.lively import save_lively_checkpoint  # noqa: E402
 
 from .test_convert import LABELS, _calibration_images  # noqa: E402
 

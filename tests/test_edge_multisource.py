@@ -329,7 +329,7 @@ def test_cli_multi_source_options_and_errors(capsys):
 def test_ssd_convert_dynamic_batch_artifacts_batch_several_sources(tmp_path):
     """What a user gets from ``ssd-convert --dynamic-batch`` (INT8 ONNX, OpenVINO IR) batches two sources."""
     from calibration.sets import write_calibration_set
-    from convert.testing import save_lively_checkpoint
+    from tests.lively import save_lively_checkpoint
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 3, 128, 128), dtype=np.uint8)

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("litert_torch")
 
-from calibration.testing import write_voc_dataset  # noqa: E402
+from tests.voc_dataset import write_voc_dataset  # noqa: E402
 from train.checkpoint import load_model, read_checkpoint, save_checkpoint  # noqa: E402
 from train.models import build_model  # noqa: E402
 from train.qat import QATOptions, fold_batchnorm, main, prepare, trained_state  # noqa: E402

@@ -2,7 +2,7 @@
 
 When post-training quantization loses too much, a few epochs of training with fake
 quantization let the weights settle where INT8 rounding costs little. The model is wrapped
-exactly as TFLite INT8 conversion wraps it (:mod:`convert.tflite_export`: NHWC input, the
+exactly as TFLite INT8 conversion wraps it (:mod:`convert.pt2e`: NHWC input, the
 normalization rewritten to add/mul, the same litert-torch PT2E quantizer with its QAT
 config: per-channel symmetric int8 weights, int8 activations, fixed input quantization),
 with BatchNorm folded into the convolutions (statistics frozen), prepared with torchao's
@@ -79,14 +79,14 @@ def prepare(model: torch.nn.Module, image_size: int, batch_size: int) -> tuple[t
     from torchao.quantization.pt2e import move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
-    from convert import tflite_export
+    from convert import pt2e
 
     model = copy.deepcopy(model).eval()
     folded = fold_batchnorm(model)
     sample = (torch.zeros(batch_size, image_size, image_size, 3),)  # the loader drops the short last batch
-    graph = torch.export.export(tflite_export._nhwc_module(model), sample).module()
-    tflite_export._affine_normalization(graph)
-    prepared = prepare_qat_pt2e(graph, tflite_export._quantizer("histogram", qat=True))
+    graph = torch.export.export(pt2e.nhwc_module(model), sample).module()
+    pt2e.affine_normalization(graph)
+    prepared = prepare_qat_pt2e(graph, pt2e.make_quantizer("histogram", qat=True))
     move_exported_model_to_train(prepared)
     return prepared, folded
 

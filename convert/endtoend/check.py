@@ -80,7 +80,8 @@ def compare_detections(reference: list[Detections], candidate: list[Detections],
 
 def check_end_to_end(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Validation:
     """See the module docstring; ``kind`` ``end_to_end``."""
-    from convert.formats import FORMATS, run_artifact
+    from convert.formats import FORMATS
+    from convert.runner import run_artifact
 
     twin = ctx.cache.get(f"e2e_twin:{sidecar.format}")
     if twin is None or not Path(twin).is_file():

@@ -63,7 +63,7 @@ def make_twin(ctx: ExportContext, name: str, stage: Path) -> tuple[Any, Sidecar]
     """The raw-head twin of end-to-end format ``name`` in ``stage/twin``, with its sidecar; its
     path is remembered in ``ctx.cache`` for the check (:func:`convert.endtoend.check.check_end_to_end`)."""
     from convert.formats import FORMATS
-    from convert.pipeline import stage_sidecar_writer
+    from convert.staging import write_staged_sidecar
 
     raw = TWINS[name]
     folder = stage / "twin"
@@ -71,7 +71,7 @@ def make_twin(ctx: ExportContext, name: str, stage: Path) -> tuple[Any, Sidecar]
         shutil.rmtree(folder)
     folder.mkdir()
     exported = FORMATS[raw].exporter(ctx, folder, f"model_{raw}")
-    stage_sidecar_writer(ctx)(raw, exported)
+    write_staged_sidecar(ctx, raw, exported)
     ctx.cache[f"e2e_twin:{name}"] = exported.artifact
     return exported, read_sidecar(exported.artifact)
 
@@ -81,7 +81,7 @@ def _exported(twin: Any, dst: Path, outputs: dict[str, OutputSpec], post: InGrap
     """The :class:`convert.formats.Exported` of end-to-end ``name`` built on ``twin``: the twin's
     input, runtime hints and provenance, the op's outputs and the in-graph record; ``fields``
     override (companions, input)."""
-    from convert.formats import Exported
+    from convert.exported import Exported
 
     values = {"input": twin.input, "runtime_hints": twin.runtime_hints,
               "extra": {**twin.extra, "twin": TWINS[name], "in_graph": how}, "postprocess": post, **fields}

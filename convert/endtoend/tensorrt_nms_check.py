@@ -117,7 +117,8 @@ def check_tensorrt_qdq_e2e(ctx: Any, artifact: Path, sidecar: Any) -> Any:
     """The format's check: the twin's own check (QDQ graph under ORT against PyTorch + TensorRT's
     QDQ rules), :func:`check_efficient_nms`, and the decode before the plugin run in ONNX Runtime
     against the app's decode of the twin's heads (boxes and masked scores within 1e-4)."""
-    from convert.formats import FORMATS, run_artifact
+    from convert.formats import FORMATS
+    from convert.runner import run_artifact
     from convert.validate import Validation
     from edge_app.backends.ort_backend import create_session
     from ssd.box_coding import decode

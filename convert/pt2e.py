@@ -1,4 +1,10 @@
-"""PyTorch -> TFLite (LiteRT) FP32 and full-integer INT8, NHWC input, with litert-torch.
+"""The PT2E pieces of TFLite conversion, shared with QAT (:mod:`train.qat`) and the benchmarks.
+
+:func:`nhwc_module` (the NHWC wrapper every TFLite export traces), :func:`affine_normalization`
+(the graph rewrite that makes INT8 start with QUANTIZE), :func:`make_quantizer` (litert-torch's
+PT2E quantizer with the project's input and output rules) and :func:`leave_in_float` (the
+float fallback's annotation filter). The conversion itself is :mod:`convert.exporters.tflite`.
+
 
 The exported module takes ``images`` as NHWC RGB float pixels (``to_channel_last_io``-style
 permute in front of the model) and returns ``{"loc": ..., "conf": ...}`` so the TFLite
@@ -12,7 +18,7 @@ details make it *full* integer with int8 input and output:
 
 - the model normalizes with ``(x - mean) / std``; the quantizer does not annotate ``sub`` and
   ``div``, which would leave a float island (and a float input) in front of the first
-  convolution. :func:`_affine_normalization` rewrites them, exactly, to ``x + (-mean)`` and
+  convolution. :func:`affine_normalization` rewrites them, exactly, to ``x + (-mean)`` and
   ``x * (1/std)``, which it annotates, so the graph starts with QUANTIZE;
 - the image input is given fixed quantization ``scale 1, zero point -128``, so int8 input
   ``q = pixel - 128`` holds the 0..255 pixels losslessly.
@@ -24,21 +30,18 @@ records their scale and zero point for dequantization.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from convert.errors import ConvertError, require
-from convert.quiet import captured
 
 INPUT_ARG = "images"
 INPUT_SCALE = 1.0
 INPUT_ZERO_POINT = -128
 
 
-def _nhwc_module(model: Any) -> Any:
+def nhwc_module(model: Any) -> Any:
+    """``model`` wrapped to take ``images (N, H, W, 3)`` RGB float pixels and return ``{"loc", "conf"}``
+    (held as ``inner``: :mod:`convert.layers` names its modules ``inner.<path>``)."""
     torch = require("torch")
 
     class NHWCDetector(torch.nn.Module):
@@ -62,7 +65,7 @@ def _get_attr(gm: Any, target: str) -> Any:
     return obj
 
 
-def _affine_normalization(gm: Any) -> int:
+def affine_normalization(gm: Any) -> int:
     """Rewrite ``sub(x, const)`` -> ``add(x, -const)`` and ``div(x, const)`` -> ``mul(x, 1/const)``.
 
     Only nodes whose second operand is a constant tensor (``get_attr``) change; returns how
@@ -105,7 +108,7 @@ def _minmax_activation_spec() -> Any:
                             observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
 
 
-def _quantizer(method: str, qat: bool = False) -> Any:
+def make_quantizer(method: str, qat: bool = False) -> Any:
     """litert-torch's PT2EQuantizer (per-channel) with a fixed-qparams image input and
     min-max ranges on the final ``loc``/``conf`` concatenations.
 
@@ -245,112 +248,3 @@ def leave_in_float(quantizer: Any, prefixes: list[str]) -> Any:
 
     quantizer.annotate = annotate_leaving_float
     return quantizer
-
-
-def convert_fp32(model: Any, image_size: int, dst: Path, verbose: bool = False) -> Path:
-    """Float TFLite of the NHWC module."""
-    torch = require("torch")
-    with captured(not verbose) as log:  # importing litert-torch logs through absl
-        litert_torch = require("litert_torch")
-    sample = (torch.zeros(1, image_size, image_size, 3),)
-    with captured(not verbose) as log:
-        try:
-            edge = litert_torch.convert(_nhwc_module(model), sample)
-            edge.export(str(dst))
-        except Exception as exc:
-            raise ConvertError(f"litert-torch conversion failed: {type(exc).__name__}: {str(exc).strip()[:200]} {log.tail(2)}") from None
-    return dst
-
-
-def convert_int8(model: Any, image_size: int, dst: Path, batches: Iterable[np.ndarray], method: str = "histogram",
-                 verbose: bool = False, float_layers: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Full-integer TFLite: PT2E calibration on NHWC float ``batches``, int8 in and out.
-
-    float_layers: module paths of the model (:mod:`convert.layers`) left in float, the float
-    fallback; the input stays int8, and so does each output unless every head feeding it is
-    float (then that output is float32).
-    """
-    torch = require("torch")
-    with captured(not verbose):  # importing litert-torch logs through absl
-        litert_torch = require("litert_torch")
-        quant_config = require("litert_torch.quantize.quant_config")
-        quantize_pt2e = require("torchao.quantization.pt2e.quantize_pt2e")
-    sample = (torch.zeros(1, image_size, image_size, 3),)
-    with captured(not verbose) as log:
-        try:
-            gm = torch.export.export(_nhwc_module(model), sample).module()
-            rewritten = _affine_normalization(gm)
-            from convert.layers import tflite_prefixes
-
-            quantizer = leave_in_float(_quantizer(method), tflite_prefixes(float_layers))
-            prepared = quantize_pt2e.prepare_pt2e(gm, quantizer)
-            n = 0
-            threads = torch.get_num_threads()
-            # The observers are hundreds of small memory-bound reductions per image; with
-            # OpenMP threads on a busy machine each one waits at a barrier (measured: aminmax
-            # of a 96x160x160 map took 12 ms on 2 threads, 0.5 ms on 1). One thread is faster.
-            torch.set_num_threads(1)
-            try:
-                with torch.no_grad():
-                    for x in batches:
-                        prepared(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-                        n += 1
-            finally:
-                torch.set_num_threads(threads)
-            if n == 0:
-                raise ConvertError("the calibration set yielded no images")
-            converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
-            edge = litert_torch.convert(converted, sample, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
-            edge.export(str(dst))
-        except ConvertError:
-            raise
-        except Exception as exc:
-            raise ConvertError(f"litert-torch INT8 conversion failed: {type(exc).__name__}: {str(exc).strip()[:200]} {log.tail(2)}") from None
-    return {
-        "tool": "litert_torch.convert + PT2E (torchao prepare_pt2e/convert_pt2e, litert PT2EQuantizer)",
-        "weights": "int8 per-channel symmetric",
-        "activations": "int8 per-tensor",
-        "calibrate_method": method,
-        "calibration_images": n,
-        "normalization_rewritten_nodes": rewritten,
-        "input_quantization": {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT},
-        "output_ranges": "min-max (never clipped)",
-        **({"float_layers": list(float_layers)} if float_layers else {}),
-    }
-
-
-def describe(path: Path) -> dict[str, Any]:
-    """Tensor names, shapes, dtypes and quantization of the signature's input and outputs.
-
-    Returns ``{"input": detail, "outputs": {"loc": detail, "conf": detail}, "signature": ...}``
-    with ``detail = {"name", "shape", "dtype", "scale", "zero_point"}``; scale/zero_point are
-    ``None`` for float tensors.
-    """
-    from edge_app.backends.tflite_backend import make_interpreter
-
-    interpreter, _ = make_interpreter(path)
-    full = interpreter._get_full_signature_list()
-    key = next(iter(full))
-    by_index = {d["index"]: d for d in interpreter.get_input_details() + interpreter.get_output_details()}
-
-    def detail(index: int) -> dict[str, Any]:
-        d = by_index[index]
-        scale, zero_point = d["quantization"]
-        quantized = np.issubdtype(d["dtype"], np.integer) and scale != 0.0
-        return {
-            "name": d["name"],
-            "shape": [int(s) for s in d["shape"]],
-            "dtype": np.dtype(d["dtype"]).name,
-            "scale": float(scale) if quantized else None,
-            "zero_point": int(zero_point) if quantized else None,
-        }
-
-    inputs, outputs = full[key]["inputs"], full[key]["outputs"]
-    if len(inputs) != 1 or set(outputs) != {"loc", "conf"}:
-        raise ConvertError(f"{path.name}: signature {key!r} has inputs {sorted(inputs)} and outputs {sorted(outputs)}; expected one input and loc, conf")
-    return {
-        "input": detail(next(iter(inputs.values()))),
-        "outputs": {k: detail(outputs[k]) for k in ("loc", "conf")},
-        "signature": {"key": key, "inputs": list(inputs), "outputs": list(outputs),
-                      "output_order": [d["name"] for d in interpreter.get_output_details()]},
-    }
