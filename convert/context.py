@@ -161,6 +161,8 @@ class RunState:
     meter: Meter | None = None
     #: every candidate layer quantized alone, most harmful first (:func:`convert.fallback.rank_layers`)
     layer_ranking: list[LayerScore] | None = None
+    #: end-to-end format -> its staged raw-head twin, for its check (:mod:`convert.endtoend`)
+    e2e_twins: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass

@@ -83,7 +83,7 @@ def check_end_to_end(ctx: ExportContext, artifact: Path, sidecar: Sidecar) -> Va
     from convert.formats import FORMATS
     from convert.runner import run_artifact
 
-    twin = ctx.cache.get(f"e2e_twin:{sidecar.format}")
+    twin = ctx.state.e2e_twins.get(sidecar.format)
     if twin is None or not Path(twin).is_file():
         return Validation(False, f"the raw-head twin of {sidecar.format} is missing from this run")
     twin = Path(twin)

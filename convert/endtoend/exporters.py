@@ -61,7 +61,7 @@ def in_graph(op: str, top_k_per: str, preset: str = "LIVE") -> InGraphPostproces
 
 def make_twin(ctx: ExportContext, name: str, stage: Path) -> tuple[Any, Sidecar]:
     """The raw-head twin of end-to-end format ``name`` in ``stage/twin``, with its sidecar; its
-    path is remembered in ``ctx.cache`` for the check (:func:`convert.endtoend.check.check_end_to_end`)."""
+    path is remembered in ``ctx.state.e2e_twins`` for the check (:func:`convert.endtoend.check.check_end_to_end`)."""
     from convert.formats import FORMATS
     from convert.staging import write_staged_sidecar
 
@@ -72,7 +72,7 @@ def make_twin(ctx: ExportContext, name: str, stage: Path) -> tuple[Any, Sidecar]
     folder.mkdir()
     exported = FORMATS[raw].exporter(ctx, folder, f"model_{raw}")
     write_staged_sidecar(ctx, raw, exported)
-    ctx.cache[f"e2e_twin:{name}"] = exported.artifact
+    ctx.state.e2e_twins[name] = exported.artifact
     return exported, read_sidecar(exported.artifact)
 
 

@@ -127,7 +127,7 @@ def check_tensorrt_qdq_e2e(ctx: Any, artifact: Path, sidecar: Any) -> Any:
     from ssd.priors import default_boxes
     from ssd.sidecar import read_sidecar
 
-    twin = Path(ctx.cache[f"e2e_twin:{sidecar.format}"])
+    twin = Path(ctx.state.e2e_twins[sidecar.format])
     twin_sidecar = read_sidecar(twin)
     raw = FORMATS[twin_sidecar.format].check(ctx, twin, twin_sidecar)
     if not raw.passed:
