@@ -23,7 +23,7 @@ SOURCE ?= synthetic://
 BCCD ?= ../shared/datasets/bccd
 
 .DEFAULT_GOAL := help
-.PHONY: help install reference-torchvision reference-timm mqtt-broker chromium test test-fast lint docs demo demo-steps train eval calibrate convert compare run bench bench-bccd pi-check clean
+.PHONY: help install reference-torchvision reference-timm reference-mediapipe reference-model-api mqtt-broker chromium test test-fast lint docs demo demo-steps train eval calibrate convert compare run bench bench-bccd pi-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -80,6 +80,28 @@ reference-timm: $(STAMP) reference-torchvision  ## timm $(TIMM_VERSION) for /usr
 		rm -rf $(TIMM_DIR).tmp && $(PY) -m zipfile -e $(TIMM_DIR).whl/timm-$(TIMM_VERSION)-py3-none-any.whl $(TIMM_DIR).tmp && \
 		mv $(TIMM_DIR).tmp $(TIMM_DIR) && rm -rf $(TIMM_DIR).whl; }
 
+# The end-to-end artifacts' real consumers, each in a virtual environment of its own (never the
+# project's): MediaPipe's wheel pins flatbuffers and pulls opencv-contrib-python and matplotlib,
+# the OpenVINO Model API pins opencv-python-headless 4.x; both would clobber the project's OpenCV.
+# The consumer tests (tests/test_convert_endtoend_consumers.py) run them as subprocesses.
+MEDIAPIPE_VERSION := 1.2.2
+MEDIAPIPE_VENV := .reference/mediapipe-$(MEDIAPIPE_VERSION)
+MODEL_API_VERSION := 0.4.7
+MODEL_API_VENV := .reference/model-api-$(MODEL_API_VERSION)
+
+reference-mediapipe: $(MEDIAPIPE_VENV)/.installed  ## MediaPipe $(MEDIAPIPE_VERSION) in its own venv (.reference/)
+$(MEDIAPIPE_VENV)/.installed:
+	rm -rf $(MEDIAPIPE_VENV) && $(PYTHON) -m venv $(MEDIAPIPE_VENV)
+	$(MEDIAPIPE_VENV)/bin/pip install -q "mediapipe==$(MEDIAPIPE_VERSION)"
+	@touch $@
+
+reference-model-api: $(STAMP) $(MODEL_API_VENV)/.installed  ## OpenVINO Model API $(MODEL_API_VERSION) in its own venv (.reference/), on the project's OpenVINO version
+$(MODEL_API_VENV)/.installed:
+	rm -rf $(MODEL_API_VENV) && $(PYTHON) -m venv $(MODEL_API_VENV)
+	$(MODEL_API_VENV)/bin/pip install -q "openvino-model-api==$(MODEL_API_VERSION)" \
+		"openvino==$$($(PY) -c 'import importlib.metadata as m; print(m.version("openvino"))')"
+	@touch $@
+
 # One pytest process per stage: litert-torch starts JAX threads and OpenVINO's converter
 # forks a telemetry process; in one process the two crash (segfault). Every file not in a
 # named stage runs in the core stage, so no test file is ever left out.
@@ -90,7 +112,7 @@ DEMO_TESTS := $(wildcard tests/test_demo*.py)
 CORE_TESTS := $(filter-out $(TRAIN_TESTS) $(EDGE_TESTS) $(CONVERT_TESTS) $(DEMO_TESTS),$(wildcard tests/test_*.py))
 PYTEST_ARGS ?=
 
-test: install reference-torchvision reference-timm mqtt-broker chromium docs  ## the docs site (--strict), then the whole test suite (one process per stage)
+test: install reference-torchvision reference-timm reference-mediapipe reference-model-api mqtt-broker chromium docs  ## the docs site (--strict), then the whole test suite (one process per stage)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(CORE_TESTS) $(TRAIN_TESTS)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(EDGE_TESTS)
 	$(PY) -m pytest -q $(PYTEST_ARGS) $(CONVERT_TESTS)

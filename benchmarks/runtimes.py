@@ -35,12 +35,12 @@ PAIRS = {"openvino": ("openvino_fp32", "openvino_int8"), "tflite": ("tflite_fp32
 LABELS = [f"class{i}" for i in range(1, 21)]  # VOC-sized head: 20 classes + background
 
 
-def build_artifacts(arch: str, work: Path, num_calib: int, ort_activations: str, log) -> tuple[Path, float]:
-    """Lively random checkpoint + calibration set + the six artifacts; returns (folder, seconds)."""
+def lively_checkpoint(arch: str, work: Path, num_calib: int) -> tuple[Path, Path]:
+    """A lively random checkpoint of ``arch`` (``work/<arch>.pt``) and a calibration set of
+    ``num_calib`` generated VOC images (``work/calib``); returns both paths."""
     import cv2
 
     from calibration.sets import stored_input_spec, write_calibration_set
-    from convert import ConvertOptions, export
     from ssd.preprocess import preprocess
     from ssd.specs import get_spec
     from tests.lively import save_lively_checkpoint
@@ -52,7 +52,14 @@ def build_artifacts(arch: str, work: Path, num_calib: int, ort_activations: str,
     spec = stored_input_spec(size, size)
     images = np.concatenate([preprocess(cv2.imread(str(p)), spec) for p in sorted((voc / "JPEGImages").glob("*.jpg"))])
     write_calibration_set(work / "calib", images, {"labels": LABELS})
-    ckpt = save_lively_checkpoint(work / f"{arch}.pt", arch, LABELS, images, seed=0, bn_gain=0.85)
+    return save_lively_checkpoint(work / f"{arch}.pt", arch, LABELS, images, seed=0, bn_gain=0.85), work / "calib"
+
+
+def build_artifacts(arch: str, work: Path, num_calib: int, ort_activations: str, log) -> tuple[Path, float]:
+    """Lively random checkpoint + calibration set + the six artifacts; returns (folder, seconds)."""
+    from convert import ConvertOptions, export
+
+    ckpt, _ = lively_checkpoint(arch, work, num_calib)
     formats = [f for pair in PAIRS.values() for f in pair]
     start = time.perf_counter()
     report = export(ckpt, formats, work / "artifacts", calib=work / "calib",

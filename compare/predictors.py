@@ -82,6 +82,13 @@ class ArtifactPredictor:
         self.runtime = sidecar.runtime
         self.executed_by = self.backend.name
         self.precision, self.note = executed_precision(sidecar, self.executed_by)
+        #: decode + NMS inside the graph: its rows are scored at its own thresholds, not EVAL's
+        self.in_graph = sidecar.postprocess
+        if self.in_graph is not None:
+            post = self.in_graph
+            self.note = "; ".join(filter(None, [self.note, (
+                f"decode + NMS in the graph ({post.op}) at {post.preset} thresholds: score > {post.score_threshold:g}, "
+                f"at most {post.max_detections} detections (not EVAL's): compare it with its raw twin at the same thresholds")]))
         self.path = path
         self.spec = sidecar.spec
         self.labels = sidecar.labels

@@ -25,6 +25,7 @@ from compare.predictors import ArtifactPredictor, Predictor, TorchPredictor
 from compare.rank_diffs import RankChanges, rank_changes
 from compare.results import ComparisonReport, ModelResult
 from compare.uncertainty import drop_intervals
+from edge_app.backends.endtoend import unpack
 from edge_app.backends.timed import run_frames
 from ssd.coco_eval import evaluate_detections
 from ssd.data import DetectionDataset, Sample, open_dataset
@@ -71,6 +72,9 @@ def predict(
     priors = default_boxes(predictor.spec)
     variances = predictor.spec.variances
     run = run_frames(predictor, images, warmup)
+    if getattr(predictor, "in_graph", None) is not None:
+        # an end-to-end artifact returns its in-graph detections (edge_app.backends.endtoend), at its own thresholds
+        return [unpack(dets, counts)[0] for dets, counts in run.outputs], run.times_ms
     detections = [decode_and_nms(loc, conf, priors, variances=variances, **params._asdict())[0] for loc, conf in run.outputs]
     return detections, run.times_ms
 

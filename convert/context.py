@@ -137,6 +137,8 @@ class ConvertOptions:
     threads: int | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
     verbose: bool = False
+    #: the :mod:`ssd.postprocess` preset the end-to-end formats bake into the graph (``LIVE``, ``EVAL``)
+    in_graph: str = "LIVE"
 
     def __post_init__(self) -> None:
         if self.max_drop is not None and not isinstance(self.max_drop, MaxDrop):
@@ -159,6 +161,8 @@ class RunState:
     meter: Meter | None = None
     #: every candidate layer quantized alone, most harmful first (:func:`convert.fallback.rank_layers`)
     layer_ranking: list[LayerScore] | None = None
+    #: end-to-end format -> its staged raw-head twin, for its check (:mod:`convert.endtoend`)
+    e2e_twins: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass

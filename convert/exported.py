@@ -14,7 +14,7 @@ from typing import Any
 from convert.context import ExportContext
 from convert.validate import Validation
 from ssd.preprocess import InputSpec
-from ssd.sidecar import OutputSpec, RuntimeHints, Sidecar
+from ssd.sidecar import InGraphPostprocess, OutputSpec, RuntimeHints, Sidecar
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class Exported:
     companions: tuple[Path, ...] = ()
     runtime_hints: RuntimeHints = field(default_factory=RuntimeHints)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: decode + NMS inside the graph (end-to-end formats, :mod:`convert.endtoend`; outputs are
+    #: then the op's, :data:`ssd.sidecar.IN_GRAPH_OUTPUTS`); ``None``: raw heads
+    postprocess: InGraphPostprocess | None = None
 
 
 #: ``(context, staging folder, file stem) -> Exported``

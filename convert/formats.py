@@ -38,6 +38,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from convert.endtoend import exporters as e2e
+from convert.endtoend.check import check_end_to_end
+from convert.endtoend.tensorrt_nms_check import check_tensorrt_qdq_e2e
 from convert.exported import Check, Exported, Exporter
 from convert.exporters import onnx, openvino, tensorrt, tflite
 from convert.runner import check_runtime, run_artifact
@@ -87,5 +90,24 @@ FORMATS: dict[str, Format] = {
         Format("tensorrt_qdq", ".onnx", "onnxruntime", "int8", True, tensorrt.export_tensorrt_qdq, _ONNX_TOOLS,
                "ONNX QDQ for TensorRT explicit quantization: symmetric int8, per-channel weights, Q/DQ on conv inputs",
                check=tensorrt.check_tensorrt_qdq_artifact),
+        # end to end: decode + NMS inside the graph at LIVE's thresholds (convert.endtoend), each checked
+        # against the app's own decode + NMS of its raw-head twin; --target e2e, not in all
+        Format("onnx_fp32_e2e", ".onnx", "onnxruntime", "fp32", False, e2e.export_onnx_fp32_e2e, _ONNX_TOOLS,
+               "ONNX FP32 + decode + NonMaxSuppression in the graph", check=check_end_to_end),
+        Format("onnx_int8_e2e", ".onnx", "onnxruntime", "int8", True, e2e.export_onnx_int8_e2e, _ONNX_TOOLS,
+               "ONNX Runtime static INT8 + decode + NonMaxSuppression in the graph", check=check_end_to_end),
+        Format("openvino_fp32_e2e", ".xml", "openvino", "fp32", False, e2e.export_openvino_fp32_e2e, _OPENVINO_TOOLS,
+               "OpenVINO IR FP32 + DetectionOutput [1, 1, N, 7] (Model API SSD)", check=check_end_to_end),
+        Format("openvino_int8_e2e", ".xml", "openvino", "int8", True, e2e.export_openvino_int8_e2e, (*_OPENVINO_TOOLS, "nncf"),
+               "OpenVINO IR INT8 + DetectionOutput [1, 1, N, 7] (Model API SSD)", check=check_end_to_end),
+        Format("tflite_fp32_e2e", ".tflite", "tflite", "fp32", False, e2e.export_tflite_fp32_e2e, _TFLITE_TOOLS,
+               "TFLite FP32 + TFLite_Detection_PostProcess (TF OD API outputs, MediaPipe metadata)", check=check_end_to_end),
+        Format("tflite_int8_e2e", ".tflite", "tflite", "int8", True, e2e.export_tflite_int8_e2e,
+               ("torch", "torchao", "litert-torch", "ai-edge-litert"),
+               "TFLite INT8 + TFLite_Detection_PostProcess (TF OD API outputs, MediaPipe metadata, uint8 pixels in)",
+               check=check_end_to_end),
+        Format("tensorrt_qdq_e2e", ".onnx", "onnxruntime", "int8", True, e2e.export_tensorrt_qdq_e2e, _ONNX_TOOLS,
+               "TensorRT QDQ + decode + EfficientNMS_TRT plugin (trtexec / DeepStream; checked statically)",
+               check=check_tensorrt_qdq_e2e),
     )
 }

@@ -89,6 +89,10 @@ def _held_out(ctx: ExportContext, fmt: Format, exported: Exported, stage: Path, 
     """``--max-drop`` on an INT8 format: see :func:`convert.fallback.enforce_max_drop`."""
     if ctx.options.max_drop is None or fmt.precision != "int8":
         return exported, None, None
+    if exported.postprocess is not None:
+        ctx.log(f"{index} {fmt.name}: --max-drop is enforced on its raw-head twin's format; this artifact is held to "
+                "the twin's detections")
+        return exported, None, None
     if fmt.name in UNMEASURABLE:
         ctx.log(f"{index} {fmt.name}: --max-drop not measured: the artifact runs in FP32 without TensorRT "
                 "(measure its INT8 drop with ssd-compare on the device)")

@@ -7,6 +7,7 @@ INT8 fallback and the sensitivity report for each re-export they run through its
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import platform
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ import numpy as np
 from convert.context import ExportContext
 from convert.exported import Exported
 from convert.formats import FORMATS, Format
+from convert.identity import stamp_identity
+from ssd.identity import identity_of
 from ssd.sidecar import Sidecar, file_sha256, labels_digest, read_sidecar, write_sidecar
 
 
@@ -40,7 +43,7 @@ def build_sidecar(ctx: ExportContext, fmt: Format, exported: Exported, final_nam
         "description": fmt.description,
         **exported.extra,
     }
-    return Sidecar(
+    sidecar = Sidecar(
         format=fmt.name,
         runtime=fmt.runtime,
         precision=fmt.precision,
@@ -52,13 +55,18 @@ def build_sidecar(ctx: ExportContext, fmt: Format, exported: Exported, final_nam
         spec=ctx.source.spec,
         checkpoint_sha256=ctx.source.sha256,
         labels_sha256=labels_digest(ctx.source.labels),
-        artifact_sha256=file_sha256(exported.artifact),
+        artifact_sha256="",
         calibration_sha256=calib_sha,
         tool_versions=tool_versions(fmt.tools),
         runtime_hints=exported.runtime_hints,
-        files={p.name: file_sha256(p) for p in exported.companions},
+        files={},
+        postprocess=exported.postprocess,
         extra=extra,
     )
+    # the model file carries its own identity (ssd.identity), written before the sha256s are taken
+    stamp_identity(exported.artifact, identity_of(sidecar))
+    return dataclasses.replace(sidecar, artifact_sha256=file_sha256(exported.artifact),
+                               files={p.name: file_sha256(p) for p in exported.companions})
 
 
 def write_staged_sidecar(ctx: ExportContext, name: str, exported: Exported) -> Sidecar:

@@ -13,7 +13,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
     # jetson: tensorrt_qdq for TensorRT 10.x / JetPack 6 (explicit quantization; 8.6 builds it too),
     # tensorrt_calib for TensorRT 8.x / JetPack 5 (implicit quantization, deprecated in 10.x)
     "jetson": ("onnx_fp32", "onnx_fp16", "tensorrt_calib", "tensorrt_qdq"),
-    "all": tuple(FORMATS),
+    # decode + NMS inside the model (convert.endtoend); not in "all" (each also builds its raw twin)
+    "e2e": tuple(name for name in FORMATS if name.endswith("_e2e")),
+    "all": tuple(name for name in FORMATS if not name.endswith("_e2e")),
 }
 
 

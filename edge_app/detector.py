@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_app.backends.base import Backend
+from edge_app.backends.endtoend import unpack
 from edge_app.cv2_import import import_cv2
 from ssd.postprocess import LIVE, Detections, PostprocessParams, decode_and_nms
 from ssd.preprocess import preprocess
@@ -23,7 +24,8 @@ class Detector:
     """Preprocessing, inference and decode + NMS for one backend; priors computed once.
 
     ``post``: the thresholds (:class:`ssd.PostprocessParams`; the app's preset is
-    :data:`ssd.postprocess.LIVE`).
+    :data:`ssd.postprocess.LIVE`). An end-to-end artifact applies its own (its sidecar's
+    ``postprocess``) inside the graph; ``post`` can only narrow them.
     """
 
     def __init__(self, backend: Backend, post: PostprocessParams = LIVE) -> None:
@@ -43,8 +45,19 @@ class Detector:
         return self.postprocess_batch(loc, conf)[0]
 
     def postprocess_batch(self, loc: np.ndarray, conf: np.ndarray) -> list[Detections]:
-        """Head outputs of ``N`` images, ``loc (N, P, 4)``, ``conf (N, P, C)`` -> one :class:`ssd.Detections` each."""
+        """Head outputs of ``N`` images, ``loc (N, P, 4)``, ``conf (N, P, C)`` -> one :class:`ssd.Detections` each.
+
+        For an end-to-end artifact (decode + NMS in the graph, :mod:`edge_app.backends.endtoend`)
+        the pair is ``(dets, counts)``: its detections are unpacked, then held to this detector's
+        score threshold and detection limit where they are stricter than the graph's own.
+        """
+        if self.backend.sidecar.postprocess is not None:
+            return [self._limit(d) for d in unpack(loc, conf)]
         return decode_and_nms(loc, conf, self.priors, variances=self.spec.variances, **self.post._asdict())
+
+    def _limit(self, dets: Detections) -> Detections:
+        keep = np.flatnonzero(dets.scores > self.post.score_threshold)[: self.post.max_detections]
+        return Detections(dets.boxes[keep], dets.scores[keep], dets.labels[keep])
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
         """The whole chain, synchronously."""

@@ -21,16 +21,68 @@ from ssd.preprocess import InputSpec
 from ssd.specs import SSDSpec
 
 #: 2: runtime hints, companion files and the validation record became typed fields
-SIDECAR_VERSION = 2
+#: 3: where decode + NMS live (:class:`InGraphPostprocess`), and the model file carries its identity
+SIDECAR_VERSION = 3
 PRECISIONS = ("fp32", "fp16", "int8")
 #: OpenVINO ``INFERENCE_PRECISION_HINT`` values a sidecar may ask for
 INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
 #: how an artifact was checked against PyTorch (:class:`ValidationRecord.kind`)
-VALIDATION_KINDS = ("output_diff", "detections", "sqnr", "graph_and_table")
+VALIDATION_KINDS = ("output_diff", "detections", "sqnr", "graph_and_table", "end_to_end")
 
 
 class SidecarError(ValueError):
     """A missing, malformed or mismatching sidecar; the message says what to do."""
+
+
+#: in-graph detection-output op -> the artifact's output keys (:attr:`Sidecar.outputs`), in order:
+#: ``NonMaxSuppression`` (ONNX): ``boxes (K, 4)`` xyxy in [0, 1], ``scores (K,)``, ``labels (K,)``
+#: model classes ``1..C-1``, K dynamic; ``DetectionOutput`` (OpenVINO): ``detection_out
+#: (1, 1, N, 7)`` rows ``[image, label, score, x1, y1, x2, y2]``, ``image = -1`` after the last;
+#: ``TFLite_Detection_PostProcess``: the TF Object Detection API's ``boxes (1, N, 4)`` as
+#: ``[y1, x1, y2, x2]``, ``classes (1, N)`` 0-based foreground classes, ``scores (1, N)``,
+#: ``count (1,)``; ``EfficientNMS_TRT`` (TensorRT plugin): ``num_detections (1, 1)``,
+#: ``detection_boxes (1, N, 4)`` xyxy, ``detection_scores (1, N)``, ``detection_classes (1, N)``
+#: 0-based foreground classes.
+IN_GRAPH_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "NonMaxSuppression": ("boxes", "scores", "labels"),
+    "DetectionOutput": ("detection_out",),
+    "TFLite_Detection_PostProcess": ("boxes", "classes", "scores", "count"),
+    "EfficientNMS_TRT": ("num_detections", "detection_boxes", "detection_scores", "detection_classes"),
+}
+
+
+@dataclass(frozen=True)
+class InGraphPostprocess:
+    """Decode + NMS inside the model graph (an end-to-end artifact), with the thresholds baked in.
+
+    op: the runtime's own detection-output op (a key of :data:`IN_GRAPH_OUTPUTS`).
+    score_threshold, iou_threshold: as in :class:`ssd.PostprocessParams` (a class probability
+        after softmax; greedy per-class NMS).
+    top_k: candidates entering NMS, counted as the op counts them (``top_k_per``); 0: no limit.
+    top_k_per: ``"image"`` (the app's top-k over every prior/class pair), ``"class"`` (per-class
+        candidates: DetectionOutput's ``top_k``, TFLite's ``detections_per_class``) or ``"none"``.
+    max_detections: detections per image after NMS (the outputs' fixed size where they are padded).
+    preset: the :mod:`ssd.postprocess` preset the thresholds came from (``"LIVE"``, ``"EVAL"``).
+    """
+
+    op: str
+    score_threshold: float
+    iou_threshold: float
+    top_k: int
+    max_detections: int
+    top_k_per: str = "class"
+    preset: str = "LIVE"
+
+    @property
+    def output_keys(self) -> tuple[str, ...]:
+        return IN_GRAPH_OUTPUTS[self.op]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InGraphPostprocess:
+        return cls(op=str(data["op"]), score_threshold=float(data["score_threshold"]),
+                   iou_threshold=float(data["iou_threshold"]), top_k=int(data["top_k"]),
+                   max_detections=int(data["max_detections"]), top_k_per=str(data.get("top_k_per", "class")),
+                   preset=str(data.get("preset", "LIVE")))
 
 
 @dataclass(frozen=True)
@@ -175,8 +227,10 @@ class ValidationRecord:
 
     kind: ``output_diff`` (FP32/FP16: largest output difference from PyTorch), ``detections``
         (INT8: detections matched to PyTorch's), ``sqnr`` (INT8 where PyTorch found too few
-        objects to compare detections) or ``graph_and_table`` (a TensorRT calibration artifact:
-        the FP32 graph under ONNX Runtime plus the table's coverage).
+        objects to compare detections), ``graph_and_table`` (a TensorRT calibration artifact:
+        the FP32 graph under ONNX Runtime plus the table's coverage) or ``end_to_end`` (decode +
+        NMS in the graph: its detections against the app's on its raw-head twin,
+        :mod:`convert.endtoend.check`).
     passed, summary, metrics: the outcome; images / images_from: what it ran on.
     """
 
@@ -302,7 +356,10 @@ class Sidecar:
     input_name: the runtime's name of the single image input.
     input: what :func:`ssd.preprocess.preprocess` must produce.
     outputs: ``{"loc": OutputSpec, "conf": OutputSpec}``; ``loc`` is ``(N, P, 4)`` and
-        ``conf`` ``(N, P, C)`` logits after dequantization.
+        ``conf`` ``(N, P, C)`` logits after dequantization. An end-to-end artifact
+        (``postprocess`` set) has its op's outputs instead (:data:`IN_GRAPH_OUTPUTS`).
+    postprocess: ``None``: decode + NMS run in the app (:func:`ssd.decode_and_nms`); else they
+        run inside the graph with the thresholds recorded here (:class:`InGraphPostprocess`).
     labels: foreground class names; model class ``c >= 1`` is ``labels[c - 1]``.
     labels_sha256: :func:`labels_digest` of the checkpoint's label list; every reader checks
         that ``labels`` still hash to it, so a sidecar whose class names were edited is refused.
@@ -334,6 +391,7 @@ class Sidecar:
     files: dict[str, str] = field(default_factory=dict)
     validation: ValidationRecord | None = None
     accuracy: HeldOutAccuracy | None = None
+    postprocess: InGraphPostprocess | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = SIDECAR_VERSION
 
@@ -378,6 +436,7 @@ class Sidecar:
                 files={str(k): str(v) for k, v in dict(data.get("files") or {}).items()},
                 validation=ValidationRecord.from_dict(validation) if validation else None,
                 accuracy=HeldOutAccuracy.from_dict(accuracy) if accuracy else None,
+                postprocess=InGraphPostprocess.from_dict(data["postprocess"]) if data.get("postprocess") else None,
                 extra=dict(data.get("extra", {})),
                 version=int(data["version"]),
             )
@@ -447,6 +506,32 @@ def validate_sidecar(sidecar: Sidecar, artifact: str | Path, check_hash: bool = 
         )
     validate_runtime_hints(sidecar, artifact)
     validate_accuracy(sidecar, artifact)
+    if sidecar.postprocess is not None:
+        validate_in_graph(sidecar, artifact)
+    else:
+        validate_head_outputs(sidecar, artifact)
+    if check_hash and file_sha256(artifact) != sidecar.artifact_sha256:
+        raise SidecarError(f"{artifact} does not match the sha256 in its sidecar; the file was changed or is corrupt")
+    validate_companions(sidecar, artifact, check_hash)
+
+
+def validate_in_graph(sidecar: Sidecar, artifact: Path) -> None:
+    """Refuse an in-graph postprocess record a backend could not read as written."""
+    where = f"sidecar of {artifact.name}"
+    post = sidecar.postprocess
+    assert post is not None
+    if post.op not in IN_GRAPH_OUTPUTS:
+        raise SidecarError(f"{where}: in-graph op {post.op!r} is not one of {sorted(IN_GRAPH_OUTPUTS)}; re-run ssd-convert")
+    if set(sidecar.outputs) != set(post.output_keys):
+        raise SidecarError(f"{where}: a {post.op} model has outputs {list(post.output_keys)}, the sidecar names "
+                           f"{sorted(sidecar.outputs)}; re-run ssd-convert")
+    if not (0.0 <= post.score_threshold < 1.0 and 0.0 < post.iou_threshold <= 1.0 and post.max_detections > 0):
+        raise SidecarError(f"{where}: in-graph thresholds {post} are out of range; re-run ssd-convert")
+
+
+def validate_head_outputs(sidecar: Sidecar, artifact: Path) -> None:
+    """Raw heads: ``loc (N, P, 4)`` and ``conf (N, P, C)`` matching the spec and labels."""
+    where = f"sidecar of {artifact.name}"
     if set(sidecar.outputs) != {"loc", "conf"}:
         raise SidecarError(f"{where}: outputs must be 'loc' and 'conf', got {sorted(sidecar.outputs)}")
     priors = sidecar.spec.num_priors
@@ -457,9 +542,6 @@ def validate_sidecar(sidecar: Sidecar, artifact: str | Path, check_hash: bool = 
         raise SidecarError(
             f"{where}: conf shape {conf} does not match {priors} priors x {sidecar.num_classes} classes"
         )
-    if check_hash and file_sha256(artifact) != sidecar.artifact_sha256:
-        raise SidecarError(f"{artifact} does not match the sha256 in its sidecar; the file was changed or is corrupt")
-    validate_companions(sidecar, artifact, check_hash)
 
 
 def validate_runtime_hints(sidecar: Sidecar, artifact: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import io
 import os
 import shutil
@@ -24,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.identity import stamp_identity
 from edge_app.sources.synthetic import SyntheticScene
+from ssd.identity import identity_of
 from ssd.postprocess import Detections, decode_and_nms
 from ssd.preprocess import InputSpec, preprocess
 from ssd.priors import default_boxes
@@ -130,10 +133,12 @@ def make_sidecar(artifact: Path, fmt: str, runtime: str, precision: str, input_n
         format=fmt, runtime=runtime, precision=precision, artifact=artifact.name, input_name=input_name,
         input=input_spec, outputs=outputs, labels=list(LABELS), spec=spec, checkpoint_sha256="0" * 64,
         labels_sha256=labels_digest(list(LABELS)),
-        artifact_sha256=file_sha256(artifact), calibration_sha256=None,
+        artifact_sha256="", calibration_sha256=None,
         tool_versions={"test": "edge_artifacts"}, runtime_hints=hints, extra=dict(extra or {}),
     )
-    return write_sidecar(sidecar, artifact)
+    stamp_identity(artifact, identity_of(sidecar))  # as ssd-convert does: the file carries its identity
+    files = {artifact.with_suffix(".bin").name: file_sha256(artifact.with_suffix(".bin"))} if artifact.suffix == ".xml" else {}
+    return write_sidecar(dataclasses.replace(sidecar, artifact_sha256=file_sha256(artifact), files=files), artifact)
 
 
 def _float_outputs(loc_name: str, conf_name: str, spec: SSDSpec = TINY) -> dict[str, OutputSpec]:

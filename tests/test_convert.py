@@ -33,6 +33,8 @@ from tests.lively import save_lively_checkpoint  # noqa: E402
 from tests.voc_dataset import write_voc_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+#: what --target all converts: every format but the end-to-end ones (tests/test_convert_endtoend.py)
+ALL = {name: FORMATS[name] for name in TARGETS["all"]}
 LABELS = ["red", "green", "blue"]
 
 
@@ -76,7 +78,8 @@ def test_targets_cover_the_issue():
     assert resolve_formats("intel") == ["openvino_fp32", "openvino_fp16", "openvino_int8"]
     assert set(resolve_formats("rpi")) == {"tflite_fp32", "tflite_int8", "onnx_int8"}
     assert set(resolve_formats("jetson")) == {"onnx_fp32", "onnx_fp16", "tensorrt_calib", "tensorrt_qdq"}
-    assert resolve_formats("all") == list(FORMATS) and set(TARGETS["all"]) == set(FORMATS)
+    assert resolve_formats("all") == list(ALL) and set(TARGETS["all"]) | set(TARGETS["e2e"]) == set(FORMATS)
+    assert all(name.endswith("_e2e") for name in TARGETS["e2e"]) and not set(TARGETS["all"]) & set(TARGETS["e2e"])
     assert resolve_formats("rpi,onnx_fp32")[0] == "onnx_fp32"  # table order, not argument order
 
 
@@ -84,7 +87,7 @@ def test_every_format_is_produced_with_its_sidecar(converted):
     report = converted["report"]
     assert report.ok, report.table()
     out = converted["out"]
-    for name, fmt in FORMATS.items():
+    for name, fmt in ALL.items():
         path = report.artifact(name)
         assert path == out / fmt.filename and path.is_file()
         sidecar = read_sidecar(path)  # checks name, shapes and sha256
@@ -100,7 +103,7 @@ def test_every_format_is_produced_with_its_sidecar(converted):
         assert hint == ("f32" if fmt.runtime == "openvino" and fmt.precision in ("fp32", "fp16") else None), name
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staging leftovers"
     # progress lines and the summary table
-    n = len(FORMATS)
+    n = len(ALL)
     assert any(f"[{n}/{n}] tensorrt_qdq: ok" in line for line in converted["log"])
     table = report.table()
     for header in ("format", "file", "size MB", "validation", "time s"):
@@ -191,7 +194,7 @@ def test_int8_outputs_are_not_clipped(converted, reference):
 
 def test_int8_sidecars_record_calibration_and_quantization(converted):
     out, calib = converted["out"], converted["calib"]
-    for fmt in FORMATS.values():
+    for fmt in ALL.values():
         sc = read_sidecar(out / fmt.filename)
         assert sc.checkpoint_sha256 == file_sha256(converted["ckpt"])
         if fmt.needs_calibration:
@@ -265,7 +268,7 @@ def test_convert_edge_and_compare_run_each_artifact_bit_identically(converted, r
     from edge_app.detector import Detector
 
     frame = reference[1][0]
-    for name, fmt in FORMATS.items():
+    for name, fmt in ALL.items():
         path = converted["out"] / fmt.filename
         ((validated_loc, validated_conf),) = run_artifact(path, [frame], threads=1)
         # ssd-edge: its CLI's options, its backend (device AUTO), its detector's preprocessing

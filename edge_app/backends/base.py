@@ -3,7 +3,9 @@
 A backend owns one loaded artifact and its sidecar. ``infer(batch)`` takes exactly what
 :func:`ssd.preprocess.preprocess` makes for :attr:`Backend.input_spec` and returns
 ``loc (N, P, 4)`` and ``conf (N, P, C)`` float32 logits in prior order, dequantized when
-the model's outputs are integers.
+the model's outputs are integers. An end-to-end artifact (decode + NMS in the graph, its
+sidecar's ``postprocess`` set) returns ``(dets (N, D, 6), counts (N,))`` instead
+(:mod:`edge_app.backends.endtoend`); :class:`edge_app.detector.Detector` knows which.
 """
 
 from __future__ import annotations
@@ -171,6 +173,10 @@ class Backend(ABC):
 
     @property
     def output_specs(self) -> tuple[OutputSpec, OutputSpec]:
+        """The ``loc`` and ``conf`` outputs (float placeholders for an end-to-end artifact, whose
+        outputs are the in-graph op's)."""
+        if self.sidecar.postprocess is not None:
+            return OutputSpec("", ()), OutputSpec("", ())
         return self.sidecar.outputs["loc"], self.sidecar.outputs["conf"]
 
     @abstractmethod

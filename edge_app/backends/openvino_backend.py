@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from edge_app.backends.base import Backend, BackendOptions, InferResult, check_input, match_outputs
+from edge_app.backends.endtoend import output_order, pack
+from edge_app.backends.identity import check_file_identity, openvino_metadata
 from edge_app.errors import BackendError, require, runtime_message
 from ssd.preprocess import dequantize
 from ssd.sidecar import Sidecar, SidecarError
@@ -54,21 +56,26 @@ def cpu_properties(options: BackendOptions, sidecar: Sidecar) -> dict[str, str]:
     return props
 
 
-def read_outputs(request: Any, outputs: list[Any], quant: list[tuple[Any, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """``(loc, conf)`` float32 copies of a finished request's outputs (its buffers are reused)."""
+def read_outputs(request: Any, outputs: list[Any], quant: list[tuple[Any, Any]], sidecar: Sidecar | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(loc, conf)`` float32 copies of a finished request's outputs (its buffers are reused);
+    for an end-to-end artifact (``sidecar.postprocess``) its detections packed by
+    :func:`edge_app.backends.endtoend.pack`."""
+    if sidecar is not None and sidecar.postprocess is not None:
+        return pack(sidecar.postprocess.op, [np.array(request.get_tensor(o).data) for o in outputs])
     (ls, lz), (cs, cz) = quant
     loc = np.array(request.get_tensor(outputs[0]).data)
     conf = np.array(request.get_tensor(outputs[1]).data)
     return dequantize(loc, ls, lz), dequantize(conf, cs, cz)
 
 
-def completion_callback(outputs: list[Any], quant: list[tuple[Any, Any]]) -> Any:
+def completion_callback(outputs: list[Any], quant: list[tuple[Any, Any]], sidecar: Sidecar | None = None) -> Any:
     """The AsyncInferQueue callback: resolves the request's future with an :class:`InferResult`."""
 
     def done(request: Any, userdata: tuple[Future[InferResult], float]) -> None:
         future, started = userdata
         try:
-            loc, conf = read_outputs(request, outputs, quant)
+            loc, conf = read_outputs(request, outputs, quant, sidecar)
             # request.latency is the device time in ms; fall back to wall time
             seconds = float(getattr(request, "latency", 0.0)) / 1000.0 or time.perf_counter() - started
             future.set_result(InferResult(loc, conf, seconds))
@@ -105,6 +112,7 @@ class OpenVinoBackend(Backend):
                 core.set_property(name, {"INFERENCE_PRECISION_HINT": options.inference_precision})
         try:
             model = core.read_model(os.fspath(path))
+            check_file_identity(openvino_metadata(model), sidecar, path)
             if len(model.inputs) == 1 and model.input(0).get_partial_shape().is_dynamic:
                 model.reshape({model.input(0): self._compiled_shape(ov, model.input(0).get_partial_shape(), sidecar, options)})
             self.compiled = core.compile_model(model, device, compile_config(options))
@@ -124,9 +132,12 @@ class OpenVinoBackend(Backend):
         outputs = list(self.compiled.outputs)
         model_outputs = [(o.get_any_name(), tuple(int(d) for d in o.get_partial_shape().get_min_shape())) for o in outputs]
         aliases = {name: o.get_any_name() for o in outputs for name in o.get_names()}
-        found = match_outputs(sidecar, model_outputs, path, aliases)
         self._input = port
-        self._outputs = [outputs[found["loc"]], outputs[found["conf"]]]
+        if sidecar.postprocess is not None:  # decode + NMS in the graph (DetectionOutput)
+            self._outputs = [outputs[i] for i in output_order(sidecar, [n for n, _ in model_outputs], path, aliases)]
+        else:
+            found = match_outputs(sidecar, model_outputs, path, aliases)
+            self._outputs = [outputs[found["loc"]], outputs[found["conf"]]]
         loc_spec, conf_spec = self.output_specs
         self._quant = [(loc_spec.scale, loc_spec.zero_point), (conf_spec.scale, conf_spec.zero_point)]
         self._request = self.compiled.create_infer_request()
@@ -151,7 +162,7 @@ class OpenVinoBackend(Backend):
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
             self._request.infer({self._input: batch}, share_inputs=True)
-            return read_outputs(self._request, self._outputs, self._quant)
+            return read_outputs(self._request, self._outputs, self._quant, self.sidecar)
 
     def submit(self, batch: np.ndarray) -> Future[InferResult]:
         if self._queue is None:
@@ -162,7 +173,7 @@ class OpenVinoBackend(Backend):
                     # backend is a cycle, and when Python's GC breaks it on one of OpenVINO's
                     # callback threads, the queue's destructor joins that very thread and the
                     # process aborts ("Resource deadlock avoided")
-                    queue.set_callback(completion_callback(self._outputs, self._quant))
+                    queue.set_callback(completion_callback(self._outputs, self._quant, self.sidecar))
                     self._queue = queue
         future: Future[InferResult] = Future()
         future.set_running_or_notify_cancel()

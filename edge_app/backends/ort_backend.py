@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from edge_app.backends.base import Backend, BackendOptions, check_input, match_outputs
+from edge_app.backends.endtoend import output_order, pack
+from edge_app.backends.identity import check_file_identity
 from edge_app.errors import BackendError, require
 from ssd.sidecar import Sidecar, SidecarError, file_sha256
 
@@ -194,6 +196,8 @@ class OnnxRuntimeBackend(Backend):
         providers = select_providers(ort.get_available_providers(), options.device, sidecar, path, options.cache_dir)
         prepare_tensorrt_cache(providers, sidecar, path)
         self.session = create_session(path, options.threads, providers)
+        # first: a forged sidecar is refused by name, before any shape check could trip over it
+        check_file_identity(self.session.get_modelmeta().custom_metadata_map, sidecar, path)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise SidecarError(f"{path.name} has {len(inputs)} inputs; an SSD artifact has one image input")
@@ -208,10 +212,13 @@ class OnnxRuntimeBackend(Backend):
             self.max_batch = options.batch
         check_input(sidecar, inp.name, shape, _ORT_TYPES.get(inp.type, inp.type), path)
         outs = self.session.get_outputs()
-        model_outputs = [(o.name, tuple(s if isinstance(s, int) else -1 for s in o.shape)) for o in outs]
-        found = match_outputs(sidecar, model_outputs, path)
         self._input_name = inp.name
-        self._output_names = [outs[found["loc"]].name, outs[found["conf"]].name]
+        if sidecar.postprocess is not None:  # decode + NMS in the graph: the op's outputs, packed
+            self._output_names = [outs[i].name for i in output_order(sidecar, [o.name for o in outs], path)]
+        else:
+            model_outputs = [(o.name, tuple(s if isinstance(s, int) else -1 for s in o.shape)) for o in outs]
+            found = match_outputs(sidecar, model_outputs, path)
+            self._output_names = [outs[found["loc"]].name, outs[found["conf"]].name]
         loc_spec, conf_spec = self.output_specs
         self._quant = [(loc_spec.scale, loc_spec.zero_point), (conf_spec.scale, conf_spec.zero_point)]
         used = self.session.get_providers()
@@ -221,5 +228,7 @@ class OnnxRuntimeBackend(Backend):
             log.info("ONNX Runtime runs %s on the CPU (available providers: %s)", path.name, ort.get_available_providers())
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        loc, conf = self.session.run(self._output_names, {self._input_name: batch})
-        return self._dequantize(loc, conf)
+        outputs = self.session.run(self._output_names, {self._input_name: batch})
+        if self.sidecar.postprocess is not None:
+            return pack(self.sidecar.postprocess.op, outputs)
+        return self._dequantize(*outputs)

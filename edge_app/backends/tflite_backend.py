@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from edge_app.backends.base import Backend, BackendOptions, check_input, match_outputs
+from edge_app.backends.endtoend import output_order, pack
+from edge_app.backends.identity import check_file_identity, tflite_metadata
 from edge_app.errors import BackendError, MissingDependency
 from ssd.sidecar import Sidecar, SidecarError
 
@@ -101,6 +103,7 @@ class TFLiteBackend(Backend):
         else:
             module_name = type(interpreter).__module__
         self.interpreter = interpreter
+        check_file_identity(tflite_metadata(path), sidecar, path)  # first: a forged sidecar is refused by name
         interpreter.allocate_tensors()
         inputs = interpreter.get_input_details()
         if len(inputs) != 1:
@@ -116,10 +119,15 @@ class TFLiteBackend(Backend):
             self.input_spec = dataclasses.replace(sidecar.input, scale=scale, zero_point=zero_point)
         outputs = interpreter.get_output_details()
         model_outputs = [(d["name"], tuple(int(s) for s in d["shape"])) for d in outputs]
-        found = match_outputs(sidecar, model_outputs, path, self._signature_aliases(interpreter))
+        aliases = self._signature_aliases(interpreter)
         self._input_index = inp["index"]
-        self._output_index = [outputs[found["loc"]]["index"], outputs[found["conf"]]["index"]]
-        self._quant = [_quant(outputs[found["loc"]]), _quant(outputs[found["conf"]])]
+        if sidecar.postprocess is not None:  # TFLite_Detection_PostProcess: float outputs, packed
+            order = output_order(sidecar, [n for n, _ in model_outputs], path, aliases)
+            self._output_index = [outputs[i]["index"] for i in order]
+        else:
+            found = match_outputs(sidecar, model_outputs, path, aliases)
+            self._output_index = [outputs[found["loc"]]["index"], outputs[found["conf"]]["index"]]
+            self._quant = [_quant(outputs[found["loc"]]), _quant(outputs[found["conf"]])]
         self.max_in_flight = 2
         self.name = f"tflite ({module_name}{'' if options.xnnpack else ', no XNNPACK'})"
 
@@ -144,6 +152,7 @@ class TFLiteBackend(Backend):
         with self._lock:  # an interpreter is not thread-safe
             self.interpreter.set_tensor(self._input_index, batch)
             self.interpreter.invoke()
-            loc = self.interpreter.get_tensor(self._output_index[0])
-            conf = self.interpreter.get_tensor(self._output_index[1])
-        return self._dequantize(loc, conf)
+            outputs = [self.interpreter.get_tensor(i) for i in self._output_index]
+        if self.sidecar.postprocess is not None:
+            return pack(self.sidecar.postprocess.op, outputs)
+        return self._dequantize(*outputs)
