@@ -206,18 +206,26 @@ def test_runtime_message_skips_openvino_source_locations() -> None:
 
 def test_openvino_with_broken_weights_names_the_file_and_what_to_do(tmp_path: Path) -> None:
     pytest.importorskip("openvino")
+    import json
     import shutil
 
     import tests.edge_artifacts as ea
     from edge_app.backends import open_backend
     from edge_app.errors import BackendError
-    from ssd.sidecar import sidecar_path
+    from ssd.sidecar import SidecarError, file_sha256, sidecar_path
 
     src = ea.get_artifacts().openvino_fp32
     for f in (src, sidecar_path(src), src.with_suffix(".bin")):
         shutil.copy(f, tmp_path / f.name)
     weights = tmp_path / src.with_suffix(".bin").name
     weights.write_bytes(weights.read_bytes()[:1000])
+    # the sidecar hashes the .bin: a truncated copy is refused before OpenVINO reads it
+    with pytest.raises(SidecarError, match=rf"{weights.name} \(beside {src.name}\) does not match the sha256"):
+        open_backend(tmp_path / src.name)
+    # weights broken when they were written (the sidecar hashes the broken file): OpenVINO's own error, in one line
+    record = json.loads(sidecar_path(tmp_path / src.name).read_text())
+    record["files"] = {weights.name: file_sha256(weights)}
+    sidecar_path(tmp_path / src.name).write_text(json.dumps(record))
     with pytest.raises(BackendError) as info:
         open_backend(tmp_path / src.name)
     message = str(info.value)

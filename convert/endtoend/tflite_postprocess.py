@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from convert.endtoend import tflite_graph as fb
 from convert.errors import ConvertError
 from ssd.sidecar import InGraphPostprocess, OutputSpec
 
@@ -65,63 +66,6 @@ def custom_options(post: InGraphPostprocess, num_classes: int, variances: tuple[
     return bytes(fbb.Finish())
 
 
-def _opcode(model: Any, builtin: int, custom: str | None = None, version: int = 1) -> int:
-    from ai_edge_litert import schema_py_generated as schema
-
-    for i, code in enumerate(model.operatorCodes):
-        name = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin and (custom is None or name == custom):
-            return i
-    code = schema.OperatorCodeT()
-    code.builtinCode = builtin
-    code.deprecatedBuiltinCode = min(builtin, 127)
-    code.customCode = custom
-    code.version = version
-    model.operatorCodes.append(code)
-    return len(model.operatorCodes) - 1
-
-
-def _tensor(model: Any, graph: Any, name: str, shape: list[int], dtype: int, data: bytes | None = None,
-            scale: float | None = None, zero_point: int | None = None) -> int:
-    from ai_edge_litert import schema_py_generated as schema
-
-    buffer = schema.BufferT()
-    buffer.data = list(data) if data is not None else None
-    model.buffers.append(buffer)
-    tensor = schema.TensorT()
-    tensor.shape = list(shape)
-    tensor.type = dtype
-    tensor.buffer = len(model.buffers) - 1
-    tensor.name = name
-    if scale is not None:
-        q = schema.QuantizationParametersT()
-        q.scale, q.zeroPoint = [float(scale)], [int(zero_point or 0)]
-        tensor.quantization = q
-    graph.tensors.append(tensor)
-    return len(graph.tensors) - 1
-
-
-def _quantization(tensor: Any) -> tuple[float | None, int | None]:
-    """A per-tensor ``(scale, zero point)``, ``(None, None)`` for a float tensor."""
-    q = tensor.quantization
-    if q is None or q.scale is None or not len(q.scale):
-        return None, None
-    return float(q.scale[0]), int(q.zeroPoint[0])
-
-
-def _op(graph: Any, opcode: int, inputs: list[int], outputs: list[int], options_type: int = 0, options: Any = None,
-        custom: bytes | None = None) -> None:
-    from ai_edge_litert import schema_py_generated as schema
-
-    op = schema.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = opcode, inputs, outputs
-    op.builtinOptionsType, op.builtinOptions = options_type, options
-    if custom is not None:
-        op.customOptions = list(custom)
-        op.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
-    graph.operators.append(op)
-
-
 def _clipped_encodings(model: Any, graph: Any, loc: int, priors: np.ndarray, variances: tuple[float, float]) -> int:
     """Float ops from ``loc (1, P, 4)`` ``(dcx, dcy, dw, dh)`` to the op's ``[ty, tx, th, tw]`` of
     the boxes *clipped to the image*: the op decodes without clipping and would run NMS on boxes
@@ -143,11 +87,11 @@ def _clipped_encodings(model: Any, graph: Any, loc: int, priors: np.ndarray, var
 
     def const(name: str, value: np.ndarray) -> int:
         value = np.ascontiguousarray(value, np.float32)
-        return _tensor(model, graph, f"e2e/clip/{name}", list(value.shape), T.FLOAT32, value.tobytes())
+        return fb.tensor(model, graph, f"e2e/clip/{name}", list(value.shape), T.FLOAT32, value.tobytes())
 
     def op(code: int, inputs: list[int], name: str, shape: list[int], options_type: int = 0, options: Any = None) -> int:
-        out = _tensor(model, graph, f"e2e/clip/{name}", shape, T.FLOAT32)
-        _op(graph, _opcode(model, code), inputs, [out], options_type, options)
+        out = fb.tensor(model, graph, f"e2e/clip/{name}", shape, T.FLOAT32)
+        fb.op(graph, fb.opcode(model, code), inputs, [out], options_type, options)
         return out
 
     half_shape = [1, p, 2]
@@ -155,13 +99,13 @@ def _clipped_encodings(model: Any, graph: Any, loc: int, priors: np.ndarray, var
     add = lambda a, b, n: op(B.ADD, [a, b], n, half_shape, Opt.AddOptions, schema.AddOptionsT())  # noqa: E731
     sub = lambda a, b, n: op(B.SUB, [a, b], n, half_shape, Opt.SubOptions, schema.SubOptionsT())  # noqa: E731
     minmax = schema.MaximumMinimumOptionsT
-    yx = _tensor(model, graph, "e2e/clip/loc_yx", [1, p, 4], T.FLOAT32)
+    yx = fb.tensor(model, graph, "e2e/clip/loc_yx", [1, p, 4], T.FLOAT32)
     gather = schema.GatherOptionsT()
     gather.axis, gather.batchDims = 2, 0
-    _op(graph, _opcode(model, B.GATHER), [loc, _tensor(model, graph, "e2e/clip/order", [4], T.INT32,
+    fb.op(graph, fb.opcode(model, B.GATHER), [loc, fb.tensor(model, graph, "e2e/clip/order", [4], T.INT32,
                                                        np.array([1, 0, 3, 2], np.int32).tobytes())], [yx],
         Opt.GatherOptions, gather)
-    begin = lambda n, v: _tensor(model, graph, f"e2e/clip/{n}", [3], T.INT32, np.array(v, np.int32).tobytes())  # noqa: E731
+    begin = lambda n, v: fb.tensor(model, graph, f"e2e/clip/{n}", [3], T.INT32, np.array(v, np.int32).tobytes())  # noqa: E731
     size = begin("size", [1, p, 2])
     l_c = op(B.SLICE, [yx, begin("begin_c", [0, 0, 0]), size], "l_c", half_shape, Opt.SliceOptions, schema.SliceOptionsT())
     l_s = op(B.SLICE, [yx, begin("begin_s", [0, 0, 2]), size], "l_s", half_shape, Opt.SliceOptions, schema.SliceOptionsT())
@@ -197,38 +141,38 @@ def _image_top_k_mask(model: Any, graph: Any, probs: int, num_priors: int, num_c
 
     B, T = schema.BuiltinOperator, schema.TensorType
     src = graph.tensors[probs]
-    scale, zero_point = _quantization(src)
+    scale, zero_point = fb.quantization(src)
     dtype = src.type
-    i32 = lambda name, values: _tensor(model, graph, name, [len(values)], T.INT32, np.array(values, np.int32).tobytes())  # noqa: E731
-    like = lambda name, shape: _tensor(model, graph, name, shape, dtype, None, scale, zero_point)  # noqa: E731
+    i32 = lambda name, values: fb.tensor(model, graph, name, [len(values)], T.INT32, np.array(values, np.int32).tobytes())  # noqa: E731
+    like = lambda name, shape: fb.tensor(model, graph, name, shape, dtype, None, scale, zero_point)  # noqa: E731
     flat_n = num_priors * (num_classes - 1)
     k = min(top_k, flat_n)
     fg = like("e2e/top_k/foreground", [1, num_priors, num_classes - 1])
-    _op(graph, _opcode(model, B.SLICE), [probs, i32("e2e/top_k/begin", [0, 0, 1]),
+    fb.op(graph, fb.opcode(model, B.SLICE), [probs, i32("e2e/top_k/begin", [0, 0, 1]),
                                           i32("e2e/top_k/size", [1, num_priors, num_classes - 1])], [fg],
         schema.BuiltinOptions.SliceOptions, schema.SliceOptionsT())
     flat = like("e2e/top_k/flat", [flat_n])
     reshape = schema.ReshapeOptionsT()
     reshape.newShape = [flat_n]
-    _op(graph, _opcode(model, B.RESHAPE), [fg, i32("e2e/top_k/shape", [flat_n])], [flat],
+    fb.op(graph, fb.opcode(model, B.RESHAPE), [fg, i32("e2e/top_k/shape", [flat_n])], [flat],
         schema.BuiltinOptions.ReshapeOptions, reshape)
     best = like("e2e/top_k/best", [k])
-    best_index = _tensor(model, graph, "e2e/top_k/best_index", [k], T.INT32)
-    k_tensor = _tensor(model, graph, "e2e/top_k/k", [], T.INT32, np.array(k, np.int32).tobytes())
-    _op(graph, _opcode(model, B.TOPK_V2, version=2), [flat, k_tensor], [best, best_index],
+    best_index = fb.tensor(model, graph, "e2e/top_k/best_index", [k], T.INT32)
+    k_tensor = fb.tensor(model, graph, "e2e/top_k/k", [], T.INT32, np.array(k, np.int32).tobytes())
+    fb.op(graph, fb.opcode(model, B.TOPK_V2, version=2), [flat, k_tensor], [best, best_index],
         schema.BuiltinOptions.TopKV2Options, schema.TopKV2OptionsT())
     kth = like("e2e/top_k/kth", [1])
     gather = schema.GatherOptionsT()
     gather.axis, gather.batchDims = 0, 0
-    _op(graph, _opcode(model, B.GATHER), [best, i32("e2e/top_k/last", [k - 1])], [kth],
+    fb.op(graph, fb.opcode(model, B.GATHER), [best, i32("e2e/top_k/last", [k - 1])], [kth],
         schema.BuiltinOptions.GatherOptions, gather)
-    keep = _tensor(model, graph, "e2e/top_k/keep", [1, num_priors, num_classes], T.BOOL)
-    _op(graph, _opcode(model, B.GREATER_EQUAL, version=2), [probs, kth], [keep],
+    keep = fb.tensor(model, graph, "e2e/top_k/keep", [1, num_priors, num_classes], T.BOOL)
+    fb.op(graph, fb.opcode(model, B.GREATER_EQUAL, version=2), [probs, kth], [keep],
         schema.BuiltinOptions.GreaterEqualOptions, schema.GreaterEqualOptionsT())
     zero_value = np.array([zero_point or 0], np.int8) if dtype == T.INT8 else np.zeros(1, np.float32)
-    zero = _tensor(model, graph, "e2e/top_k/zero", [1], dtype, zero_value.tobytes(), scale, zero_point)
+    zero = fb.tensor(model, graph, "e2e/top_k/zero", [1], dtype, zero_value.tobytes(), scale, zero_point)
     masked = like("e2e/top_k/class_predictions", [1, num_priors, num_classes])
-    _op(graph, _opcode(model, B.SELECT_V2), [keep, probs, zero], [masked],
+    fb.op(graph, fb.opcode(model, B.SELECT_V2), [keep, probs, zero], [masked],
         schema.BuiltinOptions.SelectV2Options, schema.SelectV2OptionsT())
     return masked
 
@@ -240,12 +184,12 @@ def uint8_pixels_input(model: Any, graph: Any, signature: Any) -> None:
     from ai_edge_litert import schema_py_generated as schema
 
     old = graph.inputs[0]
-    tensor = graph.tensors[old]
-    name = tensor.name
-    tensor.name = "e2e/input_int8"
-    new = _tensor(model, graph, name.decode() if isinstance(name, bytes) else name, list(tensor.shape),
-                  schema.TensorType.UINT8, None, 1.0, 0)
-    _op(graph, _opcode(model, schema.BuiltinOperator.QUANTIZE, version=2), [new], [old])
+    int8_input = graph.tensors[old]
+    name = int8_input.name
+    int8_input.name = "e2e/input_int8"
+    new = fb.tensor(model, graph, name.decode() if isinstance(name, bytes) else name, list(int8_input.shape),
+                 schema.TensorType.UINT8, None, 1.0, 0)
+    fb.op(graph, fb.opcode(model, schema.BuiltinOperator.QUANTIZE, version=2), [new], [old])
     graph.operators.insert(0, graph.operators.pop())
     graph.inputs = [new]
     if signature is not None:
@@ -281,30 +225,30 @@ def append_detection_postprocess(src: Path, dst: Path, outputs: dict[str, Output
     integer = conf.type == T.INT8
     loc_f = index["loc"]
     if loc.type != T.FLOAT32:  # the decode below is float (so is the op's)
-        loc_f = _tensor(model, graph, "e2e/loc_float", [1, num_priors, 4], T.FLOAT32)
-        _op(graph, _opcode(model, schema.BuiltinOperator.DEQUANTIZE, version=2), [index["loc"]], [loc_f])
+        loc_f = fb.tensor(model, graph, "e2e/loc_float", [1, num_priors, 4], T.FLOAT32)
+        fb.op(graph, fb.opcode(model, schema.BuiltinOperator.DEQUANTIZE, version=2), [index["loc"]], [loc_f])
     loc_yx = _clipped_encodings(model, graph, loc_f, np.asarray(priors, np.float32), variances)
 
-    probs = _tensor(model, graph, "e2e/class_predictions", [1, num_priors, num_classes], conf.type, None,
+    probs = fb.tensor(model, graph, "e2e/class_predictions", [1, num_priors, num_classes], conf.type, None,
                     *((1.0 / 256.0, -128) if integer else (None, None)))
     softmax = schema.SoftmaxOptionsT()
     softmax.beta = 1.0
-    _op(graph, _opcode(model, schema.BuiltinOperator.SOFTMAX, version=2 if integer else 1), [index["conf"]], [probs],
+    fb.op(graph, fb.opcode(model, schema.BuiltinOperator.SOFTMAX, version=2 if integer else 1), [index["conf"]], [probs],
         schema.BuiltinOptions.SoftmaxOptions, softmax)
 
     if post.top_k_per == "image" and post.top_k > 0:
         probs = _image_top_k_mask(model, graph, probs, num_priors, num_classes, int(post.top_k))
     if integer:  # the op's kernel reads float32 or uint8 inputs, not int8: dequantize right before it
-        probs_f = _tensor(model, graph, "e2e/class_predictions_float", [1, num_priors, num_classes], T.FLOAT32)
-        _op(graph, _opcode(model, schema.BuiltinOperator.DEQUANTIZE, version=2), [probs], [probs_f])
+        probs_f = fb.tensor(model, graph, "e2e/class_predictions_float", [1, num_priors, num_classes], T.FLOAT32)
+        fb.op(graph, fb.opcode(model, schema.BuiltinOperator.DEQUANTIZE, version=2), [probs], [probs_f])
         probs = probs_f
     priors = np.asarray(priors, np.float32)
     anchors = np.ascontiguousarray(priors[:, [1, 0, 3, 2]])  # (P, 4) [yc, xc, h, w]
-    anchor_t = _tensor(model, graph, "e2e/anchors", [num_priors, 4], T.FLOAT32, anchors.tobytes())
+    anchor_t = fb.tensor(model, graph, "e2e/anchors", [num_priors, 4], T.FLOAT32, anchors.tobytes())
     d = int(post.max_detections)
     shapes = {"boxes": [1, d, 4], "classes": [1, d], "scores": [1, d], "count": [1]}
-    outs = {key: _tensor(model, graph, key, shapes[key], T.FLOAT32) for key in OUTPUT_NAMES}
-    _op(graph, _opcode(model, schema.BuiltinOperator.CUSTOM, OP_NAME), [loc_yx, probs, anchor_t],
+    outs = {key: fb.tensor(model, graph, key, shapes[key], T.FLOAT32) for key in OUTPUT_NAMES}
+    fb.op(graph, fb.opcode(model, schema.BuiltinOperator.CUSTOM, OP_NAME), [loc_yx, probs, anchor_t],
         [outs[k] for k in OUTPUT_NAMES], custom=custom_options(post, num_classes - 1, variances))
 
     if graph.tensors[graph.inputs[0]].type == T.INT8:
