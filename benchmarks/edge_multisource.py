@@ -45,6 +45,7 @@ from edge_app.app import RunOptions, RunSummary, run  # noqa: E402
 from edge_app.backends import BackendOptions  # noqa: E402
 from edge_app.multisource import NamedSource  # noqa: E402
 from edge_app.sources import SourceOptions  # noqa: E402
+from ssd.atomic import atomic_write_text  # noqa: E402
 from ssd.postprocess import LIVE  # noqa: E402
 
 SYNTH = "synthetic://?width=640&height=480&seed={seed}"
@@ -226,8 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "size": args.size, "threads": args.threads, "frames_per_source": args.frames,
         "runs": rows, "memory": mem,
     })
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -41,6 +41,7 @@ from edge_app.backends import BackendOptions  # noqa: E402
 from edge_app.pipeline import PipelineOptions  # noqa: E402
 from edge_app.sources import SourceOptions  # noqa: E402
 from edge_app.sources.synthetic import SyntheticScene  # noqa: E402
+from ssd.atomic import atomic_write_text  # noqa: E402
 from ssd.postprocess import LIVE  # noqa: E402
 from ssd.specs import TINY, SSDSpec  # noqa: E402
 
@@ -253,11 +254,10 @@ def main(argv: list[str] | None = None) -> int:
               f"= {row['total_p50_ms']:.3f} ms per frame (p50; p90 {row['total_p90_ms']:.3f} ms), {row['tracks']} tracks, "
               f"{row['events']} events over {row['frames']} frames", flush=True)
     if args.analytics_only:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {"benchmark": "edge_app_analytics", "command": " ".join(["python", "benchmarks/edge_pipeline.py",
                   *(argv if argv is not None else sys.argv[1:])]), "machine": {"cpus": os.cpu_count(),
                   "load_average_at_start": load_start, "load_average_at_end": os.getloadavg()}, "analytics": analytics}
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.out}")
         return 0
     with tempfile.TemporaryDirectory(prefix="edge_bench_") as tmp:
@@ -301,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss": rss,
         "analytics": analytics,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 

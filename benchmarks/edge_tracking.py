@@ -51,6 +51,7 @@ sys.path[:0] = [str(ROOT)]
 
 from edge_app.analytics.tracker import ByteTracker, TrackerOptions, iou  # noqa: E402
 from edge_app.sources.synthetic import SyntheticScene  # noqa: E402
+from ssd.atomic import atomic_write_text  # noqa: E402
 
 #: the default sequence: ``synthetic://?motion=cross&objects=8&seed=3&frames=600`` at 640x480
 DEFAULT_SCENE = {"width": 640, "height": 480, "objects": 8, "seed": 3, "frames": 600}
@@ -322,8 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "detection_quality": detector_rows,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"edge_tracking scene: {report['scene']['uri']}, {reentries} re-entries, "
           f"{report['scene']['object_frames_counted']} object-frames counted; wrote {args.out}")
     return 0

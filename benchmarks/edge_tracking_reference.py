@@ -35,6 +35,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import edge_tracking as et  # noqa: E402
 
+from ssd.atomic import atomic_write_text  # noqa: E402
+
 REFERENCE_PACKAGES = ["numpy==1.23.5", "scipy<1.16", "lap==0.5.13", "cython_bbox==0.1.5", "opencv-python-headless==4.8.1.78"]
 
 RUNNER = r'''
@@ -174,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": "edge_tracking_reference", "reference": "ifzhang/ByteTrack yolox/tracker/byte_tracker.py",
               "reference_commit": commit, "detector": detector, "seed": args.seed, **result,
               "command": " ".join(["python", "benchmarks/edge_tracking_reference.py", *(argv if argv is not None else sys.argv[1:])])}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"edge_tracking_reference {detector}: {result['frames_identical']}/{result['frames']} frames with the same tracks "
           f"and one-to-one IDs ({result['ids_ours']} IDs), {result['tracks_ours_only']} ours-only and "
           f"{result['tracks_reference_only']} reference-only track boxes, {result['id_conflict_count']} ID conflicts, "

@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.runtimes import lively_checkpoint
     from calibration.sets import load_calibration_set
     from convert import ConvertOptions, export
+    from ssd.atomic import atomic_write_text
     from ssd.postprocess import EVAL, LIVE
 
     presets = {"LIVE": LIVE, "EVAL": EVAL}
@@ -119,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{timing[e2e_name]['detections_per_frame']:.1f} vs {timing[raw_name]['detections_per_frame']:.1f}), "
                           f"{args.threads} thread(s), load {os.getloadavg()[0]:.1f}", flush=True)
             results["models"][arch] = model_rows
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = args.out.with_suffix(".json.tmp")
-    tmp_path.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp_path, args.out)
+    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print(f"endtoend_latency: {sum(len(v) for v in results['models'].values())} pairs -> {args.out}")
     return 0
 

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from compare.run import evaluate_predictor, load_samples
     from convert import ConvertOptions, export
     from convert.validate import Tolerances
+    from ssd.atomic import atomic_write_text
     from ssd.postprocess import LIVE
     from ssd.sidecar import read_sidecar
 
@@ -88,14 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                      "within_limit": passed})
         print(f"{e2e}: mAP@0.5 {maps[e2e]:.2f} vs {raw} {maps[raw]:.2f} at LIVE ({diff:+.3f} points, limit "
               f"{args.limit:g}: {'ok' if passed else 'OVER'})")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     payload = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split,
                "images": len(samples.samples), "thresholds": LIVE._asdict(), "limit_points": args.limit,
                "pairs": rows, "convert_seconds": convert_s, "python": platform.python_version(),
                "load_average": os.getloadavg()}
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, RESULTS)
+    atomic_write_text(RESULTS, json.dumps(payload, indent=2) + "\n")
     print(f"endtoend_map: {sum(r['within_limit'] for r in rows)}/{len(rows)} end-to-end artifacts within "
           f"{args.limit:g} points of their raw twin on {args.split} ({len(samples.samples)} images) -> {RESULTS}")
     return 0 if ok else 1

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from compare.predictors import ArtifactPredictor, TorchPredictor
     from compare.run import discover_artifacts, load_samples
     from ssd.apstats import match_table
+    from ssd.atomic import atomic_write_text
     from ssd.bootstrap import paired_interval
 
     start = time.perf_counter()
@@ -91,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
               "val_images": n_val, "test_images": len(splits[args.test_split]), "draws": args.draws,
               "resamples": args.resamples, "fp32_map50": {s: 100 * t.map50() for s, t in fp32.items()}, "rows": rows,
               "seconds": time.perf_counter() - start}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     summary = "; ".join(f"{r['artifact']}: " + ", ".join(f"{k} {v['coverage']:.2f} (w {v['median_width']:.2f})"
                                                           for k, v in r["sizes"].items()) for r in rows)
     print(f"int8_intervals: coverage by held-out size: {summary}; wrote {args.out}")
