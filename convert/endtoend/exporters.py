@@ -31,9 +31,10 @@ from typing import Any
 
 from convert.context import ExportContext
 from convert.errors import ConvertError
+from convert.exported import Exported
 from ssd.postprocess import EVAL, LIVE, PostprocessParams
 from ssd.priors import default_boxes
-from ssd.sidecar import InGraphPostprocess, OutputSpec, Sidecar, read_sidecar
+from ssd.sidecar import InGraphPostprocess, OutputSpec
 
 #: end-to-end format -> its raw-head twin
 TWINS: dict[str, str] = {
@@ -59,9 +60,9 @@ def in_graph(op: str, top_k_per: str, preset: str = "LIVE") -> InGraphPostproces
                               top_k=params.top_k, max_detections=params.max_detections, top_k_per=top_k_per, preset=preset)
 
 
-def make_twin(ctx: ExportContext, name: str, stage: Path) -> tuple[Any, Sidecar]:
-    """The raw-head twin of end-to-end format ``name`` in ``stage/twin``, with its sidecar; its
-    path is remembered in ``ctx.state.e2e_twins`` for the check (:func:`convert.endtoend.check.check_end_to_end`)."""
+def make_twin(ctx: ExportContext, name: str, stage: Path) -> Exported:
+    """The raw-head twin of end-to-end format ``name`` in ``stage/twin``, its sidecar written beside
+    it; its path is remembered in ``ctx.state.e2e_twins`` for the check (:func:`convert.endtoend.check.check_end_to_end`)."""
     from convert.formats import FORMATS
     from convert.staging import write_staged_sidecar
 
@@ -73,19 +74,16 @@ def make_twin(ctx: ExportContext, name: str, stage: Path) -> tuple[Any, Sidecar]
     exported = FORMATS[raw].exporter(ctx, folder, f"model_{raw}")
     write_staged_sidecar(ctx, raw, exported)
     ctx.state.e2e_twins[name] = exported.artifact
-    return exported, read_sidecar(exported.artifact)
+    return exported
 
 
-def _exported(twin: Any, dst: Path, outputs: dict[str, OutputSpec], post: InGraphPostprocess, name: str, how: str,
-              **fields: Any) -> Any:
-    """The :class:`convert.formats.Exported` of end-to-end ``name`` built on ``twin``: the twin's
+def _exported(twin: Exported, dst: Path, outputs: dict[str, OutputSpec], post: InGraphPostprocess, name: str, how: str,
+              **fields: Any) -> Exported:
+    """The :class:`convert.exported.Exported` of end-to-end ``name`` built on ``twin``: the twin's
     input, runtime hints and provenance, the op's outputs and the in-graph record; ``fields``
     override (companions, input)."""
-    from convert.exported import Exported
-
-    values = {"input": twin.input, "runtime_hints": twin.runtime_hints,
-              "extra": {**twin.extra, "twin": TWINS[name], "in_graph": how}, "postprocess": post, **fields}
-    return Exported(dst, twin.input_name, values.pop("input"), outputs, **values)
+    return Exported(dst, twin.input_name, fields.pop("input", twin.input), outputs, runtime_hints=twin.runtime_hints,
+                    extra={**twin.extra, "twin": TWINS[name], "in_graph": how}, postprocess=post, **fields)
 
 
 def _priors(ctx: ExportContext):
@@ -93,10 +91,10 @@ def _priors(ctx: ExportContext):
     return default_boxes(spec), spec.variances
 
 
-def _onnx_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
+def _onnx_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Exported:
     from convert.endtoend.onnx_nms import append_onnx_nms
 
-    twin, _ = make_twin(ctx, name, stage)
+    twin = make_twin(ctx, name, stage)
     post = in_graph("NonMaxSuppression", "image", ctx.options.in_graph)
     priors, variances = _priors(ctx)
     dst = append_onnx_nms(twin.artifact, stage / f"{stem}.onnx", priors, variances, post)
@@ -105,15 +103,15 @@ def _onnx_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
     return _exported(twin, dst, outputs, post, name, "onnx NonMaxSuppression after the decode")
 
 
-def export_onnx_fp32_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
+def export_onnx_fp32_e2e(ctx: ExportContext, stage: Path, stem: str) -> Exported:
     return _onnx_e2e(ctx, stage, stem, "onnx_fp32_e2e")
 
 
-def export_onnx_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
+def export_onnx_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Exported:
     return _onnx_e2e(ctx, stage, stem, "onnx_int8_e2e")
 
 
-def _openvino_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
+def _openvino_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Exported:
     import openvino as ov
 
     from convert.endtoend.openvino_detection_output import (
@@ -122,7 +120,7 @@ def _openvino_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
         model_api_info,
     )
 
-    twin, _ = make_twin(ctx, name, stage)
+    twin = make_twin(ctx, name, stage)
     post = in_graph("DetectionOutput", "image", ctx.options.in_graph)
     priors, variances = _priors(ctx)
     model = detection_output(ov.Core().read_model(str(twin.artifact)), priors, variances, post)
@@ -135,21 +133,21 @@ def _openvino_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
     return _exported(twin, xml, outputs, post, name, "openvino DetectionOutput-8", companions=(xml.with_suffix(".bin"),))
 
 
-def export_openvino_fp32_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
+def export_openvino_fp32_e2e(ctx: ExportContext, stage: Path, stem: str) -> Exported:
     return _openvino_e2e(ctx, stage, stem, "openvino_fp32_e2e")
 
 
-def export_openvino_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
+def export_openvino_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Exported:
     return _openvino_e2e(ctx, stage, stem, "openvino_int8_e2e")
 
 
-def export_tensorrt_qdq_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
+def export_tensorrt_qdq_e2e(ctx: ExportContext, stage: Path, stem: str) -> Exported:
     """The TensorRT QDQ twin + decode + ``EfficientNMS_TRT``; the static check runs here and in
     the format's check (:mod:`convert.endtoend.tensorrt_nms_check`)."""
     from convert.endtoend.onnx_nms import append_efficient_nms
     from convert.endtoend.tensorrt_nms_check import check_efficient_nms
 
-    twin, _ = make_twin(ctx, "tensorrt_qdq_e2e", stage)
+    twin = make_twin(ctx, "tensorrt_qdq_e2e", stage)
     post = in_graph("EfficientNMS_TRT", "image", ctx.options.in_graph)
     priors, variances = _priors(ctx)
     dst = append_efficient_nms(twin.artifact, stage / f"{stem}.onnx", priors, variances, post)
@@ -164,21 +162,20 @@ def export_tensorrt_qdq_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
     return _exported(twin, dst, outputs, post, "tensorrt_qdq_e2e", "TensorRT EfficientNMS_TRT plugin (static check)")
 
 
-def export_tflite_fp32_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
+def export_tflite_fp32_e2e(ctx: ExportContext, stage: Path, stem: str) -> Exported:
     return _tflite_e2e(ctx, stage, stem, "tflite_fp32_e2e")
 
 
-def export_tflite_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Any:
+def export_tflite_int8_e2e(ctx: ExportContext, stage: Path, stem: str) -> Exported:
     return _tflite_e2e(ctx, stage, stem, "tflite_int8_e2e")
 
 
-def _tflite_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Any:
+def _tflite_e2e(ctx: ExportContext, stage: Path, stem: str, name: str) -> Exported:
     from convert.endtoend.tflite_postprocess import append_detection_postprocess
 
-    twin, _ = make_twin(ctx, name, stage)
-    # regular (per-class) NMS; its per-class limit stands in for the app's image-wide top-k
-    # the image-wide top-k is a mask before the op; its per-class limit (detections_per_class) is
-    # max_detections, so it never binds first
+    twin = make_twin(ctx, name, stage)
+    # regular (per-class) NMS; the app's image-wide top-k is a mask before the op, and its per-class
+    # limit (detections_per_class) is max_detections, so it never binds first
     post = in_graph("TFLite_Detection_PostProcess", "image", ctx.options.in_graph)
     priors, variances = _priors(ctx)
     dst, names = append_detection_postprocess(twin.artifact, stage / f"{stem}.tflite", twin.outputs, priors, variances,
