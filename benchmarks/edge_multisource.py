@@ -51,25 +51,6 @@ from ssd.postprocess import LIVE  # noqa: E402
 SYNTH = "synthetic://?width=640&height=480&seed={seed}"
 
 
-def build_artifacts(folder: Path, size: int, backends: list[str], bg_bias: float) -> dict[str, Path]:
-    """Dynamic-batch ONNX and OpenVINO IR, static LiteRT, of the tiny SSD at ``size`` px."""
-    import edge_artifacts as ea
-
-    from benchmarks.edge_pipeline import tiny_spec
-
-    folder.mkdir(parents=True, exist_ok=True)
-    model = ea.make_model(spec=tiny_spec(size), bg_bias=bg_bias)
-    out: dict[str, Path] = {}
-    onnx = ea.export_onnx(model, folder / f"tiny{size}_dynamic.onnx", dynamic_batch=True)
-    if "onnx" in backends:
-        out["onnx"] = onnx
-    if "openvino" in backends:
-        out["openvino"] = ea.export_openvino(onnx, folder / f"tiny{size}_dynamic.xml", "fp32", spec=model.spec)
-    if "tflite" in backends:
-        out["tflite"] = ea.export_tflite(model, folder / f"tiny{size}_fp32.tflite")
-    return out
-
-
 def configurations(videos: list[Path]) -> dict[str, tuple[list[str], int | None]]:
     """name -> (source URIs, --batch)."""
     synth = [SYNTH.format(seed=k) for k in range(4)]
@@ -188,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         import edge_artifacts as ea
 
-        from benchmarks.edge_pipeline import write_video
+        from benchmarks.edge_pipeline import build_artifacts, write_video
 
-        models = build_artifacts(work, args.size, args.backends.split(","), args.bg_bias)
+        models = build_artifacts(work, args.size, args.backends.split(","), args.bg_bias, dynamic_batch=True)
         videos = [write_video(work / f"cam{k}.avi", 640, 480, 120) for k in range(1)]
         # four files, each its own (a copy of the clip, shifted so that the sources differ)
         frames = ea.read_video(videos[0])

@@ -66,18 +66,21 @@ def tiny_spec(size: int) -> SSDSpec:
                    aspect_ratios=TINY.aspect_ratios)
 
 
-def build_artifacts(folder: Path, size: int, backends: list[str], bg_bias: float = 6.5) -> dict[str, Path]:
-    """FP32 artifacts of the tiny SSD at ``size`` px; ``bg_bias`` sets how many detections it makes."""
+def build_artifacts(folder: Path, size: int, backends: list[str], bg_bias: float = 6.5,
+                    dynamic_batch: bool = False) -> dict[str, Path]:
+    """FP32 artifacts of the tiny SSD at ``size`` px; ``bg_bias`` sets how many detections it makes.
+    ``dynamic_batch``: ONNX and OpenVINO IR take any batch size (LiteRT stays batch 1)."""
     import edge_artifacts as ea
 
     folder.mkdir(parents=True, exist_ok=True)
     model = ea.make_model(spec=tiny_spec(size), bg_bias=bg_bias)
     out: dict[str, Path] = {}
-    onnx = ea.export_onnx(model, folder / f"tiny{size}_fp32.onnx")
+    stem = f"tiny{size}_dynamic" if dynamic_batch else f"tiny{size}_fp32"
+    onnx = ea.export_onnx(model, folder / f"{stem}.onnx", dynamic_batch=dynamic_batch)
     if "onnx" in backends:
         out["onnx"] = onnx
     if "openvino" in backends:
-        out["openvino"] = ea.export_openvino(onnx, folder / f"tiny{size}_fp32.xml", "fp32", spec=model.spec)
+        out["openvino"] = ea.export_openvino(onnx, folder / f"{stem}.xml", "fp32", spec=model.spec)
     if "tflite" in backends:
         out["tflite"] = ea.export_tflite(model, folder / f"tiny{size}_fp32.tflite")
     return out
